@@ -1,0 +1,1 @@
+"""The aiohttp application: configuration, database, case workflow, auth, API, portal pages, CLI."""

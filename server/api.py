@@ -1,0 +1,382 @@
+"""The JSON API under /api/v1 (see docs/api.md and /api/v1/openapi.json)."""
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from aiohttp import web
+
+from . import serialize as ser
+from .errors import NotFound, Unauthorized, ValidationFailed
+from .httputil import json_body, path_int, query_page, respond
+from .openapi import ApiRouter
+from .policy import Actor, require_staff, require_view
+from .schemas import (CATEGORIES, CASE_TYPES, AssignIn, CaseIn, CloseIn, ExpertIn, InstitutionIn, InviteIn,
+                      LoginIn, RejectIn, SessionIn, TokenIn, TransferIn, UserIn, UserPatch, WithdrawIn, parse)
+from .security import TokenInvalid
+from .services import cases as case_svc
+from .services import directory, sessions as session_svc
+from .services.cases import Upload
+from .workflow import STATUSES
+
+api = ApiRouter("/api/v1")
+SESSION_COOKIE = "mediation_session"
+
+
+def actor(request: web.Request) -> Actor:
+    return request["actor"]
+
+
+def db(request: web.Request):
+    return request.app["db"]
+
+
+def settings(request: web.Request):
+    return request.app["settings"]
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+@api.route("POST", "/auth/login", summary="Staff login; returns a bearer token and sets the session cookie",
+           who="anyone", body=LoginIn, tag="auth")
+async def login(request: web.Request) -> web.Response:
+    data = parse(LoginIn, await json_body(request))
+    async with db(request).session() as s:
+        user, token, csrf = await directory.login(s, data.username, data.password, settings(request).staff_session_hours)
+    resp = respond({"token": token, "csrf_token": csrf, "user": ser.user(user)})
+    set_session_cookie(request, resp, token)
+    return resp
+
+
+def set_session_cookie(request: web.Request, resp: web.StreamResponse, token: str) -> None:
+    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=settings(request).cookie_secure,
+                    max_age=settings(request).staff_session_hours * 3600, path="/")
+
+
+@api.route("POST", "/auth/logout", summary="End the staff session", who="staff", tag="auth")
+async def logout(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    async with db(request).session() as s:
+        await directory.logout(s, request["session_token"])
+    resp = respond({"ok": True})
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+@api.route("GET", "/auth/me", summary="The logged-in staff member", who="staff", tag="auth")
+async def me(request: web.Request) -> web.Response:
+    user = require_staff(actor(request))
+    return respond({"user": ser.user(user), "csrf_token": request["staff_session"].csrf_token})
+
+
+# --- directory --------------------------------------------------------------------------------
+
+@api.route("GET", "/institutions", summary="Institutions that take cases", who="anyone", tag="directory")
+async def institutions(request: web.Request) -> web.Response:
+    async with db(request).session() as s:
+        rows = await directory.list_institutions(s)
+    return respond({"institutions": [ser.institution(i) for i in rows]})
+
+
+@api.route("POST", "/institutions", summary="Add an institution", who="admin", body=InstitutionIn, status=201,
+           tag="directory")
+async def add_institution(request: web.Request) -> web.Response:
+    require_staff(actor(request), "admin")
+    data = parse(InstitutionIn, await json_body(request))
+    async with db(request).session() as s:
+        inst = await directory.add_institution(s, actor(request), data)
+    return respond({"institution": ser.institution(inst)}, 201)
+
+
+@api.route("GET", "/users", summary="Staff accounts", who="admin", tag="directory")
+async def users(request: web.Request) -> web.Response:
+    async with db(request).session() as s:
+        rows = await directory.list_users(s, actor(request))
+    return respond({"users": [ser.user(u) for u in rows]})
+
+
+@api.route("POST", "/users", summary="Add a staff account", who="admin", body=UserIn, status=201, tag="directory")
+async def add_user(request: web.Request) -> web.Response:
+    require_staff(actor(request), "admin")
+    data = parse(UserIn, await json_body(request))
+    async with db(request).session() as s:
+        user = await directory.add_user(s, actor(request), data)
+    return respond({"user": ser.user(user)}, 201)
+
+
+@api.route("PATCH", "/users/{user_id}", summary="Deactivate, rename or reset the password of an account",
+           who="admin", body=UserPatch, tag="directory")
+async def patch_user(request: web.Request) -> web.Response:
+    require_staff(actor(request), "admin")
+    uid = path_int(request, "user_id")
+    data = parse(UserPatch, await json_body(request))
+    async with db(request).session() as s:
+        user = await directory.update_user(s, actor(request), uid, data)
+    return respond({"user": ser.user(user)})
+
+
+@api.route("GET", "/mediators", summary="Mediators with their open-case workload", who="intake, admin",
+           query={"institution_id": "admin only: one institution"}, tag="directory")
+async def mediators(request: web.Request) -> web.Response:
+    require_staff(actor(request), "intake", "admin")
+    raw = request.query.get("institution_id")
+    if raw is not None and not raw.isdigit():
+        raise ValidationFailed("institution_id must be a number.", fields={"institution_id": "invalid"})
+    async with db(request).session() as s:
+        rows = await case_svc.mediator_workloads(s, actor(request), int(raw) if raw else None)
+    return respond({"mediators": rows})
+
+
+@api.route("GET", "/experts", summary="The expert pool", who="staff",
+           query={"specialty": "filter", "level": "county or town"}, tag="directory")
+async def experts(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    async with db(request).session() as s:
+        rows = await directory.list_experts(s, actor(request), request.query.get("specialty"),
+                                            request.query.get("level"))
+    return respond({"experts": [ser.expert(e) for e in rows]})
+
+
+@api.route("POST", "/experts", summary="Add an expert to the pool", who="admin", body=ExpertIn, status=201,
+           tag="directory")
+async def add_expert(request: web.Request) -> web.Response:
+    require_staff(actor(request), "admin")
+    data = parse(ExpertIn, await json_body(request))
+    async with db(request).session() as s:
+        e = await directory.add_expert(s, actor(request), data)
+    return respond({"expert": ser.expert(e)}, 201)
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+@api.route("GET", "/meta", summary="Case types, categories and statuses", who="anyone", tag="directory")
+async def meta(request: web.Request) -> web.Response:
+    return respond({"types": CASE_TYPES, "categories": CATEGORIES, "statuses": STATUSES})
+
+
+@api.route("POST", "/cases", summary="File a case (JSON, or multipart with a 'case' JSON field and 'evidence' files)",
+           who="anyone", body=CaseIn, status=201)
+async def file_case(request: web.Request) -> web.Response:
+    cfg = settings(request)
+    uploads: list[Upload] = []
+    if request.content_type == "multipart/form-data":
+        raw_case = None
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "case":
+                raw_case = await part.text()
+            elif part.name == "evidence":
+                data = await part.read(decode=False)
+                if len(data) > cfg.max_evidence_bytes:
+                    raise ValidationFailed(f"'{part.filename}' is too large.", fields={"evidence": "file_too_large"})
+                uploads.append(Upload(part.filename or "file", bytes(data)))
+            else:
+                raise ValidationFailed(f"Unexpected form field '{part.name}'.", fields={part.name or "_": "unexpected"})
+        try:
+            body = json.loads(raw_case) if raw_case else None
+        except ValueError:
+            raise ValidationFailed("The 'case' field is not valid JSON.", fields={"case": "invalid JSON"})
+        if body is None:
+            raise ValidationFailed("The 'case' field is missing.", fields={"case": "required"})
+    else:
+        body = await json_body(request)
+    data = parse(CaseIn, body)
+    async with db(request).session() as s:
+        case, code = await case_svc.file_case(s, request.app["evidence_store"], data, uploads,
+                                              max_bytes=cfg.max_evidence_bytes, max_files=cfg.max_evidence_files)
+    return respond({"case": {"id": case.id, "number": case.number, "status": case.status}, "access_code": code}, 201)
+
+
+@api.route("GET", "/cases", summary="Cases visible to the caller", who="staff",
+           query={"status": "one or more statuses, comma-separated", "q": "number, title or party name",
+                  "page": "1-based"})
+async def list_cases(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    status = request.query.get("status") or None
+    if status and any(x not in STATUSES for x in status.split(",")):
+        raise ValidationFailed("Unknown status.", fields={"status": f"one of {', '.join(STATUSES)}"})
+    q = request.query.get("q")
+    if q is not None and len(q) > 100:
+        raise ValidationFailed("The search text is too long.", fields={"q": "at most 100 characters"})
+    page = query_page(request)
+    async with db(request).session() as s:
+        rows, total = await case_svc.list_cases(s, actor(request), status=status, q=q, page=page)
+    return respond({"cases": [ser.case_summary(c) for c in rows], "total": total, "page": page,
+                    "page_size": case_svc.PAGE_SIZE})
+
+
+async def _case_for(request: web.Request, s, ref: str):
+    """Staff name a case by id or number; an applicant by number with X-Access-Code."""
+    code = request.headers.get("X-Access-Code")
+    if code is not None and not actor(request).is_staff:
+        who = await case_svc.applicant_login(s, ref, code, request.headers.get("X-Phone"))
+        case = await case_svc.get_case(s, who.applicant_case_id)
+        return case, who
+    who = actor(request)
+    if not who.is_staff:
+        raise Unauthorized("Log in as staff, or send the case's access code in X-Access-Code.")
+    case = await case_svc.get_case(s, int(ref)) if ref.isdigit() and len(ref) < 19 else \
+        await case_svc.get_case_by_number(s, ref)
+    if case is None:
+        raise NotFound("No such case.")
+    require_view(who, case)
+    return case, who
+
+
+@api.route("GET", "/cases/{ref}", summary="One case with its history (applicant: number + X-Access-Code header)",
+           who="the applicant, staff who may see the case")
+async def get_case(request: web.Request) -> web.Response:
+    async with db(request).session() as s:
+        case, who = await _case_for(request, s, request.match_info["ref"])
+        hist = await case_svc.history(s, case.id)
+    public = not who.is_staff
+    return respond({"case": ser.case_full(case, staff=who.is_staff),
+                    "history": [ser.audit_entry(e, public=public) for e in hist]})
+
+
+@api.route("POST", "/cases/{ref}/withdraw", summary="The applicant withdraws the case", who="the applicant",
+           body=WithdrawIn)
+async def withdraw(request: web.Request) -> web.Response:
+    if request.headers.get("X-Access-Code") is None:
+        raise Unauthorized("Send the case's access code in X-Access-Code.")
+    data = parse(WithdrawIn, await json_body(request))
+    async with db(request).session() as s:
+        case, who = await _case_for(request, s, request.match_info["ref"])
+        case = await case_svc.withdraw(s, who, case.id, data)
+    return respond({"case": ser.case_summary(case)})
+
+
+def _decision(action, model=None, summary="", who="intake of the case's institution, admin"):
+    async def handler(request: web.Request) -> web.Response:
+        require_staff(actor(request))
+        case_id = path_int(request, "case_id")
+        args = [parse(model, await json_body(request))] if model else []
+        async with db(request).session() as s:
+            case = await action(s, actor(request), case_id, *args)
+        return respond({"case": ser.case_summary(case)})
+    return handler
+
+
+for _name, _fn, _model, _summary, _who in [
+    ("accept", case_svc.accept, None, "Accept a filed or transferred case", None),
+    ("reject", case_svc.reject, RejectIn, "Reject a case with a reason", None),
+    ("transfer", case_svc.transfer, TransferIn, "Transfer (分流) a case to another institution", None),
+    ("assign", case_svc.assign, AssignIn, "Assign (or reassign) a mediator", None),
+    ("archive", case_svc.archive, None, "Archive a concluded case", None),
+    ("close", case_svc.close, CloseIn, "Conclude mediation as settled or failed", "the case's mediator"),
+]:
+    api.route("POST", "/cases/{case_id}/" + _name, summary=_summary, body=_model,
+              who=_who or "intake of the case's institution, admin")(_decision(_fn, _model))
+
+
+@api.route("GET", "/cases/{case_id}/record", summary="Full record: case, timeline, sessions and invitations",
+           who="admin, clerk, intake of the institution, the case's mediator")
+async def record(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    case_id = path_int(request, "case_id")
+    async with db(request).session() as s:
+        case = await case_svc.view(s, actor(request), case_id)
+        hist = await case_svc.history(s, case.id)
+        sessions = await session_svc.list_sessions(s, case.id)
+        invites = {sess.id: await session_svc.list_invites(s, sess.id) for sess in sessions}
+    return respond({
+        "case": ser.case_full(case, staff=True),
+        "timeline": [ser.audit_entry(e) for e in hist],
+        "sessions": [{**ser.session(x), "invites": [ser.invite(i) for i in invites[x.id]]} for x in sessions],
+        "recordings": [],
+        "outcome": None,
+    })
+
+
+@api.route("GET", "/cases/{case_id}/evidence/{evidence_id}", summary="Download an evidence file",
+           who="staff who may see the case")
+async def evidence_file(request: web.Request) -> web.StreamResponse:
+    require_staff(actor(request))
+    case_id, eid = path_int(request, "case_id"), path_int(request, "evidence_id")
+    async with db(request).session() as s:
+        case = await case_svc.view(s, actor(request), case_id)
+    ev = next((e for e in case.evidence if e.id == eid), None)
+    if ev is None:
+        raise NotFound("No such evidence file.")
+    data = await request.app["evidence_store"].get(ev.storage_key)
+    return web.Response(body=data, content_type=ev.content_type, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(ev.filename)}",
+        "X-Content-SHA256": ev.sha256})
+
+
+# --- sessions and join links ----------------------------------------------------------------------
+
+@api.route("POST", "/cases/{case_id}/sessions", summary="Open a mediation session", who="the case's mediator",
+           body=SessionIn, status=201, tag="sessions")
+async def open_session(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    case_id = path_int(request, "case_id")
+    data = parse(SessionIn, await json_body(request))
+    async with db(request).session() as s:
+        sess = await session_svc.open_session(s, actor(request), case_id, data)
+    return respond({"session": ser.session(sess)}, 201)
+
+
+@api.route("GET", "/sessions/{session_id}", summary="One session with its invitations",
+           who="staff who may see the case", tag="sessions")
+async def get_session(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    sid = path_int(request, "session_id")
+    async with db(request).session() as s:
+        sess = await session_svc.get_session(s, sid)
+        await case_svc.view(s, actor(request), sess.case_id)
+        invites = await session_svc.list_invites(s, sid)
+    return respond({"session": {**ser.session(sess), "invites": [ser.invite(i) for i in invites]}})
+
+
+@api.route("POST", "/sessions/{session_id}/invites", summary="Create a join link", who="the case's mediator",
+           body=InviteIn, status=201, tag="sessions")
+async def create_invite(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    sid = path_int(request, "session_id")
+    data = parse(InviteIn, await json_body(request))
+    cfg = settings(request)
+    async with db(request).session() as s:
+        invite, token = await session_svc.create_invite(s, actor(request), sid, data, secret=cfg.secret_key,
+                                                        default_seconds=cfg.join_token_default_seconds)
+    return respond({"url": f"{cfg.public_url}/join/{token}", "token": token,
+                    "expires_at": ser.iso(invite.expires_at), "invite": ser.invite(invite)}, 201)
+
+
+@api.route("POST", "/sessions/{session_id}/invites/{invite_id}/revoke", summary="Withdraw a join link",
+           who="the case's mediator", tag="sessions")
+async def revoke_invite(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    sid, iid = path_int(request, "session_id"), path_int(request, "invite_id")
+    async with db(request).session() as s:
+        invite = await session_svc.revoke_invite(s, actor(request), sid, iid)
+    return respond({"invite": ser.invite(invite)})
+
+
+@api.route("POST", "/sessions/{session_id}/end", summary="End the session", who="the case's mediator",
+           tag="sessions")
+async def end_session(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    sid = path_int(request, "session_id")
+    async with db(request).session() as s:
+        sess = await session_svc.end_session(s, actor(request), sid)
+    return respond({"session": ser.session(sess)})
+
+
+@api.route("POST", "/join-tokens/verify", summary="Check a join token: signature, expiry, revocation, session state",
+           who="anyone", body=TokenIn, tag="sessions")
+async def verify_token(request: web.Request) -> web.Response:
+    data = parse(TokenIn, await json_body(request))
+    async with db(request).session() as s:
+        try:
+            claims, invite, sess = await session_svc.verify_join_token(s, settings(request).secret_key, data.token)
+        except TokenInvalid as exc:
+            return respond({"valid": False, "error": {"code": exc.code, "message": exc.message}})
+    return respond({"valid": True, "session_id": sess.id, "room_id": sess.room_id, "role": claims["role"],
+                    "name": claims["name"], "participant": claims["sub"], "grants": claims["grants"],
+                    "expires_at": claims["exp"]})
+
+
+@api.route("GET", "/openapi.json", summary="This document", who="anyone", tag="meta")
+async def openapi(request: web.Request) -> web.Response:
+    return respond(api.document("Mediation server API", "1"))

@@ -1,0 +1,140 @@
+"""The composition root: builds the aiohttp application from settings."""
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+
+import jinja2
+from aiohttp import web
+
+import web as webpkg
+
+from . import api as api_mod
+from .db import Database
+from .errors import AppError, Forbidden
+from .i18n import pick_lang, translator
+from .policy import ANONYMOUS, Actor
+from .services import directory
+from .storage import FileStore
+
+log = logging.getLogger("mediation")
+
+CSRF_COOKIE = "mediation_csrf"
+LANG_COOKIE = "lang"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith("/api/")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except AppError as exc:
+        if _is_api(request) or not request.get("t"):
+            return api_mod.respond(exc.to_json(), exc.status)
+        from .pages import render_error
+        return render_error(request, exc)
+    except web.HTTPException as exc:
+        if _is_api(request) and exc.status >= 400:
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
+            return api_mod.respond({"error": {"code": code, "message": exc.reason}}, exc.status)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        body = {"error": {"code": "internal_error", "message": "Something went wrong on the server."}}
+        return api_mod.respond(body, 500)
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler):
+    """Who is calling, in which language, and CSRF protection for cookie-authenticated writes."""
+    lang = pick_lang(request.query.get("lang"), request.cookies.get(LANG_COOKIE),
+                     request.headers.get("Accept-Language"))
+    request["lang"] = lang
+    request["t"] = translator(lang)
+    request["actor"] = ANONYMOUS
+    request["staff_session"] = None
+    bearer = request.headers.get("Authorization", "")
+    via_bearer = bearer.startswith("Bearer ")
+    token = bearer[7:].strip() if via_bearer else request.cookies.get(api_mod.SESSION_COOKIE, "")
+    if token:
+        async with request.app["db"].session() as s:
+            found = await directory.resolve_session(s, token)
+        if found:
+            request["actor"] = Actor(user=found[0])
+            request["staff_session"] = found[1]
+            request["session_token"] = token
+    # Anonymous forms use a double-submit token bound to a random cookie by HMAC.
+    nonce = request.cookies.get(CSRF_COOKIE) or ""
+    new_nonce = None
+    if not nonce or len(nonce) > 100:
+        nonce = new_nonce = secrets.token_urlsafe(16)
+    request["csrf_token"] = (request["staff_session"].csrf_token if request["staff_session"]
+                             else _anon_csrf(request.app["settings"].secret_key, nonce))
+    if request.method in UNSAFE and not via_bearer:
+        await _check_csrf(request)
+    resp = await handler(request)
+    if new_nonce and isinstance(resp, web.StreamResponse) and not resp.prepared:
+        resp.set_cookie(CSRF_COOKIE, new_nonce, httponly=True, samesite="Lax", path="/")
+    if request.query.get("lang") in ("zh-CN", "en") and isinstance(resp, web.StreamResponse) and not resp.prepared:
+        resp.set_cookie(LANG_COOKIE, lang, samesite="Lax", path="/", max_age=365 * 86400)
+    return resp
+
+
+def _anon_csrf(secret: str, nonce: str) -> str:
+    return hmac.new(secret.encode(), nonce.encode(), "sha256").hexdigest()
+
+
+async def _check_csrf(request: web.Request) -> None:
+    if _is_api(request):
+        # JSON API: a cookie-authenticated write must echo the session's CSRF token in a header;
+        # anonymous calls (filing a case, login) carry no ambient authority to abuse.
+        if request["staff_session"] is not None:
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(sent, request["staff_session"].csrf_token):
+                raise Forbidden("Missing or wrong X-CSRF-Token header.", code="csrf_failed")
+        return
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise Forbidden("Unsupported form submission.", code="csrf_failed")
+    sent = request.headers.get("X-CSRF-Token", "") or (await request.post()).get("csrf_token", "")
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, request["csrf_token"]):
+        raise Forbidden("This form has expired. Reload the page and try again.", code="csrf_failed")
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler):
+    resp = await handler(request)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    return resp
+
+
+def create_app(settings, *, db: Database | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[headers_middleware, error_middleware, context_middleware],
+        client_max_size=settings.max_evidence_bytes * settings.max_evidence_files + 1024 * 1024,
+    )
+    app["settings"] = settings
+    app["db"] = db or Database(settings.database_url)
+    app["evidence_store"] = FileStore(settings.evidence_dir)
+    app["jinja"] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(webpkg.TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html"]),
+        enable_async=False,
+    )
+    api_mod.api.add_to(app)
+    from . import pages
+    pages.setup(app)
+    app.router.add_static("/static/", webpkg.STATIC, name="static")
+
+    async def close_db(app):
+        if db is None:
+            await app["db"].dispose()
+
+    app.on_cleanup.append(close_db)
+    return app

@@ -1,0 +1,80 @@
+"""Engine, sessions and migrations. SQLite file by default, PostgreSQL via DATABASE_URL."""
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            # Let SQLAlchemy's "begin" event issue BEGIN itself (see below).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(conn):
+            # A deferred transaction that later writes fails at once with "database is
+            # locked" when another writer got there first; IMMEDIATE waits its turn instead.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed on success, rolled back entirely on any error."""
+        async with self.sessionmaker() as s:
+            async with s.begin():
+                yield s
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _run_alembic(url: str, action: str, revision: str) -> None:
+    cfg = alembic_config(url)
+    getattr(command, action)(cfg, revision)
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    # Alembic's env.py runs its own event loop; keep it off ours.
+    await asyncio.to_thread(_run_alembic, url, "upgrade", revision)
+
+
+async def downgrade(url: str, revision: str = "base") -> None:
+    await asyncio.to_thread(_run_alembic, url, "downgrade", revision)

@@ -1,0 +1,1 @@
+"""Domain services: every rule about cases, people and sessions. Handlers only translate."""

@@ -1,0 +1,143 @@
+"""Mediation sessions of a case, and the join links (signed tokens) that let people into them."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .. import audit
+from ..errors import Conflict, NotFound, ValidationFailed
+from ..models import Expert, Invite, MediationSession, Party
+from ..policy import Actor, require_case_mediator
+from ..schemas import InviteIn, SessionIn
+from ..security import ROLE_GRANTS, TokenInvalid, decode_join_token, issue_join_token
+from .cases import _transition, get_case
+
+EXPERT_LINK_SECONDS = 2 * 3600
+
+
+async def open_session(s: AsyncSession, actor: Actor, case_id: int, data: SessionIn) -> MediationSession:
+    case = await get_case(s, case_id, lock=True)
+    user = require_case_mediator(actor, case)
+    if data.scheduled_at is not None and data.scheduled_at.tzinfo is None:
+        raise ValidationFailed("Give the time with its zone, e.g. 2026-12-01T09:00:00+08:00.",
+                               fields={"scheduled_at": "timezone required"})
+    await _transition(s, actor, case, "open_session")
+    sess = MediationSession(case_id=case.id, room_id=uuid.uuid4().hex[:20], status="scheduled",
+                            scheduled_at=data.scheduled_at, created_by=user.id)
+    s.add(sess)
+    await s.flush()
+    await audit.append(s, actor.ref(), "session.opened", case_id=case.id, session_id=sess.id,
+                       data={"room_id": sess.room_id, "scheduled_at": data.scheduled_at})
+    return sess
+
+
+async def get_session(s: AsyncSession, session_id: int, *, lock: bool = False) -> MediationSession:
+    q = select(MediationSession).where(MediationSession.id == session_id)
+    if lock:
+        q = q.with_for_update()
+    sess = (await s.execute(q)).scalar_one_or_none()
+    if sess is None:
+        raise NotFound("No such session.")
+    return sess
+
+
+async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: InviteIn, *, secret: str,
+                        default_seconds: int) -> tuple[Invite, str]:
+    sess = await get_session(s, session_id)
+    case = await get_case(s, sess.case_id)
+    user = require_case_mediator(actor, case)
+    if sess.status == "ended":
+        raise Conflict("This session has ended; open a new one.", code="session_ended")
+    name, party_id, expert_id, user_id = data.name, None, None, None
+    seconds = data.expires_in or default_seconds
+    single_use = False
+    if data.role == "party":
+        if data.party_id is None:
+            raise ValidationFailed("Say which party this link is for.", fields={"party_id": "required for a party"})
+        party = await s.get(Party, data.party_id)
+        if party is None or party.case_id != case.id:
+            raise ValidationFailed("This party is not in the case.", fields={"party_id": "not a party of this case"})
+        name, party_id = party.name, party.id
+    elif data.role == "expert":
+        if data.expert_id is not None:
+            expert = await s.get(Expert, data.expert_id)
+            if expert is None or not expert.active:
+                raise ValidationFailed("Unknown expert.", fields={"expert_id": "not in the expert pool"})
+            name, expert_id = expert.name, expert.id
+        elif not name:
+            raise ValidationFailed("Pick an expert from the pool or give a name.", fields={"name": "required"})
+        seconds = data.expires_in or EXPERT_LINK_SECONDS
+        single_use = True
+    elif data.role == "mediator":
+        name, user_id = user.name or user.username, user.id
+    elif not name:
+        raise ValidationFailed("Give the observer's name.", fields={"name": "required"})
+    if data.role != "party" and data.party_id is not None:
+        raise ValidationFailed("Only a party link names a party.", fields={"party_id": "only for role party"})
+    expires_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    grants = ROLE_GRANTS[data.role]
+    token, jti = issue_join_token(secret, session_id=sess.id, room_id=sess.room_id, role=data.role,
+                                  name=name, grants=grants, expires_at=expires_at,
+                                  participant=f"{data.role}-{party_id or expert_id or user_id or uuid.uuid4().hex[:8]}")
+    invite = Invite(jti=jti, session_id=sess.id, role=data.role, name=name, party_id=party_id,
+                    expert_id=expert_id, user_id=user_id, grants={"grants": grants}, single_use=single_use,
+                    created_by=user.id, expires_at=expires_at)
+    s.add(invite)
+    await s.flush()
+    await audit.append(s, actor.ref(), "invite.created", case_id=case.id, session_id=sess.id,
+                       data={"invite_id": invite.id, "role": data.role, "name": name, "party_id": party_id,
+                             "expert_id": expert_id, "expires_at": expires_at})
+    return invite, token
+
+
+async def revoke_invite(s: AsyncSession, actor: Actor, session_id: int, invite_id: int) -> Invite:
+    sess = await get_session(s, session_id)
+    case = await get_case(s, sess.case_id)
+    require_case_mediator(actor, case)
+    invite = await s.get(Invite, invite_id)
+    if invite is None or invite.session_id != sess.id:
+        raise NotFound("No such invitation in this session.")
+    if invite.revoked_at is None:
+        invite.revoked_at = dt.datetime.now(dt.timezone.utc)
+        await audit.append(s, actor.ref(), "invite.revoked", case_id=case.id, session_id=sess.id,
+                           data={"invite_id": invite.id, "role": invite.role, "name": invite.name})
+    return invite
+
+
+async def end_session(s: AsyncSession, actor: Actor, session_id: int) -> MediationSession:
+    sess = await get_session(s, session_id, lock=True)
+    case = await get_case(s, sess.case_id)
+    require_case_mediator(actor, case)
+    if sess.status == "ended":
+        raise Conflict("This session has already ended.", code="session_ended")
+    sess.status = "ended"
+    sess.ended_at = dt.datetime.now(dt.timezone.utc)
+    await audit.append(s, actor.ref(), "session.ended", case_id=case.id, session_id=sess.id, data={})
+    return sess
+
+
+async def list_sessions(s: AsyncSession, case_id: int) -> list[MediationSession]:
+    return list((await s.execute(select(MediationSession).where(MediationSession.case_id == case_id)
+                                 .order_by(MediationSession.id))).scalars().all())
+
+
+async def list_invites(s: AsyncSession, session_id: int) -> list[Invite]:
+    return list((await s.execute(select(Invite).where(Invite.session_id == session_id)
+                                 .order_by(Invite.id))).scalars().all())
+
+
+async def verify_join_token(s: AsyncSession, secret: str, token: str) -> tuple[dict, Invite, MediationSession]:
+    """Signature, expiry, revocation and the session's state; raises TokenInvalid with a code."""
+    claims = decode_join_token(secret, token)
+    invite = (await s.execute(select(Invite).where(Invite.jti == claims["jti"]))).scalar_one_or_none()
+    if invite is None:
+        raise TokenInvalid("token_invalid", "This join link is not valid.")
+    if invite.revoked_at is not None:
+        raise TokenInvalid("token_revoked", "This join link has been withdrawn.")
+    sess = await get_session(s, invite.session_id)
+    if sess.status == "ended" or sess.id != claims["sid"]:
+        raise TokenInvalid("session_ended", "This mediation session has ended.")
+    return claims, invite, sess
