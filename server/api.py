@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -73,7 +73,7 @@ async def me(request: web.Request) -> web.Response:
 
 @api.route("GET", "/institutions", summary="Institutions that take cases", who="anyone", tag="directory")
 async def institutions(request: web.Request) -> web.Response:
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         rows = await directory.list_institutions(s)
     return respond({"institutions": [ser.institution(i) for i in rows]})
 
@@ -90,7 +90,7 @@ async def add_institution(request: web.Request) -> web.Response:
 
 @api.route("GET", "/users", summary="Staff accounts", who="admin", tag="directory")
 async def users(request: web.Request) -> web.Response:
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         rows = await directory.list_users(s, actor(request))
     return respond({"users": [ser.user(u) for u in rows]})
 
@@ -122,7 +122,7 @@ async def mediators(request: web.Request) -> web.Response:
     raw = request.query.get("institution_id")
     if raw is not None and not raw.isdigit():
         raise ValidationFailed("institution_id must be a number.", fields={"institution_id": "invalid"})
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         rows = await case_svc.mediator_workloads(s, actor(request), int(raw) if raw else None)
     return respond({"mediators": rows})
 
@@ -131,7 +131,7 @@ async def mediators(request: web.Request) -> web.Response:
            query={"specialty": "filter", "level": "county or town"}, tag="directory")
 async def experts(request: web.Request) -> web.Response:
     require_staff(actor(request))
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         rows = await directory.list_experts(s, actor(request), request.query.get("specialty"),
                                             request.query.get("level"))
     return respond({"experts": [ser.expert(e) for e in rows]})
@@ -169,7 +169,8 @@ async def file_case(request: web.Request) -> web.Response:
                 data = await part.read(decode=False)
                 if len(data) > cfg.max_evidence_bytes:
                     raise ValidationFailed(f"'{part.filename}' is too large.", fields={"evidence": "file_too_large"})
-                uploads.append(Upload(part.filename or "file", bytes(data)))
+                # Some clients send RFC 5987 names (filename*=utf-8''...), percent-encoded.
+                uploads.append(Upload(unquote(part.filename or "file"), bytes(data)))
             else:
                 raise ValidationFailed(f"Unexpected form field '{part.name}'.", fields={part.name or "_": "unexpected"})
         try:
@@ -199,7 +200,7 @@ async def list_cases(request: web.Request) -> web.Response:
     if q is not None and len(q) > 100:
         raise ValidationFailed("The search text is too long.", fields={"q": "at most 100 characters"})
     page = query_page(request)
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         rows, total = await case_svc.list_cases(s, actor(request), status=status, q=q, page=page)
     return respond({"cases": [ser.case_summary(c) for c in rows], "total": total, "page": page,
                     "page_size": case_svc.PAGE_SIZE})
@@ -226,7 +227,7 @@ async def _case_for(request: web.Request, s, ref: str):
 @api.route("GET", "/cases/{ref}", summary="One case with its history (applicant: number + X-Access-Code header)",
            who="the applicant, staff who may see the case")
 async def get_case(request: web.Request) -> web.Response:
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         case, who = await _case_for(request, s, request.match_info["ref"])
         hist = await case_svc.history(s, case.id)
     public = not who.is_staff
@@ -274,7 +275,7 @@ for _name, _fn, _model, _summary, _who in [
 async def record(request: web.Request) -> web.Response:
     require_staff(actor(request))
     case_id = path_int(request, "case_id")
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         case = await case_svc.view(s, actor(request), case_id)
         hist = await case_svc.history(s, case.id)
         sessions = await session_svc.list_sessions(s, case.id)
@@ -293,7 +294,7 @@ async def record(request: web.Request) -> web.Response:
 async def evidence_file(request: web.Request) -> web.StreamResponse:
     require_staff(actor(request))
     case_id, eid = path_int(request, "case_id"), path_int(request, "evidence_id")
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         case = await case_svc.view(s, actor(request), case_id)
     ev = next((e for e in case.evidence if e.id == eid), None)
     if ev is None:
@@ -322,7 +323,7 @@ async def open_session(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     require_staff(actor(request))
     sid = path_int(request, "session_id")
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         sess = await session_svc.get_session(s, sid)
         await case_svc.view(s, actor(request), sess.case_id)
         invites = await session_svc.list_invites(s, sid)
@@ -367,7 +368,7 @@ async def end_session(request: web.Request) -> web.Response:
            who="anyone", body=TokenIn, tag="sessions")
 async def verify_token(request: web.Request) -> web.Response:
     data = parse(TokenIn, await json_body(request))
-    async with db(request).session() as s:
+    async with db(request).read() as s:
         try:
             claims, invite, sess = await session_svc.verify_join_token(s, settings(request).secret_key, data.token)
         except TokenInvalid as exc:

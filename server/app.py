@@ -62,7 +62,7 @@ async def context_middleware(request: web.Request, handler):
     via_bearer = bearer.startswith("Bearer ")
     token = bearer[7:].strip() if via_bearer else request.cookies.get(api_mod.SESSION_COOKIE, "")
     if token:
-        async with request.app["db"].session() as s:
+        async with request.app["db"].read() as s:
             found = await directory.resolve_session(s, token)
         if found:
             request["actor"] = Actor(user=found[0])
@@ -93,7 +93,8 @@ async def _check_csrf(request: web.Request) -> None:
     if _is_api(request):
         # JSON API: a cookie-authenticated write must echo the session's CSRF token in a header;
         # anonymous calls (filing a case, login) carry no ambient authority to abuse.
-        if request["staff_session"] is not None:
+        public = request.match_info.route.handler in api_mod.api.public_handlers
+        if request["staff_session"] is not None and not public:
             sent = request.headers.get("X-CSRF-Token", "")
             if not hmac.compare_digest(sent, request["staff_session"].csrf_token):
                 raise Forbidden("Missing or wrong X-CSRF-Token header.", code="csrf_failed")

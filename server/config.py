@@ -19,6 +19,8 @@ def _secret_key(data_dir: Path) -> str:
     """
     env = os.environ.get("SECRET_KEY")
     if env:
+        if len(env) < 32:
+            raise SystemExit("SECRET_KEY must be at least 32 characters long.")
         return env
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "secret_key"

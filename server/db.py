@@ -29,10 +29,14 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         @event.listens_for(engine.sync_engine, "begin")
-        def _begin_immediate(conn):
+        def _begin(conn):
             # A deferred transaction that later writes fails at once with "database is
             # locked" when another writer got there first; IMMEDIATE waits its turn instead.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Read-only units stay deferred so they never queue behind writers (WAL).
+            if conn.get_execution_options().get("readonly"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -54,6 +58,14 @@ class Database:
         async with self.sessionmaker() as s:
             async with s.begin():
                 yield s
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads (on SQLite it takes no write lock)."""
+        async with self.sessionmaker() as s:
+            await s.connection(execution_options={"readonly": True})
+            # Closing (not rolling back) keeps loaded objects usable after the block.
+            yield s
 
     async def dispose(self) -> None:
         await self.engine.dispose()

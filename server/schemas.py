@@ -126,15 +126,29 @@ class InstitutionIn(Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
     kind: Literal["people", "administrative", "industry", "judicial", "lawyer", "other"] = "people"
     area: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
-    prefix: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z]{2,8}$")] | None = None
+    prefix: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Z]{2,8}", v):
+            raise ValueError("use 2-8 capital letters, e.g. TJ")
+        return v
 
 
 class UserIn(Strict):
-    username: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.\-]{3,64}$")]
+    username: str
     password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
     role: Literal["admin", "intake", "mediator", "clerk"]
     institution_id: int | None = Field(default=None, gt=0)
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+
+    @field_validator("username")
+    @classmethod
+    def _u(cls, v):
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]{2,64}", v):
+            raise ValueError("use 2-64 letters, digits, '.', '_' or '-'")
+        return v
 
 
 class UserPatch(Strict):

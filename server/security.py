@@ -1,6 +1,7 @@
 """Password and access-code hashing, random secrets, signed join tokens."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import secrets
@@ -25,6 +26,15 @@ def verify_secret(stored_hash: str, value: str) -> bool:
         return _hasher.verify(stored_hash, value)
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def hash_secret_async(value: str) -> str:
+    # Argon2 takes ~100 ms of CPU by design; off the event loop so live media keeps flowing.
+    return await asyncio.to_thread(_hasher.hash, value)
+
+
+async def verify_secret_async(stored_hash: str, value: str) -> bool:
+    return await asyncio.to_thread(verify_secret, stored_hash, value)
 
 
 def new_access_code(length: int = 8) -> str:

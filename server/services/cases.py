@@ -15,7 +15,7 @@ from ..errors import NotFound, Unauthorized, ValidationFailed
 from ..models import AuditEntry, Case, CaseCounter, Evidence, Institution, MediationSession, Party, User
 from ..policy import Actor, case_scope, require_case_mediator, require_intake_for, require_staff, require_view
 from ..schemas import AssignIn, CaseIn, CloseIn, RejectIn, TransferIn, WithdrawIn
-from ..security import hash_secret, new_access_code, verify_secret
+from ..security import hash_secret_async, new_access_code, verify_secret_async
 from ..storage import FileStore
 from ..workflow import OPEN_STATUSES, next_status
 
@@ -67,14 +67,15 @@ async def file_case(s: AsyncSession, store: FileStore, data: CaseIn, uploads: li
                     *, max_bytes: int, max_files: int) -> tuple[Case, str]:
     """A resident files a case. Returns the case and its access code (shown once, stored hashed)."""
     checked = check_uploads(uploads, max_bytes, max_files)
+    code = new_access_code()
+    code_hash = await hash_secret_async(code)  # before any lock is taken: it is slow on purpose
     inst = await s.get(Institution, data.institution_id)
     if inst is None or not inst.active:
         raise ValidationFailed("Choose an institution that takes cases.",
                                fields={"institution_id": "unknown institution"})
-    code = new_access_code()
     case = Case(number=await _take_number(s, inst), type=data.type, category=data.category,
                 title=data.title, description=data.description, status="filed",
-                institution_id=inst.id, access_code_hash=hash_secret(code), parties=[], evidence=[])
+                institution_id=inst.id, access_code_hash=code_hash, parties=[], evidence=[])
     a = data.applicant
     case.parties.append(Party(side="applicant", name=a.name, phone=a.phone, id_number=a.id_number or "",
                               address=a.address or ""))
@@ -120,7 +121,7 @@ async def applicant_login(s: AsyncSession, number: str, access_code: str, phone:
     """Number + access code (+ phone on the portal) prove the applicant. One vague error for all misses."""
     case = await get_case_by_number(s, number) if number and len(number) <= 40 else None
     ok = case is not None and access_code and len(access_code) <= 32 and \
-        verify_secret(case.access_code_hash, access_code.strip().upper())
+        await verify_secret_async(case.access_code_hash, access_code.strip().upper())
     if ok and phone is not None:
         applicant = next(p for p in case.parties if p.side == "applicant")
         ok = applicant.phone == phone.replace(" ", "").replace("-", "")

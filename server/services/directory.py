@@ -13,7 +13,7 @@ from ..errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from ..models import Expert, Institution, StaffSession, User
 from ..policy import Actor, require_staff
 from ..schemas import ExpertIn, InstitutionIn, UserIn, UserPatch
-from ..security import hash_secret, new_token, token_digest, verify_secret
+from ..security import hash_secret, hash_secret_async, new_token, token_digest, verify_secret_async
 
 # Verifying against a real hash keeps a login for an unknown user as slow as a wrong password.
 _DUMMY_HASH = hash_secret("not-a-real-password")
@@ -62,7 +62,7 @@ async def add_user(s: AsyncSession, actor: Actor | None, data: UserIn) -> User:
                                fields={"institution_id": "required for this role"})
     if data.institution_id is not None and await s.get(Institution, data.institution_id) is None:
         raise ValidationFailed("Unknown institution.", fields={"institution_id": "unknown institution"})
-    user = User(username=data.username, password_hash=hash_secret(data.password), role=data.role,
+    user = User(username=data.username, password_hash=await hash_secret_async(data.password), role=data.role,
                 institution_id=data.institution_id, name=data.name or data.username)
     s.add(user)
     await s.flush()
@@ -86,7 +86,7 @@ async def update_user(s: AsyncSession, actor: Actor, user_id: int, data: UserPat
         if not data.active:
             await s.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
     if data.password:
-        user.password_hash = hash_secret(data.password)
+        user.password_hash = await hash_secret_async(data.password)
         changed["password"] = "changed"
         await s.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
     if data.name is not None:
@@ -129,7 +129,7 @@ async def login(s: AsyncSession, username: str, password: str, hours: int) -> tu
     """Returns (user, session token, csrf token). The token is kept only as its hash."""
     user = (await s.execute(select(User).where(func.lower(User.username) == username.lower()))
             ).unique().scalar_one_or_none()
-    ok = verify_secret(user.password_hash if user else _DUMMY_HASH, password)
+    ok = await verify_secret_async(user.password_hash if user else _DUMMY_HASH, password)
     if not user or not ok or not user.active:
         raise Unauthorized("Wrong username or password.", code="bad_credentials")
     token, csrf = new_token(), new_token()

@@ -1,0 +1,166 @@
+"""Authorization matrix: every role, and an anonymous caller, against every API route."""
+from __future__ import annotations
+
+import pytest
+
+from server.api import api
+from server.schemas import AssignIn, InviteIn, SessionIn
+from server.services import cases as case_svc
+from server.services import sessions as session_svc
+from server.policy import Actor
+
+from .helpers import file_case, login, png_bytes, seed
+
+ACTORS = ["anonymous", "admin", "intake", "intake_b", "mediator", "mediator2", "clerk", "county_clerk"]
+STAFF = set(ACTORS) - {"anonymous"}
+VIEWERS = {"admin", "intake", "mediator", "clerk", "county_clerk"}
+INTAKE = {"admin", "intake"}
+MEDIATOR = {"mediator"}
+
+# (method, path template, body, who may call). Paths use {case}, {session}, {invite}, {user}, {evidence}.
+MATRIX = [
+    ("GET", "/institutions", None, set(ACTORS)),
+    ("POST", "/institutions", {"name": "新设调解委员会"}, {"admin"}),
+    ("GET", "/users", None, {"admin"}),
+    ("POST", "/users", {"username": "newuser", "password": "long-enough-pw", "role": "clerk"}, {"admin"}),
+    ("PATCH", "/users/{user}", {"name": "改名"}, {"admin"}),
+    ("GET", "/mediators", None, {"admin", "intake", "intake_b"}),
+    ("GET", "/experts", None, STAFF),
+    ("POST", "/experts", {"name": "黄海", "specialty": "fishery"}, {"admin"}),
+    ("GET", "/meta", None, set(ACTORS)),
+    ("POST", "/cases", "case", set(ACTORS)),
+    ("GET", "/cases", None, STAFF),
+    ("GET", "/cases/{case}", None, VIEWERS),
+    ("GET", "/cases/{case}/record", None, VIEWERS),
+    ("GET", "/cases/{case}/evidence/{evidence}", None, VIEWERS),
+    ("POST", "/cases/{case}/accept", None, INTAKE),
+    ("POST", "/cases/{case}/reject", {"reason": "不属于受理范围"}, INTAKE),
+    ("POST", "/cases/{case}/transfer", {"institution_id": "{inst_b}", "reason": "转专业调委会"}, INTAKE),
+    ("POST", "/cases/{case}/assign", {"mediator_id": "{mediator2_id}"}, INTAKE),
+    ("POST", "/cases/{case}/archive", None, INTAKE),
+    ("POST", "/cases/{case}/close", {"result": "failed"}, MEDIATOR),
+    ("POST", "/cases/{case}/sessions", {}, MEDIATOR),
+    ("GET", "/sessions/{session}", None, VIEWERS),
+    ("POST", "/sessions/{session}/invites", {"role": "observer", "name": "旁听人"}, MEDIATOR),
+    ("POST", "/sessions/{session}/invites/{invite}/revoke", None, MEDIATOR),
+    ("POST", "/sessions/{session}/end", None, MEDIATOR),
+    ("POST", "/join-tokens/verify", {"token": "not-a-real-token-at-all"}, set(ACTORS)),
+    ("POST", "/cases/{number}/withdraw", {}, set()),  # only with the access code, tested below
+    ("POST", "/auth/login", {"username": "nobody", "password": "wrong"}, set()),  # 401 for all: bad login
+    ("GET", "/auth/me", None, STAFF),
+    ("POST", "/auth/logout", None, STAFF),
+    ("GET", "/openapi.json", None, set(ACTORS)),
+]
+
+
+def test_matrix_covers_every_route():
+    covered = {(m, p) for m, p, _, _ in MATRIX}
+    routes = {(op.method, op.path.replace("{case_id}", "{case}").replace("{session_id}", "{session}")
+               .replace("{invite_id}", "{invite}").replace("{user_id}", "{user}")
+               .replace("{evidence_id}", "{evidence}").replace("{ref}", "{case}")) for op in api.operations}
+    routes = {("POST", "/cases/{number}/withdraw") if r == ("POST", "/cases/{case}/withdraw") else r for r in routes}
+    assert routes == covered
+
+
+async def _fresh_case(client, db, w):
+    """A case assigned to `mediator`, with an open session, an invitation and an evidence file."""
+    import aiohttp, json
+    from .helpers import case_body
+    form = aiohttp.FormData()
+    form.add_field("case", json.dumps(case_body(w.inst_a)), content_type="application/json")
+    form.add_field("evidence", png_bytes(), filename="a.png", content_type="image/png")
+    filed = await (await client.post("/api/v1/cases", data=form)).json()
+    cid = filed["case"]["id"]
+    admin = Actor(user=None)
+    async with db.session() as s:
+        from server.models import User
+        admin = Actor(user=await s.get(User, w.users["admin"]))
+        med = Actor(user=await s.get(User, w.users["mediator"]))
+        await case_svc.accept(s, admin, cid)
+        await case_svc.assign(s, admin, cid, AssignIn(mediator_id=w.users["mediator"]))
+        sess = await session_svc.open_session(s, med, cid, SessionIn())
+        inv, _ = await session_svc.create_invite(s, med, sess.id, InviteIn(role="observer", name="x"),
+                                                 secret="matrix-test-secret-" + "k" * 32, default_seconds=60)
+        case = await case_svc.get_case(s, cid)
+        return {"case": cid, "number": filed["case"]["number"], "session": sess.id, "invite": inv.id,
+                "evidence": case.evidence[0].id}
+
+
+def _fill(value, ids):
+    if isinstance(value, str):
+        if value.startswith("{") and value.endswith("}") and value[1:-1] in ids:
+            return ids[value[1:-1]]
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_authorization_matrix(client, db):
+    w = await seed(db)
+    headers = {"anonymous": {}}
+    for name in ACTORS[1:]:
+        headers[name] = await login(client, name)
+    async with db.session() as s:
+        from server.schemas import UserIn
+        from server.services import directory
+        target = await directory.add_user(s, None, UserIn(username="target", password="long-enough-pw", role="clerk"))
+    client.session.cookie_jar.clear()  # the bearer token alone decides who calls
+    failures = []
+    from .helpers import case_body
+    for method, path, body, allowed in MATRIX:
+        ids = await _fresh_case(client, db, w)
+        ids.update(user=target.id, inst_b=w.inst_b, mediator2_id=w.users["mediator2"])
+        url = "/api/v1" + _fill(path, ids)
+        payload = case_body(w.inst_a) if body == "case" else _fill(body, ids)
+        # Refused callers first: their calls must change nothing for the allowed ones after them.
+        for actor in sorted(ACTORS, key=lambda a: a in allowed):
+            if path == "/auth/logout" and actor != "anonymous":
+                continue  # checked separately below so the tokens stay valid
+            kw = {"headers": headers[actor]}
+            if payload is not None:
+                kw["json"] = payload
+            r = await client.request(method, url, **kw)
+            refused = r.status in (401, 403)
+            if r.status >= 500 or refused == (actor in allowed):
+                failures.append(f"{method} {path} as {actor}: {r.status} {(await r.text())[:120]}")
+    assert not failures, "\n".join(failures)
+    for actor in STAFF:
+        r = await client.post("/api/v1/auth/logout", headers=headers[actor])
+        assert r.status == 200
+        assert (await client.get("/api/v1/auth/me", headers=headers[actor])).status == 401
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_applicant_reaches_only_their_own_case(client, db):
+    w = await seed(db)
+    mine = await file_case(client, w.inst_a)
+    other = await file_case(client, w.inst_a, title="别人的案件")
+    code = {"X-Access-Code": mine["access_code"]}
+    assert (await client.get(f"/api/v1/cases/{mine['case']['number']}", headers=code)).status == 200
+    assert (await client.get(f"/api/v1/cases/{other['case']['number']}", headers=code)).status == 401
+    assert (await client.get(f"/api/v1/cases/{other['case']['id']}", headers=code)).status == 401
+    r = await client.post(f"/api/v1/cases/{other['case']['number']}/withdraw", headers=code, json={})
+    assert r.status == 401
+    # The wrong phone with the right code is refused too.
+    r = await client.get(f"/api/v1/cases/{mine['case']['number']}", headers={**code, "X-Phone": "13000000000"})
+    assert r.status == 401
+    # An access code is no staff credential.
+    assert (await client.get("/api/v1/cases", headers=code)).status == 401
+    assert (await client.post(f"/api/v1/cases/{mine['case']['id']}/accept", headers=code)).status == 401
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_cookie_sessions_need_the_csrf_header(client, db):
+    w = await seed(db)
+    case_id = (await file_case(client, w.inst_a))["case"]["id"]
+    r = await client.post("/api/v1/auth/login", json={"username": "intake", "password": "correct-horse-42"})
+    csrf = (await r.json())["csrf_token"]
+    assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Lax" in r.headers["Set-Cookie"]
+    # The cookie alone reads, but cannot write.
+    assert (await client.get("/api/v1/cases")).status == 200
+    r = await client.post(f"/api/v1/cases/{case_id}/accept")
+    assert r.status == 403 and (await r.json())["error"]["code"] == "csrf_failed"
+    r = await client.post(f"/api/v1/cases/{case_id}/accept", headers={"X-CSRF-Token": csrf})
+    assert r.status == 200

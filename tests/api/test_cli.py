@@ -1,0 +1,43 @@
+"""The `mediation` command line, run as a real process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run(args, env):
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_adds_institutions_users_experts(db_url, tmp_path):
+    env = {**os.environ, "DATABASE_URL": db_url, "MEDIATION_DATA_DIR": str(tmp_path)}
+    assert run(["db", "upgrade"], env).returncode == 0
+    r = run(["institutions", "add", "--name", "海港镇人民调解委员会", "--area", "海港镇"], env)
+    assert r.returncode == 0, r.stderr
+    inst_id = int(r.stdout.strip())
+    r = run(["users", "add", "--username", "li", "--password", "long-enough-pw", "--role", "mediator",
+             "--institution", str(inst_id), "--name", "李调解"], env)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) > 0
+    r = run(["experts", "add", "--name", "黄海", "--specialty", "fishery", "--level", "town"], env)
+    assert r.returncode == 0 and int(r.stdout) > 0
+    # Bad input: a clear message, exit code 2, nothing written.
+    r = run(["users", "add", "--username", "li", "--password", "long-enough-pw", "--role", "clerk"], env)
+    assert r.returncode == 2 and "username" in r.stderr
+    r = run(["users", "add", "--username", "wang", "--password", "short", "--role", "clerk"], env)
+    assert r.returncode == 2 and "password" in r.stderr
+    r = run(["users", "add", "--username", "zhao", "--password", "long-enough-pw", "--role", "mediator"], env)
+    assert r.returncode == 2 and "institution" in r.stderr
+    r = run(["users", "add", "--username", "zhao", "--password", "long-enough-pw", "--role", "wizard"], env)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_institution_prefix_comes_from_the_name(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MEDIATION_DATA_DIR": str(tmp_path)}
+    assert run(["institutions", "add", "--name", "海港镇人民调解委员会"], env).returncode == 0
+    assert run(["institutions", "add", "--name", "海港镇人民调解中心"], env).returncode == 0
+    import sqlite3
+    prefixes = [r[0] for r in sqlite3.connect(tmp_path / "x.db").execute("select prefix from institutions order by id")]
+    assert prefixes == ["HGZR", "HGZR2"]
