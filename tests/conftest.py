@@ -114,3 +114,12 @@ async def client(aiohttp_client, settings, db):
 
     app = create_app(settings, db=db)
     return await aiohttp_client(app)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    """Failure counters are per process; each test starts with none."""
+    from server.throttle import guard
+    guard._failures.clear()
+    yield
+    guard._failures.clear()

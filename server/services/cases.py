@@ -17,6 +17,7 @@ from ..policy import Actor, case_scope, require_case_mediator, require_intake_fo
 from ..schemas import AssignIn, CaseIn, CloseIn, RejectIn, TransferIn, WithdrawIn
 from ..security import hash_secret_async, new_access_code, verify_secret_async
 from ..storage import FileStore
+from ..throttle import guard
 from ..workflow import OPEN_STATUSES, next_status
 
 ALLOWED_EVIDENCE = {
@@ -119,6 +120,8 @@ async def get_case_by_number(s: AsyncSession, number: str) -> Case | None:
 
 async def applicant_login(s: AsyncSession, number: str, access_code: str, phone: str | None) -> Actor:
     """Number + access code (+ phone on the portal) prove the applicant. One vague error for all misses."""
+    key = "code:" + (number or "").strip().upper()[:40]
+    guard.check(key)
     case = await get_case_by_number(s, number) if number and len(number) <= 40 else None
     ok = case is not None and access_code and len(access_code) <= 32 and \
         await verify_secret_async(case.access_code_hash, access_code.strip().upper())
@@ -126,7 +129,9 @@ async def applicant_login(s: AsyncSession, number: str, access_code: str, phone:
         applicant = next(p for p in case.parties if p.side == "applicant")
         ok = applicant.phone == phone.replace(" ", "").replace("-", "")
     if not ok:
+        guard.fail(key)
         raise Unauthorized("Case number, phone or access code does not match.", code="bad_access_code")
+    guard.succeed(key)
     applicant = next(p for p in case.parties if p.side == "applicant")
     return Actor(applicant_case_id=case.id, applicant_name=applicant.name)
 

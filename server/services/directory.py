@@ -13,6 +13,7 @@ from ..errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from ..models import Expert, Institution, StaffSession, User
 from ..policy import Actor, require_staff
 from ..schemas import ExpertIn, InstitutionIn, UserIn, UserPatch
+from ..throttle import guard
 from ..security import hash_secret, hash_secret_async, new_token, token_digest, verify_secret_async
 
 # Verifying against a real hash keeps a login for an unknown user as slow as a wrong password.
@@ -127,11 +128,15 @@ async def list_experts(s: AsyncSession, actor: Actor, specialty: str | None = No
 
 async def login(s: AsyncSession, username: str, password: str, hours: int) -> tuple[User, str, str]:
     """Returns (user, session token, csrf token). The token is kept only as its hash."""
+    key = "login:" + username.lower()
+    guard.check(key)
     user = (await s.execute(select(User).where(func.lower(User.username) == username.lower()))
             ).unique().scalar_one_or_none()
     ok = await verify_secret_async(user.password_hash if user else _DUMMY_HASH, password)
     if not user or not ok or not user.active:
+        guard.fail(key)
         raise Unauthorized("Wrong username or password.", code="bad_credentials")
+    guard.succeed(key)
     token, csrf = new_token(), new_token()
     now = dt.datetime.now(dt.timezone.utc)
     s.add(StaffSession(token_hash=token_digest(token), user_id=user.id, csrf_token=csrf,

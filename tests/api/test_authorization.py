@@ -164,3 +164,24 @@ async def test_cookie_sessions_need_the_csrf_header(client, db):
     assert r.status == 403 and (await r.json())["error"]["code"] == "csrf_failed"
     r = await client.post(f"/api/v1/cases/{case_id}/accept", headers={"X-CSRF-Token": csrf})
     assert r.status == 200
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_guessing_is_throttled(client, db):
+    from server.throttle import guard
+    w = await seed(db)
+    filed = await file_case(client, w.inst_a)
+    try:
+        for _ in range(10):
+            r = await client.post("/api/v1/auth/login", json={"username": "intake", "password": "guess-guess"})
+            assert r.status == 401
+        r = await client.post("/api/v1/auth/login", json={"username": "intake", "password": "correct-horse-42"})
+        assert r.status == 429 and (await r.json())["error"]["code"] == "too_many_attempts"
+        number = filed["case"]["number"]
+        for _ in range(10):
+            r = await client.get(f"/api/v1/cases/{number}", headers={"X-Access-Code": "AAAAAAAA"})
+            assert r.status == 401
+        r = await client.get(f"/api/v1/cases/{number}", headers={"X-Access-Code": filed["access_code"]})
+        assert r.status == 429
+    finally:
+        guard._failures.clear()

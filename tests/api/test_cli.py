@@ -41,3 +41,20 @@ def test_institution_prefix_comes_from_the_name(tmp_path):
     import sqlite3
     prefixes = [r[0] for r in sqlite3.connect(tmp_path / "x.db").execute("select prefix from institutions order by id")]
     assert prefixes == ["HGZR", "HGZR2"]
+
+
+def test_api_document_is_current():
+    from pathlib import Path
+
+    from server.apidocs import markdown
+    assert (Path(__file__).parents[2] / "docs" / "api.md").read_text(encoding="utf-8") == markdown(), \
+        "docs/api.md is stale: run python -m server.apidocs"
+
+
+async def test_openapi_document_lists_every_route(client):
+    from server.api import api
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    for op in api.operations:
+        assert op.method.lower() in doc["paths"][api.prefix + op.path]
+    assert "CaseIn" in doc["components"]["schemas"]
