@@ -1,0 +1,511 @@
+"""The only module that touches aiortc's private internals.
+
+aiortc has no public API for forwarding encoded media, so the SFU sits on a few
+private hooks, all of them here, checked by `check_hooks()` (version pin + the
+source fingerprint of every aiortc function whose behaviour we rely on) and by
+`probe_hooks()` (the private instance attributes really exist). When either fails,
+do not "fix" the fingerprint blindly: re-read the listed aiortc functions, adapt this
+module, then run `python -m rooms.aiortc_hooks --fingerprints` and paste the output.
+
+Receive side (`install_receiver_tap`): the receiver keeps doing what it does well
+(SRTP, RTX unwrap, NACK generation, RTCP receiver reports, depayloading), but
+  * its `receive()` is replaced per instance by one that never starts the
+    `decoder_worker` thread, and
+  * its jitter buffer is replaced per instance by one that hands each complete
+    encoded frame to a callback (synchronously, on the event loop) instead of
+    returning it for decoding. Video frames complete on the RTP marker bit (no
+    extra frame of latency); audio frames are emitted per packet (no prefetch).
+So a server receiver runs no thread, decodes nothing and queues nothing.
+
+Send side (`install_sender_packer`): the sender's encoder is preset to a
+`PackOnlyEncoder` that only packetizes (VP8 descriptor / H.264 FU-A+STAP-A /
+audio as is) and raises if anything ever asks it to encode. A viewer's PLI/FIR,
+which aiortc would turn into "force a keyframe in my encoder", is routed to a
+callback instead (the room relays it to the producer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import sys
+import time
+import types
+from typing import Callable, Optional
+
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs import get_capabilities, is_rtx
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcpeerconnection import RTCPeerConnection
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.utils import uint16_gt
+
+from .errors import HookError
+from .frames import EncodedFrame, is_frame_start, is_keyframe
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_AIORTC_VERSION = "1.16.0"
+
+# Video reassembly window in packets. Must be a power of two. 256 packets hold a
+# large keyframe; a gap that NACK/RTX cannot fill within this window is dropped
+# and a keyframe requested (aiortc's default of 512 stalls a viewer far longer).
+VIDEO_BUFFER_PACKETS = 256
+
+# sha256 (first 16 hex digits) of the source of every aiortc function whose exact
+# behaviour the hooks below depend on. Regenerate with --fingerprints.
+FINGERPRINTS: dict[str, str] = {
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver.__init__": "3e3b7b5cefbaac6f",
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver.receive": "d6d8d8d7a0bf4e95",
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver.stop": "63734b6894ce67a5",
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet": "4e54983d021a6336",
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver._send_rtcp_pli": "ae74c43d50f6eb7b",
+    "aiortc.rtcrtpsender.RTCRtpSender.__init__": "beb1bc0ae04db20d",
+    "aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame": "89dd9fa4fb33741c",
+    "aiortc.rtcrtpsender.RTCRtpSender._handle_rtcp_packet": "a4ee4c7355f8de7a",
+    "aiortc.rtcrtpsender.RTCRtpSender._run_rtp": "ff597a1d554cb373",
+    "aiortc.jitterbuffer.JitterBuffer": "17030fbb0982258d",
+    "aiortc.codecs.vpx.Vp8Encoder._packetize": "03f61a0f38aa0d62",
+    "aiortc.codecs.h264.H264Encoder._split_bitstream": "f6a4817f670e6e26",
+    "aiortc.codecs.h264.H264Encoder._packetize": "85ce3fe3b3174b5a",
+    "aiortc.rtcpeerconnection.RTCPeerConnection.createAnswer": "f535f80c96a1acaa",
+    "aiortc.rtcpeerconnection.RTCPeerConnection.createOffer": "3aa9df8d94497820",
+    "aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription": "42c5e2eb7ca58b5f",
+}
+
+_FINGERPRINTED = {
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver.__init__": RTCRtpReceiver.__init__,
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver.receive": RTCRtpReceiver.receive,
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver.stop": RTCRtpReceiver.stop,
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet": RTCRtpReceiver._handle_rtp_packet,
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver._send_rtcp_pli": RTCRtpReceiver._send_rtcp_pli,
+    "aiortc.rtcrtpsender.RTCRtpSender.__init__": RTCRtpSender.__init__,
+    "aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame": RTCRtpSender._next_encoded_frame,
+    "aiortc.rtcrtpsender.RTCRtpSender._handle_rtcp_packet": RTCRtpSender._handle_rtcp_packet,
+    "aiortc.rtcrtpsender.RTCRtpSender._run_rtp": RTCRtpSender._run_rtp,
+    "aiortc.jitterbuffer.JitterBuffer": JitterBuffer,
+    "aiortc.codecs.vpx.Vp8Encoder._packetize": Vp8Encoder._packetize,
+    "aiortc.codecs.h264.H264Encoder._split_bitstream": H264Encoder._split_bitstream,
+    "aiortc.codecs.h264.H264Encoder._packetize": H264Encoder._packetize,
+    "aiortc.rtcpeerconnection.RTCPeerConnection.createAnswer": RTCPeerConnection.createAnswer,
+    "aiortc.rtcpeerconnection.RTCPeerConnection.createOffer": RTCPeerConnection.createOffer,
+    "aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription": RTCPeerConnection.setRemoteDescription,
+}
+
+# Private instance attributes read or written below (checked by probe_hooks()).
+_RECEIVER_ATTRS = (
+    "_RTCRtpReceiver__started",
+    "_RTCRtpReceiver__codecs",
+    "_RTCRtpReceiver__rtx_ssrc",
+    "_RTCRtpReceiver__transport",
+    "_RTCRtpReceiver__rtcp_task",
+    "_RTCRtpReceiver__jitter_buffer",
+    "_RTCRtpReceiver__decoder_thread",
+)
+_SENDER_ATTRS = ("_RTCRtpSender__encoder", "_stream_id", "_ssrc", "_rtx_ssrc")
+_TRANSCEIVER_ATTRS = ("_codecs", "_preferred_codecs")
+
+
+def fingerprint(obj: object) -> str:
+    source = inspect.getsource(obj)  # type: ignore[arg-type]
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def current_fingerprints() -> dict[str, str]:
+    return {name: fingerprint(obj) for name, obj in _FINGERPRINTED.items()}
+
+
+_checked = False
+
+
+def check_hooks() -> None:
+    """Raise HookError unless aiortc is exactly the version these hooks were written
+    against and every aiortc function they depend on is unchanged."""
+    global _checked
+    if _checked:
+        return
+    problems = []
+    if aiortc.__version__ != REQUIRED_AIORTC_VERSION:
+        problems.append(
+            f"aiortc {aiortc.__version__} is installed, rooms/ requires exactly "
+            f"{REQUIRED_AIORTC_VERSION}"
+        )
+    for cls, names in (
+        (RTCRtpReceiver, ("receive", "stop", "_handle_rtp_packet", "_send_rtcp_pli", "_run_rtcp")),
+        (RTCRtpSender, ("_next_encoded_frame", "_send_keyframe", "_handle_rtcp_packet", "_run_rtp", "replaceTrack")),
+        (JitterBuffer, ("add", "_remove_frame", "remove", "smart_remove")),
+        (Vp8Encoder, ("_packetize",)),
+        (H264Encoder, ("_split_bitstream", "_packetize")),
+        (RTCRtpTransceiver, ("setCodecPreferences",)),
+    ):
+        for name in names:
+            if not hasattr(cls, name):
+                problems.append(f"{cls.__module__}.{cls.__qualname__}.{name} is missing")
+    for name, obj in _FINGERPRINTED.items():
+        try:
+            got = fingerprint(obj)
+        except (OSError, TypeError) as exc:
+            problems.append(f"cannot read the source of {name}: {exc}")
+            continue
+        if got != FINGERPRINTS.get(name):
+            problems.append(f"{name} changed (fingerprint {got}, expected {FINGERPRINTS.get(name)})")
+    if problems:
+        raise HookError(
+            "rooms/aiortc_hooks.py relies on aiortc private internals that do not match:\n  - "
+            + "\n  - ".join(problems)
+            + "\nMedia forwarding would silently break (decoder threads, black video). "
+            "Re-read those aiortc functions, adapt rooms/aiortc_hooks.py, then update "
+            "FINGERPRINTS (python -m rooms.aiortc_hooks --fingerprints)."
+        )
+    _checked = True
+
+
+async def probe_hooks() -> None:
+    """Check, on real aiortc objects, that the private instance attributes exist and
+    that installing the hooks leaves no decoder thread and no encoder behind."""
+    from aiortc import RTCConfiguration
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+
+    check_hooks()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        problems = []
+        for kind in ("audio", "video"):
+            transceiver = pc.addTransceiver(kind, direction="sendrecv")
+            for obj, attrs in (
+                (transceiver.receiver, _RECEIVER_ATTRS),
+                (transceiver.sender, _SENDER_ATTRS),
+                (transceiver, _TRANSCEIVER_ATTRS),
+            ):
+                for attr in attrs:
+                    if not hasattr(obj, attr):
+                        problems.append(f"{type(obj).__name__} instance has no {attr}")
+            if problems:
+                continue
+            tap = install_receiver_tap(transceiver.receiver, kind)
+            if receiver_has_decoder_thread(transceiver.receiver):
+                problems.append(f"{kind} receiver has a decoder thread")
+            if transceiver.receiver._RTCRtpReceiver__jitter_buffer._tap is not tap:  # type: ignore[attr-defined]
+                problems.append(f"{kind} jitter buffer tap not installed")
+            mime = "video/vp8" if kind == "video" else "audio/opus"
+            install_sender_packer(transceiver.sender, mime, lambda: None)
+            if not isinstance(sender_encoder(transceiver.sender), PackOnlyEncoder):
+                problems.append(f"{kind} sender encoder not preset")
+        if problems:
+            raise HookError("aiortc private attributes changed:\n  - " + "\n  - ".join(problems))
+    finally:
+        await pc.close()
+
+
+# --------------------------------------------------------------------------- receive
+
+
+class ReceiverTap:
+    """Per-receiver state of the forwarding hook: codecs by payload type, the primary
+    media SSRC, RTP timestamp unwrapping, counters, and where frames go."""
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: str) -> None:
+        self.receiver = receiver
+        self.kind = kind
+        self.on_frame: Optional[Callable[[EncodedFrame], None]] = None
+        # payload type -> (lower-case mime, clock rate), filled by receive()
+        self.codecs: dict[int, tuple[str, int]] = {}
+        # SSRC signalled in the SDP (a=ssrc) and SSRC the media really arrives on
+        # (taken after RTX unwrapping, so never the RTX SSRC).
+        self.signalled_ssrc: Optional[int] = None
+        self.media_ssrc: Optional[int] = None
+        self.packets = 0
+        self.frames = 0
+        self.bytes = 0
+        self.dropped_partial = 0
+        self._last_ts32: Optional[int] = None
+        self._last_ext = 0
+        self._pli_tasks: set[asyncio.Task] = set()
+
+    @property
+    def primary_ssrc(self) -> Optional[int]:
+        return self.media_ssrc if self.media_ssrc is not None else self.signalled_ssrc
+
+    def codec_of(self, payload_type: int) -> tuple[str, int]:
+        return self.codecs.get(payload_type, ("", 90000 if self.kind == "video" else 48000))
+
+    def emit(self, data: bytes, timestamp: int, payload_type: int) -> None:
+        # Unroll 32-bit RTP timestamp wraps so pts is monotonic for recorders.
+        if self._last_ts32 is None:
+            ext = timestamp
+        else:
+            delta = (timestamp - self._last_ts32) & 0xFFFFFFFF
+            if delta >= 0x80000000:
+                delta -= 0x100000000
+            ext = self._last_ext + delta
+        self._last_ts32 = timestamp
+        self._last_ext = ext
+        codec, clock_rate = self.codec_of(payload_type)
+        self.frames += 1
+        self.bytes += len(data)
+        frame = EncodedFrame(data, ext, clock_rate, codec, is_keyframe(codec, data), time.time())
+        if self.on_frame is not None:
+            self.on_frame(frame)
+
+    def send_pli(self) -> bool:
+        """Ask the remote sender for a keyframe on its primary SSRC. Returns False
+        when no SSRC is known yet (nothing received, nothing signalled)."""
+        ssrc = self.primary_ssrc
+        if ssrc is None:
+            return False
+        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(ssrc))
+        self._pli_tasks.add(task)
+        task.add_done_callback(self._pli_tasks.discard)
+        return True
+
+
+class _VideoTapBuffer(JitterBuffer):
+    """aiortc's jitter buffer storage and loss handling, but complete frames go to
+    the tap as soon as their marker packet is in, and `add` returns no frame (so the
+    receiver never queues anything for decoding)."""
+
+    def __init__(self, tap: ReceiverTap) -> None:
+        super().__init__(capacity=VIDEO_BUFFER_PACKETS, is_video=True)
+        self._tap = tap
+        self._want_pli = False
+
+    def add(self, packet):  # type: ignore[no-untyped-def]
+        tap = self._tap
+        tap.media_ssrc = packet.ssrc
+        tap.packets += 1
+        pli_flag, _ = super().add(packet)
+        if self._want_pli:
+            self._want_pli = False
+            pli_flag = True
+        return pli_flag, None
+
+    def _remove_frame(self, sequence_number: int) -> None:  # type: ignore[override]
+        while self._emit_head_frame():
+            pass
+        return None
+
+    def _emit_head_frame(self) -> bool:
+        cap = self._capacity
+        packets = self._packets
+        origin = self._origin
+        first = packets[origin % cap]
+        if first is None:
+            return False
+        timestamp = first.timestamp
+        end = 0
+        for count in range(cap):
+            packet = packets[(origin + count) % cap]
+            if packet is None:
+                return False  # gap: wait for NACK/RTX (or overflow)
+            if packet.timestamp != timestamp:
+                end = count  # next frame began without a marker on this one
+                break
+            if packet.marker:
+                end = count + 1
+                break
+        else:
+            return False
+        frame_packets = [packets[(origin + i) % cap] for i in range(end)]
+        self.remove(end)
+        codec = self._tap.codec_of(first.payload_type)[0]
+        if is_frame_start(codec, first.payload) is False:
+            # Its first packets were lost (or dropped): garbage for a decoder.
+            self._tap.dropped_partial += 1
+            self._want_pli = True
+            return True
+        self._tap.emit(b"".join([p._data for p in frame_packets]), timestamp, first.payload_type)
+        return True
+
+
+class _AudioTapBuffer:
+    """Audio needs no server-side jitter buffer: every packet is a frame and the
+    viewer's own jitter buffer absorbs jitter. Late and duplicate packets are dropped."""
+
+    capacity = 0
+
+    def __init__(self, tap: ReceiverTap) -> None:
+        self._tap = tap
+        self._last_seq: Optional[int] = None
+
+    def add(self, packet):  # type: ignore[no-untyped-def]
+        tap = self._tap
+        tap.media_ssrc = packet.ssrc
+        tap.packets += 1
+        seq = packet.sequence_number
+        if self._last_seq is not None and not uint16_gt(seq, self._last_seq):
+            return False, None
+        self._last_seq = seq
+        if packet._data:
+            tap.emit(packet._data, packet.timestamp, packet.payload_type)
+        return False, None
+
+
+async def _receive_without_decoder(self: RTCRtpReceiver, parameters) -> None:  # type: ignore[no-untyped-def]
+    """RTCRtpReceiver.receive() of aiortc 1.16.0 minus the decoder thread."""
+    if not self._RTCRtpReceiver__started:  # type: ignore[attr-defined]
+        tap: ReceiverTap = self._rooms_tap  # type: ignore[attr-defined]
+        codecs = self._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        for codec in parameters.codecs:
+            codecs[codec.payloadType] = codec
+            tap.codecs[codec.payloadType] = (codec.mimeType.lower(), codec.clockRate)
+        for encoding in parameters.encodings:
+            if tap.signalled_ssrc is None and encoding.ssrc:
+                tap.signalled_ssrc = encoding.ssrc
+            if encoding.rtx:
+                self._RTCRtpReceiver__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc  # type: ignore[attr-defined]
+        self._RTCRtpReceiver__transport._register_rtp_receiver(self, parameters)  # type: ignore[attr-defined]
+        self._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(self._run_rtcp())  # type: ignore[attr-defined]
+        self._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
+
+
+def install_receiver_tap(receiver: RTCRtpReceiver, kind: str) -> ReceiverTap:
+    """Make `receiver` hand complete encoded frames to `tap.on_frame` and never
+    decode. Must run before aiortc calls receiver.receive() (i.e. right after
+    setRemoteDescription, before the answer is applied). Idempotent."""
+    existing = getattr(receiver, "_rooms_tap", None)
+    if existing is not None:
+        return existing
+    if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
+        raise HookError("receiver already started: its decoder thread is running")
+    tap = ReceiverTap(receiver, kind)
+    receiver._rooms_tap = tap  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__jitter_buffer = (  # type: ignore[attr-defined]
+        _VideoTapBuffer(tap) if kind == "video" else _AudioTapBuffer(tap)
+    )
+    receiver.receive = types.MethodType(_receive_without_decoder, receiver)  # type: ignore[method-assign]
+    return tap
+
+
+def receiver_tap(receiver: RTCRtpReceiver) -> Optional[ReceiverTap]:
+    return getattr(receiver, "_rooms_tap", None)
+
+
+def receiver_has_decoder_thread(receiver: RTCRtpReceiver) -> bool:
+    return receiver._RTCRtpReceiver__decoder_thread is not None  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- send
+
+
+class PackOnlyEncoder(Encoder):
+    """Stands in for aiortc's encoder on a forwarding sender: packetizes encoded
+    frames, refuses to encode. Accepts EncodedFrame (the live path) or av.Packet."""
+
+    def __init__(self, mime: str) -> None:
+        self.mime = mime.lower()
+        self.picture_id = 0
+        self.pack_calls = 0
+
+    def encode(self, frame, force_keyframe=False):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a forwarding sender must never encode (got a decoded frame)")
+
+    def pack(self, packet):  # type: ignore[no-untyped-def]
+        self.pack_calls += 1
+        if isinstance(packet, EncodedFrame):
+            data, timestamp = packet.data, packet.pts
+        else:  # av.Packet with pts in 1/clock-rate units
+            data, timestamp = bytes(packet), int(packet.pts or 0)
+        if self.mime == "video/vp8":
+            payloads = Vp8Encoder._packetize(data, self.picture_id)
+            self.picture_id = (self.picture_id + 1) % (1 << 15)
+        elif self.mime == "video/h264":
+            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
+        else:
+            payloads = [data]
+        return payloads, timestamp & 0xFFFFFFFF
+
+
+def install_sender_packer(
+    sender: RTCRtpSender, mime: str, on_keyframe_request: Callable[[], None]
+) -> PackOnlyEncoder:
+    """Make `sender` packetize the EncodedFrames its track returns (never encode)
+    and route the viewer's PLI/FIR to `on_keyframe_request`."""
+    encoder = PackOnlyEncoder(mime)
+    # _next_encoded_frame only creates an encoder when this is None.
+    sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
+    # _handle_rtcp_packet calls self._send_keyframe() on PLI and FIR.
+    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+    return encoder
+
+
+def sender_encoder(sender: RTCRtpSender) -> Optional[Encoder]:
+    return sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
+
+
+def set_sender_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """The msid stream id the viewer sees (event.streams[0].id): the publisher's
+    participant id, so a browser can group a participant's audio and video."""
+    sender._stream_id = stream_id
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    return sender._ssrc, sender._rtx_ssrc
+
+
+# --------------------------------------------------------------------------- codecs
+
+# Publish-side preference: VP8 is the safest with browsers; H.264 when a publisher
+# offers nothing else. Audio: Opus.
+VIDEO_PREFERENCE = ("video/vp8", "video/h264")
+AUDIO_PREFERENCE = ("audio/opus",)
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    return list(transceiver._codecs)
+
+
+def pin_single_codec(transceiver: RTCRtpTransceiver) -> Optional[RTCRtpCodecParameters]:
+    """After setRemoteDescription(offer) on a publish connection: keep exactly one
+    media codec (+ its RTX) so the answer lets the publisher send only that codec
+    and every consumer can be forced to the same one. Returns the chosen codec."""
+    common = transceiver._codecs
+    media = [c for c in common if not is_rtx(c)]
+    if not media:
+        return None
+    preference = VIDEO_PREFERENCE if transceiver.kind == "video" else AUDIO_PREFERENCE
+    chosen = media[0]
+    for mime in preference:
+        match = next((c for c in media if c.mimeType.lower() == mime), None)
+        if match is not None:
+            chosen = match
+            break
+    rtx = [c for c in common if is_rtx(c) and c.parameters.get("apt") == chosen.payloadType]
+    # createAnswer() emits transceiver._codecs as is.
+    transceiver._codecs = [chosen] + rtx[:1]
+    # A later re-offer recomputes _codecs through these preferences.
+    transceiver.setCodecPreferences(codec_capabilities(chosen))
+    return chosen
+
+
+def codec_capabilities(codec: RTCRtpCodecParameters) -> list[RTCRtpCodecCapability]:
+    """The setCodecPreferences() list that forces exactly `codec` (+ RTX for video)."""
+    kind = codec.mimeType.split("/")[0].lower()
+    caps = get_capabilities(kind).codecs
+    out = [
+        c
+        for c in caps
+        if c.mimeType.lower() == codec.mimeType.lower()
+        and c.parameters == codec.parameters
+        and c.clockRate == codec.clockRate
+    ][:1]
+    if not out:
+        raise HookError(f"aiortc cannot send {codec.mimeType} {codec.parameters}")
+    if kind == "video":
+        out += [c for c in caps if is_rtx(c)][:1]
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if "--fingerprints" in sys.argv:
+        for name, value in current_fingerprints().items():
+            print(f'    "{name}": "{value}",')
+    else:
+        check_hooks()
+        asyncio.run(probe_hooks())
+        print(f"aiortc {aiortc.__version__}: hooks OK")

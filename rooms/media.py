@@ -1,0 +1,315 @@
+"""Producers, consumers and consumer sinks: the forwarding plane.
+
+A Producer is one incoming track. Its receiver hook (aiortc_hooks.ReceiverTap)
+calls `Producer._on_frame` synchronously on the event loop for every complete
+encoded frame, and the producer fans the frame out to its consumers right there.
+That hook *is* the producer's pump: it drains the track continuously whether or
+not anyone consumes it, so nothing ever queues up behind a producer, and it costs
+no task switch or queue hop per frame (the design notes ask for a pump task per
+producer; a synchronous fan-out gives the same guarantee more cheaply).
+
+A Consumer is one outgoing copy of a producer towards one sink: a subscriber's
+RTCRtpSender (`SenderSlot`) or anything else implementing `ConsumerSink`, e.g. a
+recorder. A video consumer starts at the live edge: it asks the producer for a
+keyframe when it starts and drops everything until that keyframe arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .frames import EncodedFrame
+
+if TYPE_CHECKING:
+    from .aiortc_hooks import ReceiverTap
+
+logger = logging.getLogger(__name__)
+
+# At most one keyframe request per producer per this many seconds; a request made
+# inside the window is sent once at the end of it, so none is lost.
+PLI_INTERVAL = 0.5
+
+
+class ConsumerSink(Protocol):
+    """Where a consumer delivers encoded frames. Called on the event loop for every
+    frame, so it must not block (a recorder hands frames to its own writer)."""
+
+    def push(self, frame: EncodedFrame) -> bool:
+        """Take one frame. Return False if it had to drop frames (overflow): the
+        consumer then waits for, and asks for, a fresh keyframe."""
+        ...
+
+    def close(self) -> None:
+        """The consumer is gone; no more frames will come."""
+        ...
+
+
+class Producer:
+    """One incoming track of one participant."""
+
+    def __init__(
+        self,
+        producer_id: str,
+        participant_id: str,
+        kind: str,
+        mime: str,
+        codec: object,
+        tap: "ReceiverTap",
+        mid: Optional[str] = None,
+        track_id: Optional[str] = None,
+    ) -> None:
+        self.id = producer_id
+        self.participant_id = participant_id
+        self.kind = kind
+        self.mime = mime.lower()
+        # aiortc RTCRtpCodecParameters negotiated with the publisher; consumers are
+        # forced to the very same codec.
+        self.codec = codec
+        self.mid = mid
+        self.track_id = track_id
+        self.paused = False
+        self.closed = False
+        self.consumers: dict[str, Consumer] = {}
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.frames_out = 0
+        self.keyframes_in = 0
+        self.keyframe_requests = 0
+        self.plis_sent = 0
+        self._tap = tap
+        self._loop = asyncio.get_running_loop()
+        self._last_pli = -math.inf
+        self._pli_timer: Optional[asyncio.TimerHandle] = None
+        tap.on_frame = self._on_frame
+
+    @property
+    def primary_ssrc(self) -> Optional[int]:
+        return self._tap.primary_ssrc
+
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        self.frames_in += 1
+        self.bytes_in += len(frame.data)
+        if frame.keyframe:
+            self.keyframes_in += 1
+        if self.paused or not self.consumers:
+            return
+        for consumer in tuple(self.consumers.values()):
+            try:
+                consumer.deliver(frame)
+            except Exception:  # one broken sink must not starve the others
+                logger.exception("consumer %s failed; closing it", consumer.id)
+                consumer.close()
+        self.frames_out += 1
+
+    def attach(self, consumer: "Consumer") -> None:
+        if self.closed:
+            raise RuntimeError(f"producer {self.id} is closed")
+        self.consumers[consumer.id] = consumer
+
+    def detach(self, consumer: "Consumer") -> None:
+        self.consumers.pop(consumer.id, None)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe on its primary SSRC, rate-limited."""
+        if self.kind != "video" or self.closed:
+            return
+        self.keyframe_requests += 1
+        now = self._loop.time()
+        wait = self._last_pli + PLI_INTERVAL - now
+        if wait <= 0:
+            self._send_pli(now)
+        elif self._pli_timer is None:
+            self._pli_timer = self._loop.call_later(wait, self._send_trailing_pli)
+
+    def _send_trailing_pli(self) -> None:
+        self._pli_timer = None
+        if not self.closed:
+            self._send_pli(self._loop.time())
+
+    def _send_pli(self, now: float) -> None:
+        if self._tap.send_pli():
+            self._last_pli = now
+            self.plis_sent += 1
+
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused and self.kind == "video":
+            # Frames were dropped while paused: every consumer needs a keyframe.
+            for consumer in self.consumers.values():
+                consumer.waiting_keyframe = True
+            self.request_keyframe()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._tap.on_frame = None
+        if self._pli_timer is not None:
+            self._pli_timer.cancel()
+            self._pli_timer = None
+        for consumer in tuple(self.consumers.values()):
+            consumer.close()
+
+    def info(self) -> dict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "codec": self.mime,
+            "mid": self.mid,
+            "track_id": self.track_id,
+            "paused": self.paused,
+        }
+
+    def __repr__(self) -> str:
+        return f"Producer({self.id}, {self.kind}, {self.mime}, from={self.participant_id})"
+
+
+class Consumer:
+    """One outgoing copy of a producer towards one sink."""
+
+    def __init__(
+        self,
+        consumer_id: str,
+        producer: Producer,
+        sink: ConsumerSink,
+        subscriber_id: str,
+        on_closed: Optional[Callable[["Consumer"], None]] = None,
+    ) -> None:
+        self.id = consumer_id
+        self.producer = producer
+        self.sink = sink
+        self.subscriber_id = subscriber_id
+        self.active = False
+        self.closed = False
+        self.waiting_keyframe = producer.kind == "video"
+        self.frames = 0
+        self.bytes = 0
+        self.skipped = 0  # frames dropped while waiting for a keyframe
+        self.overflows = 0
+        self.keyframe_requests = 0
+        self._on_closed = on_closed
+
+    def activate(self) -> None:
+        """Start receiving from the live edge (video: from the next keyframe)."""
+        if self.active or self.closed:
+            return
+        self.active = True
+        self.producer.attach(self)
+        self.request_keyframe()
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        if self.waiting_keyframe:
+            if not frame.keyframe:
+                self.skipped += 1
+                return
+            self.waiting_keyframe = False
+        if self.sink.push(frame):
+            self.frames += 1
+            self.bytes += len(frame.data)
+        else:
+            self.overflows += 1
+            if self.producer.kind == "video":
+                self.waiting_keyframe = True
+                self.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        """On start, on overflow, and on the viewer's PLI/FIR (relayed)."""
+        if self.closed:
+            return
+        self.keyframe_requests += 1
+        self.producer.request_keyframe()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.active = False
+        self.producer.detach(self)
+        try:
+            self.sink.close()
+        except Exception:
+            logger.exception("sink of consumer %s failed to close", self.id)
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def __repr__(self) -> str:
+        return f"Consumer({self.id}, {self.producer.id} -> {self.subscriber_id}, frames={self.frames})"
+
+
+class SenderSlot(MediaStreamTrack):
+    """The track of one RTCRtpSender on a subscribe connection: a ConsumerSink the
+    sender pulls EncodedFrames from. A slot outlives its consumers: when a consumer
+    goes, its m-line turns inactive and a later consumer of the same kind and codec
+    reuses it, so the subscribe SDP does not grow with every caucus move."""
+
+    def __init__(self, kind: str, max_frames: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.track_label = self._id
+        self.consumer: Optional[Consumer] = None
+        self.pulling = False  # the sender's RTP loop has started reading
+        self._max_frames = max_frames
+        self._buf: collections.deque[EncodedFrame] = collections.deque()
+        self._waiter: Optional[asyncio.Future] = None
+        self._on_first_pull: Optional[Callable[[], None]] = None
+
+    @property
+    def id(self) -> str:  # msid track id seen by the viewer
+        return self.track_label
+
+    def when_pulling(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the sender reads from this slot (now if it already does)."""
+        if self.pulling:
+            callback()
+        else:
+            self._on_first_pull = callback
+
+    # ConsumerSink
+    def push(self, frame: EncodedFrame) -> bool:
+        buf = self._buf
+        if len(buf) >= self._max_frames:
+            # The sender is stuck (congested transport): drop the backlog rather
+            # than deliver stale media late.
+            buf.clear()
+            return False
+        buf.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def close(self) -> None:
+        # The consumer left; the slot (and its sender) stays for reuse.
+        self._buf.clear()
+        self._on_first_pull = None
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if not self.pulling:
+            self.pulling = True
+            callback, self._on_first_pull = self._on_first_pull, None
+            if callback is not None:
+                callback()
+        buf = self._buf
+        while not buf:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return buf.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

@@ -1,0 +1,76 @@
+"""Participants: who is in a room, with which role, grants, area and mute state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from .errors import RoomError
+
+if TYPE_CHECKING:
+    from .media import Producer
+    from .peers import PublishSession, SubscribeSession
+
+LOBBY = "lobby"
+MAIN = "main"
+
+ROLES = ("party", "mediator", "expert", "observer")
+GRANTS = frozenset({"publish", "subscribe", "admit", "invite", "move", "record", "end"})
+DEFAULT_GRANTS: dict[str, frozenset[str]] = {
+    "mediator": GRANTS,
+    "party": frozenset({"publish", "subscribe"}),
+    "expert": frozenset({"publish", "subscribe"}),
+    # A clerk or judge watching: sees and hears, is never seen or heard.
+    "observer": frozenset({"subscribe"}),
+}
+KINDS = ("audio", "video")
+
+
+@dataclass(eq=False)
+class Participant:
+    id: str
+    name: str
+    role: str
+    grants: set[str]
+    area: str = LOBBY
+    muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+    joined_at: float = field(default_factory=time.time)
+    producers: dict[str, "Producer"] = field(default_factory=dict)
+    publish: Optional["PublishSession"] = None
+    subscribe: Optional["SubscribeSession"] = None
+
+    def can(self, grant: str) -> bool:
+        return grant in self.grants
+
+    def require(self, grant: str) -> None:
+        if grant not in self.grants:
+            raise RoomError("forbidden", f"participant {self.id} lacks the {grant!r} grant")
+
+    def info(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "where": self.area,
+            "grants": sorted(self.grants),
+            "muted": dict(self.muted),
+            "producers": [p.info() for p in self.producers.values() if not p.closed],
+        }
+
+
+def make_participant(
+    participant_id: str,
+    name: str,
+    role: str,
+    grants: Optional[set[str]] = None,
+    area: str = LOBBY,
+) -> Participant:
+    if role not in ROLES:
+        raise RoomError("bad_request", f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if grants is None:
+        grants = set(DEFAULT_GRANTS[role])
+    unknown = set(grants) - GRANTS
+    if unknown:
+        raise RoomError("bad_request", f"unknown grants: {', '.join(sorted(unknown))}")
+    return Participant(id=participant_id, name=name, role=role, grants=set(grants), area=area)

@@ -1,0 +1,391 @@
+"""Room: one mediation session's live space (lobby, main area, caucus sub-rooms).
+
+The signaling layer drives a Room with plain method calls and receives its events
+through callbacks given to the constructor; callbacks may be plain functions or
+coroutine functions. Every participant-level failure is contained: a bad SDP raises
+RoomError for that caller and changes nothing for anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any, Callable, Optional
+
+from . import aiortc_hooks as hooks
+from .errors import RoomError
+from .media import Consumer, ConsumerSink, Producer
+from .participant import KINDS, LOBBY, MAIN, Participant, make_participant
+from .peers import PublishSession, SubscribeSession, make_configuration, maybe_await, new_id
+from .router import Router
+
+logger = logging.getLogger(__name__)
+
+Callback = Optional[Callable[..., Any]]
+
+
+class Room:
+    """
+    Callbacks (all optional):
+      on_subscribe_offer(participant_id, {"sdp", "type", "tracks"}) -> awaitable|None
+          forward as the `rtc.offer` server event; the client answers through
+          `handle_subscribe_answer`. `tracks` lists each m-line: mid, kind, active,
+          producer_id, participant_id.
+      on_state_changed(room)                       broadcast `room.state` (room.state())
+      on_participant_removed(participant_id, reason)   send `removed` / clean up
+      on_connection_state(participant_id, target, state)  "publish"/"subscribe", aiortc state
+      on_producer_added(producer) / on_producer_removed(producer)   e.g. for recorders
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        ice_servers: Optional[list[Any]] = None,
+        on_subscribe_offer: Callback = None,
+        on_state_changed: Callback = None,
+        on_participant_removed: Callback = None,
+        on_connection_state: Callback = None,
+        on_producer_added: Callback = None,
+        on_producer_removed: Callback = None,
+    ) -> None:
+        hooks.check_hooks()  # refuse to run forwarding on an aiortc we do not know
+        self.id = room_id
+        self.participants: dict[str, Participant] = {}
+        self.caucuses: dict[str, str] = {}  # caucus id -> name
+        self.router = Router(self.participants)
+        self.recording = False
+        self.closed = False
+        self._ice_servers = ice_servers
+        self._configuration = make_configuration(ice_servers)  # validates early
+        self.on_subscribe_offer = on_subscribe_offer
+        self.on_state_changed = on_state_changed
+        self.on_participant_removed = on_participant_removed
+        self.on_connection_state = on_connection_state
+        self.on_producer_added = on_producer_added
+        self.on_producer_removed = on_producer_removed
+        self._extra_consumers: dict[str, Consumer] = {}  # recorder and other sinks
+        self._delivered: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ people
+
+    def join(
+        self,
+        participant_id: str,
+        name: str,
+        role: str,
+        *,
+        grants: Optional[set[str]] = None,
+        area: Optional[str] = None,
+    ) -> Participant:
+        """Add a participant. By default the mediator enters the main area and
+        everybody else waits in the lobby until admitted."""
+        self._require_open()
+        if participant_id in self.participants:
+            raise RoomError("conflict", f"participant {participant_id} is already in the room")
+        if area is None:
+            area = MAIN if role == "mediator" else LOBBY
+        self._require_area(area)
+        participant = make_participant(participant_id, name, role, grants, area)
+        self.participants[participant_id] = participant
+        if participant.can("subscribe"):
+            participant.subscribe = SubscribeSession(
+                participant,
+                make_configuration(self._ice_servers),
+                self.router,
+                on_offer=self._deliver_offer,
+                on_state=lambda state, pid=participant_id: self._connection_state(pid, "subscribe", state),
+                on_consumer_closed=self._consumer_closed,
+            )
+        self._refresh_area(area)
+        self._state_changed()
+        return participant
+
+    def participant(self, participant_id: str) -> Participant:
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            raise RoomError("not_found", f"no participant {participant_id} in room {self.id}")
+        return participant
+
+    def admit(self, participant_id: str, *, by: Optional[str] = None) -> None:
+        self._check_actor(by, "admit")
+        participant = self.participant(participant_id)
+        if participant.area != LOBBY:
+            raise RoomError("bad_state", f"participant {participant_id} is not in the lobby")
+        self._set_area(participant, MAIN)
+
+    async def deny(self, participant_id: str, *, reason: str = "denied", by: Optional[str] = None) -> None:
+        self._check_actor(by, "admit")
+        if self.participant(participant_id).area != LOBBY:
+            raise RoomError("bad_state", f"participant {participant_id} is not in the lobby")
+        await self.remove(participant_id, reason=reason)
+
+    def move(self, participant_id: str, area: str, *, by: Optional[str] = None) -> None:
+        """Move to "main", a caucus id or "lobby". Media follows without a rejoin:
+        what the new area may not see stops at once, then both sides renegotiate."""
+        self._check_actor(by, "move")
+        self._require_area(area)
+        self._set_area(self.participant(participant_id), area)
+
+    def mute(self, participant_id: str, kind: str, muted: bool = True, *, by: Optional[str] = None) -> None:
+        """Oneself (`by` None or equal to participant_id), or by someone with the
+        "move" grant (the mediator). Muted producers stay negotiated but forward
+        nothing, so unmuting needs no renegotiation."""
+        if by is not None and by != participant_id:
+            self._check_actor(by, "move")
+        if kind not in KINDS:
+            raise RoomError("bad_request", f"kind must be audio or video, not {kind!r}")
+        participant = self.participant(participant_id)
+        participant.muted[kind] = bool(muted)
+        for producer in participant.producers.values():
+            if producer.kind == kind:
+                producer.set_paused(bool(muted))
+        self._state_changed()
+
+    async def leave(self, participant_id: str) -> None:
+        await self.remove(participant_id, reason="left")
+
+    async def remove(self, participant_id: str, *, reason: str = "removed", by: Optional[str] = None) -> None:
+        """Release everything the participant holds: its producers (and every
+        consumer of them), its consumers, both peer connections, its tasks."""
+        if by is not None and by != participant_id:
+            self._check_actor(by, "move")
+        participant = self.participants.pop(participant_id, None)
+        if participant is None:
+            raise RoomError("not_found", f"no participant {participant_id} in room {self.id}")
+        for producer in list(participant.producers.values()):
+            self._close_producer(participant, producer)
+        # Others stop consuming what is gone and renegotiate.
+        self._refresh_area(participant.area)
+        results = []
+        for session in (participant.subscribe, participant.publish):
+            if session is not None:
+                results.append(session.close())
+        for outcome in await asyncio.gather(*results, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                logger.warning("closing a connection of %s failed: %r", participant_id, outcome)
+        participant.subscribe = participant.publish = None
+        self._emit(self.on_participant_removed, participant_id, reason)
+        self._state_changed()
+
+    # ------------------------------------------------------------------ caucuses
+
+    def create_caucus(self, name: str, *, by: Optional[str] = None) -> str:
+        self._check_actor(by, "move")
+        self._require_open()
+        caucus_id = new_id("caucus-")
+        self.caucuses[caucus_id] = str(name)
+        self._state_changed()
+        return caucus_id
+
+    def close_caucus(self, caucus_id: str, *, by: Optional[str] = None) -> None:
+        """Everyone in the caucus returns to the main area."""
+        self._check_actor(by, "move")
+        if caucus_id not in self.caucuses:
+            raise RoomError("not_found", f"no caucus {caucus_id}")
+        for participant in [p for p in self.participants.values() if p.area == caucus_id]:
+            self._set_area(participant, MAIN, notify=False)
+        del self.caucuses[caucus_id]
+        self._state_changed()
+
+    # ------------------------------------------------------------------ media / signaling
+
+    async def handle_publish_offer(self, participant_id: str, sdp: Any, type: Any = "offer") -> dict:
+        """The client's `rtc.offer` on its publish connection -> {"sdp", "type"} answer."""
+        participant = self.participant(participant_id)
+        answer, added, removed = await self._publish_session(participant).handle_offer(sdp, type)
+        if self.participants.get(participant_id) is not participant:
+            raise RoomError("gone", f"participant {participant_id} left during negotiation")
+        for producer in removed:
+            self._close_producer(participant, producer)
+        for producer in added:
+            participant.producers[producer.id] = producer
+            self._emit(self.on_producer_added, producer)
+        if added or removed:
+            self._refresh_area(participant.area)
+            self._state_changed()
+        return {"sdp": answer.sdp, "type": answer.type}
+
+    async def handle_subscribe_answer(self, participant_id: str, sdp: Any, type: Any = "answer") -> None:
+        """The client's `rtc.answer` to the latest subscribe offer."""
+        session = self.participant(participant_id).subscribe
+        if session is None:
+            raise RoomError("bad_state", f"participant {participant_id} has no subscribe connection")
+        await session.handle_answer(sdp, type)
+
+    async def add_ice_candidate(
+        self,
+        participant_id: str,
+        target: str,
+        candidate: Optional[str],
+        sdp_mid: Optional[str] = None,
+        sdp_mline_index: Optional[int] = None,
+    ) -> None:
+        """A trickled browser candidate (`rtc.candidate`); target "publish" or "subscribe"."""
+        participant = self.participant(participant_id)
+        if target == "publish":
+            # May overtake the offer it belongs to: buffered by the session.
+            session: Any = self._publish_session(participant)
+        elif target == "subscribe":
+            session = participant.subscribe
+        else:
+            raise RoomError("bad_request", f"target must be publish or subscribe, not {target!r}")
+        if session is None:
+            raise RoomError("bad_state", f"no {target} connection yet")
+        await session.add_candidate(candidate, sdp_mid, sdp_mline_index)
+
+    def attach_sink(self, producer_id: str, sink: ConsumerSink, *, label: str = "recorder") -> Consumer:
+        """Consume a producer into any sink (a recorder): same frames a viewer gets,
+        starting at the next keyframe. Close the returned consumer to detach."""
+        producer = self.producer(producer_id)
+        consumer = Consumer(new_id("co"), producer, sink, label, on_closed=self._extra_consumer_closed)
+        self._extra_consumers[consumer.id] = consumer
+        consumer.activate()
+        return consumer
+
+    def producer(self, producer_id: str) -> Producer:
+        for participant in self.participants.values():
+            producer = participant.producers.get(producer_id)
+            if producer is not None:
+                return producer
+        raise RoomError("not_found", f"no producer {producer_id}")
+
+    def producers(self) -> list[Producer]:
+        return [p for q in self.participants.values() for p in q.producers.values()]
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict:
+        """The `room.state` payload."""
+        return {
+            "id": self.id,
+            "participants": [p.info() for p in self.participants.values()],
+            "caucuses": [{"id": cid, "name": name} for cid, name in self.caucuses.items()],
+            "recording": self.recording,
+        }
+
+    def delivery_counts(self) -> dict[tuple[str, str], int]:
+        """Frames delivered so far per (publisher id, subscriber id), including
+        consumers already closed. Proves which areas saw whom."""
+        counts = collections.Counter(self._delivered)
+        for participant in self.participants.values():
+            if participant.subscribe is not None:
+                for consumer in participant.subscribe.consumers.values():
+                    counts[(consumer.producer.participant_id, consumer.subscriber_id)] += consumer.frames
+        for consumer in self._extra_consumers.values():
+            counts[(consumer.producer.participant_id, consumer.subscriber_id)] += consumer.frames
+        return dict(counts)
+
+    async def close(self) -> None:
+        """Remove everybody and release every resource."""
+        if self.closed:
+            return
+        for participant_id in list(self.participants):
+            try:
+                await self.remove(participant_id, reason="session_ended")
+            except RoomError:
+                pass
+        self.closed = True
+        for consumer in list(self._extra_consumers.values()):
+            consumer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ internals
+
+    def _publish_session(self, participant: Participant) -> PublishSession:
+        participant.require("publish")
+        if participant.publish is None:
+            participant.publish = PublishSession(
+                participant,
+                make_configuration(self._ice_servers),
+                on_state=lambda state, pid=participant.id: self._connection_state(pid, "publish", state),
+                on_closed_by_peer=lambda pid=participant.id: self._publish_closed_by_peer(pid),
+            )
+        return participant.publish
+
+    def _connection_state(self, participant_id: str, target: str, state: str) -> None:
+        self._emit(self.on_connection_state, participant_id, target, state)
+
+    def _publish_closed_by_peer(self, participant_id: str) -> None:
+        # The client's publish connection went away without a leave: its producers
+        # are dead; stop everyone consuming them.
+        participant = self.participants.get(participant_id)
+        if participant is None or not participant.producers:
+            return
+        for producer in list(participant.producers.values()):
+            self._close_producer(participant, producer)
+        self._refresh_area(participant.area)
+        self._state_changed()
+
+    def _require_open(self) -> None:
+        if self.closed:
+            raise RoomError("gone", f"room {self.id} is closed")
+
+    def _require_area(self, area: str) -> None:
+        if area not in (LOBBY, MAIN) and area not in self.caucuses:
+            raise RoomError("not_found", f"no area {area!r} (lobby, main or a caucus id)")
+
+    def _check_actor(self, by: Optional[str], grant: str) -> None:
+        if by is not None:
+            self.participant(by).require(grant)
+
+    def _set_area(self, participant: Participant, area: str, notify: bool = True) -> None:
+        old = participant.area
+        if old == area:
+            return
+        participant.area = area
+        self._refresh_area(old)
+        self._refresh_area(area)
+        if notify:
+            self._state_changed()
+
+    def _refresh_area(self, area: str) -> None:
+        # Everyone who was or is in the area re-checks its consumers: stale
+        # consumers close immediately, new ones are negotiated.
+        # (Everyone, not just the area: cheap at mediation sizes, obviously complete.)
+        for participant in list(self.participants.values()):
+            if participant.subscribe is not None:
+                participant.subscribe.sync()
+
+    def _close_producer(self, participant: Participant, producer: Producer) -> None:
+        participant.producers.pop(producer.id, None)
+        producer.close()  # closes every consumer -> their slots go inactive
+        self._emit(self.on_producer_removed, producer)
+
+    def _consumer_closed(self, consumer: Consumer) -> None:
+        self._delivered[(consumer.producer.participant_id, consumer.subscriber_id)] += consumer.frames
+
+    def _extra_consumer_closed(self, consumer: Consumer) -> None:
+        self._extra_consumers.pop(consumer.id, None)
+        self._consumer_closed(consumer)
+
+    async def _deliver_offer(self, participant_id: str, message: dict) -> None:
+        if self.on_subscribe_offer is None:
+            raise RoomError("internal", "no on_subscribe_offer callback")
+        await maybe_await(self.on_subscribe_offer(participant_id, message))
+
+    def _state_changed(self) -> None:
+        self._emit(self.on_state_changed, self)
+
+    def _emit(self, callback: Callback, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(*args)
+        except Exception:
+            logger.exception("room %s callback %r failed", self.id, callback)
+            return
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("room %s callback task failed", self.id, exc_info=task.exception())
