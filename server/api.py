@@ -361,6 +361,7 @@ async def end_session(request: web.Request) -> web.Response:
     sid = path_int(request, "session_id")
     async with db(request).session() as s:
         sess = await session_svc.end_session(s, actor(request), sid)
+    await request.app["hub"].end_room(sess.room_id)
     return respond({"session": ser.session(sess)})
 
 

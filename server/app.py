@@ -52,6 +52,8 @@ async def error_middleware(request: web.Request, handler):
 @web.middleware
 async def context_middleware(request: web.Request, handler):
     """Who is calling, in which language, and CSRF protection for cookie-authenticated writes."""
+    if request.path.startswith("/socket.io/"):
+        return await handler(request)  # signaling authenticates each participant by join token
     lang = pick_lang(request.query.get("lang"), request.cookies.get(LANG_COOKIE),
                      request.headers.get("Accept-Language"))
     request["lang"] = lang
@@ -132,6 +134,8 @@ def create_app(settings, *, db: Database | None = None) -> web.Application:
     from . import pages
     pages.setup(app)
     app.router.add_static("/static/", webpkg.STATIC, name="static")
+    from signaling.hub import create_socketio
+    app["hub"] = create_socketio(app, app["db"], settings)
 
     async def close_db(app):
         if db is None:

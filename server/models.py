@@ -226,5 +226,19 @@ class AuditHead(Base):
 
 __all__ = [
     "Base", "Institution", "User", "StaffSession", "Expert", "CaseCounter", "Case", "Party",
-    "Evidence", "MediationSession", "Invite", "AuditEntry", "AuditHead", "utcnow", "UniqueConstraint",
+    "Evidence", "MediationSession", "Invite", "AuditEntry", "AuditHead", "ChatMessage", "utcnow", "UniqueConstraint",
 ]
+
+
+class ChatMessage(Base):
+    """Chat in a live session, kept with the session (per area: main, or a caucus)."""
+
+    __tablename__ = "chat_messages"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    participant_id: Mapped[str] = mapped_column(String(60))
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(12))
+    area: Mapped[str] = mapped_column(String(60))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

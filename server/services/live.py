@@ -1,0 +1,108 @@
+"""What the live room writes down: joins, admissions, removals, chat and the session's end.
+
+Signaling calls these with the participant's verified join token; the same rules apply as
+for the REST API (a participant is not a staff login, so the checks are on the invite).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .. import audit
+from ..errors import Conflict, Forbidden
+from ..models import ChatMessage, Invite, MediationSession, User
+from ..security import TokenInvalid
+from .cases import get_case
+from .sessions import get_session, verify_join_token
+
+CHAT_MAX = 2000
+
+
+@dataclass
+class Pass:
+    """A verified join token: who this participant is and where they may go."""
+
+    participant_id: str
+    name: str
+    role: str
+    grants: set[str]
+    session_id: int
+    case_id: int
+    room_id: str
+    invite_id: int
+    expires_at: int
+
+    def ref(self) -> audit.ActorRef:
+        return audit.ActorRef("participant", self.participant_id, self.name)
+
+
+async def check_pass(s: AsyncSession, secret: str, token: str, *, known: bool) -> Pass:
+    """Verify a join token and note its use. `known`: this participant was in the room before
+    (a reconnect), so a single-use link may be used again by the same person."""
+    claims, invite, sess = await verify_join_token(s, secret, token)
+    if invite.single_use and invite.used_at is not None and not known:
+        raise TokenInvalid("token_used", "This join link has already been used.")
+    now = dt.datetime.now(dt.timezone.utc)
+    if invite.used_at is None:
+        await s.execute(Invite.__table__.update().where(Invite.id == invite.id).values(used_at=now))
+    return Pass(participant_id=str(claims["sub"]), name=str(claims.get("name", "")), role=claims["role"],
+                grants=set(claims.get("grants", [])), session_id=sess.id, case_id=sess.case_id,
+                room_id=sess.room_id, invite_id=invite.id, expires_at=int(claims["exp"]))
+
+
+async def still_valid(s: AsyncSession, secret: str, token: str) -> bool:
+    try:
+        await verify_join_token(s, secret, token)
+        return True
+    except TokenInvalid:
+        return False
+
+
+async def record(s: AsyncSession, p: Pass, action: str, data: dict | None = None,
+                 actor: audit.ActorRef | None = None) -> None:
+    await audit.append(s, actor or p.ref(), action, case_id=p.case_id, session_id=p.session_id,
+                       data={"participant_id": p.participant_id, "name": p.name, "role": p.role, **(data or {})})
+
+
+async def joined(s: AsyncSession, p: Pass, where: str) -> None:
+    sess = await get_session(s, p.session_id, lock=True)
+    if sess.status == "scheduled":
+        sess.status = "live"
+        sess.started_at = dt.datetime.now(dt.timezone.utc)
+    await record(s, p, "participant.joined", {"where": where})
+
+
+async def save_chat(s: AsyncSession, p: Pass, area: str, text: str) -> ChatMessage:
+    msg = ChatMessage(session_id=p.session_id, participant_id=p.participant_id, name=p.name, role=p.role,
+                      area=area, text=text)
+    s.add(msg)
+    await s.flush()
+    return msg
+
+
+async def chat_history(s: AsyncSession, session_id: int, area: str, limit: int = 100) -> list[ChatMessage]:
+    rows = (await s.execute(select(ChatMessage).where(ChatMessage.session_id == session_id, ChatMessage.area == area)
+                            .order_by(ChatMessage.id.desc()).limit(limit))).scalars().all()
+    return list(reversed(rows))
+
+
+async def end_by_participant(s: AsyncSession, p: Pass) -> MediationSession:
+    """`session.end` from the room: only the case's mediator, through their own link."""
+    if "end" not in p.grants or p.role != "mediator":
+        raise Forbidden("Only the mediator can end the session.")
+    invite = await s.get(Invite, p.invite_id)
+    sess = await get_session(s, p.session_id, lock=True)
+    case = await get_case(s, sess.case_id)
+    if invite is None or invite.user_id is None or invite.user_id != case.mediator_id:
+        raise Forbidden("Only the mediator assigned to this case can end the session.")
+    if sess.status == "ended":
+        raise Conflict("This session has already ended.", code="session_ended")
+    user = await s.get(User, invite.user_id)
+    sess.status = "ended"
+    sess.ended_at = dt.datetime.now(dt.timezone.utc)
+    await audit.append(s, audit.ActorRef("staff", str(user.id), user.name), "session.ended",
+                       case_id=case.id, session_id=sess.id, data={"via": "room"})
+    return sess

@@ -1,0 +1,392 @@
+"""The signaling hub: socket.io events in, calls on rooms/ and the session service out.
+
+One Hub per process keeps the live rooms of this node. Every event is validated; a bad or
+unauthorised one is answered `{"ok": false, "error": {...}}` and changes nothing; no event
+can take down the server or another participant's session.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from rooms.errors import RoomError
+from rooms.participant import GRANTS, LOBBY, MAIN
+from rooms.room import Room
+from server.errors import AppError
+from server.security import TokenInvalid, decode_join_token
+from server.services import live as live_svc
+
+from . import schemas as ev
+
+log = logging.getLogger("mediation.signaling")
+
+
+def fail(code: str, message: str, **extra) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message, **extra}}
+
+
+@dataclass
+class LiveRoom:
+    room: Room
+    session_id: int
+    case_id: int
+    sids: dict[str, str] = field(default_factory=dict)          # participant id -> socket id
+    passes: dict[str, live_svc.Pass] = field(default_factory=dict)
+    remembered: dict[str, str] = field(default_factory=dict)    # admitted participant -> area, for rejoins
+    seen: set[str] = field(default_factory=set)
+    state_pending: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Hub:
+    def __init__(self, sio: socketio.AsyncServer, db, settings):
+        self.sio = sio
+        self.db = db
+        self.settings = settings
+        self.rooms: dict[str, LiveRoom] = {}
+        self.by_sid: dict[str, tuple[str, str]] = {}  # socket id -> (room id, participant id)
+        self._create_lock = asyncio.Lock()
+        self._register()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _register(self) -> None:
+        sio = self.sio
+        sio.on("connect", self._on_connect)
+        sio.on("disconnect", self._on_disconnect)
+        table: dict[str, tuple[type[BaseModel], Callable[..., Awaitable[dict]], bool]] = {
+            "join": (ev.Join, self.join, False),
+            "rtc.offer": (ev.Offer, self.rtc_offer, True),
+            "rtc.answer": (ev.Answer, self.rtc_answer, True),
+            "rtc.candidate": (ev.Candidate, self.rtc_candidate, True),
+            "lobby.admit": (ev.ParticipantRef, self.lobby_admit, True),
+            "lobby.deny": (ev.Deny, self.lobby_deny, True),
+            "media.mute": (ev.Mute, self.media_mute, True),
+            "participant.mute": (ev.MuteOther, self.participant_mute, True),
+            "participant.remove": (ev.ParticipantRef, self.participant_remove, True),
+            "chat.send": (ev.Chat, self.chat_send, True),
+            "help.request": (ev.Empty, self.help_request, True),
+            "leave": (ev.Empty, self.leave, True),
+            "session.end": (ev.Empty, self.session_end, True),
+        }
+        for name, (model, fn, needs_join) in table.items():
+            sio.on(name, self._wrap(name, model, fn, needs_join))
+
+    def _wrap(self, name: str, model: type[BaseModel], fn, needs_join: bool):
+        async def handler(sid, data=None):
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                return fail("bad_request", f"'{name}' takes an object.")
+            try:
+                payload = model.model_validate(data)
+            except ValidationError as exc:
+                fields = {".".join(str(p) for p in e["loc"]) or "_": e["msg"] for e in exc.errors()}
+                return fail("bad_request", f"Invalid '{name}' event.", fields=fields)
+            try:
+                if needs_join:
+                    where = self.by_sid.get(sid)
+                    live = self.rooms.get(where[0]) if where else None
+                    if live is None:
+                        return fail("not_joined", "Join the session first.")
+                    result = await fn(sid, live, where[1], payload)
+                else:
+                    result = await fn(sid, payload)
+                return {"ok": True, **(result or {})}
+            except RoomError as exc:
+                return fail(exc.code, exc.message)
+            except TokenInvalid as exc:
+                return fail(exc.code, exc.message)
+            except AppError as exc:
+                return fail(exc.code, exc.message)
+            except Exception:  # noqa: BLE001 - one bad event must not break the connection
+                log.exception("event %s from %s failed", name, sid)
+                return fail("internal_error", "The server could not handle this request.")
+        return handler
+
+    async def _on_connect(self, sid, environ, auth=None):
+        return True
+
+    async def _on_disconnect(self, sid, reason=None):
+        where = self.by_sid.pop(sid, None)
+        if where is None:
+            return
+        live = self.rooms.get(where[0])
+        if live is not None:
+            await self._release(live, where[1], reason="disconnected", sid=sid)
+
+    async def _emit_to(self, live: LiveRoom, pid: str, event: str, data: Any) -> None:
+        sid = live.sids.get(pid)
+        if sid is not None:
+            await self.sio.emit(event, data, to=sid)
+
+    def _area_of(self, live: LiveRoom, pid: str) -> str:
+        p = live.room.participants.get(pid)
+        return p.area if p else LOBBY
+
+    # ------------------------------------------------------------------ room lifecycle
+
+    async def _live_room(self, p: live_svc.Pass) -> LiveRoom:
+        async with self._create_lock:
+            live = self.rooms.get(p.room_id)
+            if live is None:
+                holder: dict[str, LiveRoom] = {}
+                room = Room(
+                    p.room_id,
+                    ice_servers=self.settings.ice_servers,
+                    on_subscribe_offer=lambda pid, offer: self._emit_to(holder["live"], pid, "rtc.offer", offer),
+                    on_state_changed=lambda _room: self._schedule_state(holder["live"]),
+                    on_participant_removed=lambda pid, reason: None,
+                    on_connection_state=lambda pid, target, state: log.debug("%s %s %s", pid, target, state),
+                )
+                live = holder["live"] = LiveRoom(room=room, session_id=p.session_id, case_id=p.case_id)
+                self.rooms[p.room_id] = live
+            return live
+
+    def _schedule_state(self, live: LiveRoom) -> None:
+        """Coalesce the many small changes of one step into one `room.state` push."""
+        if live.state_pending:
+            return
+        live.state_pending = True
+
+        async def push():
+            await asyncio.sleep(0)
+            live.state_pending = False
+            await self.push_state(live)
+
+        asyncio.get_running_loop().create_task(push())
+
+    async def push_state(self, live: LiveRoom) -> None:
+        if live.room.closed:
+            return
+        full = live.room.state()
+        for pid, sid in list(live.sids.items()):
+            if self._area_of(live, pid) == LOBBY:
+                # Waiting people see themselves and whether the mediator is there, nobody else.
+                me = [x for x in full["participants"] if x["id"] == pid]
+                mediator_here = any(x["role"] == "mediator" for x in full["participants"])
+                view = {"id": full["id"], "participants": me, "caucuses": [], "recording": full["recording"],
+                        "mediator_present": mediator_here}
+            else:
+                view = full
+            await self.sio.emit("room.state", view, to=sid)
+
+    async def _release(self, live: LiveRoom, pid: str, *, reason: str, sid: str | None = None) -> None:
+        """Free everything the participant holds and write it down; keep where they were for a rejoin."""
+        if sid is not None and live.sids.get(pid) != sid:
+            return  # an older connection of someone who already rejoined
+        live.sids.pop(pid, None)
+        p = live.passes.pop(pid, None)
+        if pid in live.room.participants:
+            area = live.room.participants[pid].area
+            if area != LOBBY:
+                live.remembered[pid] = area
+            try:
+                await live.room.remove(pid, reason=reason)
+            except RoomError:
+                pass
+        if p is not None:
+            try:
+                async with self.db.session() as s:
+                    await live_svc.record(s, p, "participant.left", {"reason": reason})
+            except Exception:  # noqa: BLE001 - the room must go on even if the log write failed
+                log.exception("could not record that %s left", pid)
+        if not live.sids and not live.room.participants:
+            await self._drop_room(live)
+
+    async def _drop_room(self, live: LiveRoom) -> None:
+        if self.rooms.get(live.room.id) is live:
+            del self.rooms[live.room.id]
+        await live.room.close()
+
+    async def end_room(self, room_id: str, reason: str = "session_ended") -> None:
+        """The session ended (from the room or the REST API): tell everyone and free the room."""
+        live = self.rooms.pop(room_id, None)
+        if live is None:
+            return
+        for pid, sid in list(live.sids.items()):
+            await self.sio.emit("session.ended", {"reason": reason}, to=sid)
+            self.by_sid.pop(sid, None)
+        live.sids.clear()
+        await live.room.close()
+
+    async def close(self) -> None:
+        for room_id in list(self.rooms):
+            await self.end_room(room_id, reason="server_shutdown")
+
+    # ------------------------------------------------------------------ events
+
+    async def join(self, sid: str, data: ev.Join) -> dict:
+        if sid in self.by_sid:
+            return fail("already_joined", "This connection has already joined.")
+        claims = decode_join_token(self.settings.secret_key, data.token)
+        existing = self.rooms.get(str(claims.get("room", "")))
+        known = existing is not None and str(claims.get("sub")) in existing.seen
+        async with self.db.session() as s:
+            p = await live_svc.check_pass(s, self.settings.secret_key, data.token, known=known)
+        live = await self._live_room(p)
+        async with live.lock:
+            if live.room.closed:
+                return fail("session_ended", "This mediation session has ended.")
+            pid = p.participant_id
+            if pid in live.room.participants:
+                # The same person again (a reconnect, or a second tab): the newest connection wins.
+                old_sid = live.sids.get(pid)
+                if old_sid and old_sid != sid:
+                    await self.sio.emit("removed", {"reason": "replaced"}, to=old_sid)
+                    self.by_sid.pop(old_sid, None)
+                live.sids.pop(pid, None)
+                if live.room.participants[pid].area != LOBBY:
+                    live.remembered[pid] = live.room.participants[pid].area
+                await live.room.remove(pid, reason="replaced")
+            area = MAIN if p.role == "mediator" else live.remembered.get(pid, LOBBY)
+            if area not in (MAIN, LOBBY) and area not in live.room.caucuses:
+                area = MAIN
+            participant = live.room.join(pid, p.name, p.role, grants=p.grants & GRANTS, area=area)
+            live.sids[pid] = sid
+            live.passes[pid] = p
+            live.seen.add(pid)
+            self.by_sid[sid] = (live.room.id, pid)
+        async with self.db.session() as s:
+            await live_svc.joined(s, p, area)
+        if area == LOBBY:
+            await self._to_grant_holders(live, "admit", "lobby.waiting",
+                                         {"participant_id": pid, "name": p.name, "role": p.role})
+        state = live.room.state()
+        return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
+                "room": state, "in_lobby": area == LOBBY, "ice_servers": self.settings.ice_servers,
+                "session_id": p.session_id}
+
+    async def _to_grant_holders(self, live: LiveRoom, grant: str, event: str, data: dict) -> None:
+        for pid, part in list(live.room.participants.items()):
+            if part.can(grant):
+                await self._emit_to(live, pid, event, data)
+
+    async def rtc_offer(self, sid, live: LiveRoom, pid: str, data: ev.Offer) -> dict:
+        if not live.room.participants[pid].can("publish"):
+            return fail("forbidden", "Your role does not publish media.")
+        answer = await live.room.handle_publish_offer(pid, data.sdp, data.type)
+        return {"sdp": answer["sdp"], "type": answer["type"]}
+
+    async def rtc_answer(self, sid, live: LiveRoom, pid: str, data: ev.Answer) -> dict:
+        await live.room.handle_subscribe_answer(pid, data.sdp, data.type)
+        return {}
+
+    async def rtc_candidate(self, sid, live: LiveRoom, pid: str, data: ev.Candidate) -> dict:
+        await live.room.add_ice_candidate(pid, data.target, data.candidate or None, data.sdpMid, data.sdpMLineIndex)
+        return {}
+
+    async def _staff_step(self, live: LiveRoom, pid: str, target: str, action: str, data: dict | None = None) -> None:
+        actor, subject = live.passes.get(pid), live.passes.get(target)
+        if actor is None:
+            return
+        async with self.db.session() as s:
+            if subject is not None:
+                await live_svc.record(s, subject, action, data, actor=actor.ref())
+            else:
+                await live_svc.record(s, actor, action, {"target": target, **(data or {})})
+
+    async def lobby_admit(self, sid, live: LiveRoom, pid: str, data: ev.ParticipantRef) -> dict:
+        live.room.admit(data.participant_id, by=pid)
+        live.remembered[data.participant_id] = MAIN
+        await self._staff_step(live, pid, data.participant_id, "participant.admitted")
+        return {}
+
+    async def lobby_deny(self, sid, live: LiveRoom, pid: str, data: ev.Deny) -> dict:
+        target = data.participant_id
+        if live.room.participants.get(target) is None:
+            return fail("not_found", "No such participant.")
+        live.room.participant(pid).require("admit")
+        await self._staff_step(live, pid, target, "participant.denied", {"reason": data.reason or ""})
+        await self._emit_to(live, target, "removed", {"reason": "denied", "message": data.reason or ""})
+        target_sid = live.sids.get(target)
+        await live.room.deny(target, reason="denied", by=pid)
+        self._forget(live, target, target_sid)
+        return {}
+
+    def _forget(self, live: LiveRoom, pid: str, sid: str | None) -> None:
+        live.sids.pop(pid, None)
+        live.passes.pop(pid, None)
+        live.remembered.pop(pid, None)
+        if sid:
+            self.by_sid.pop(sid, None)
+
+    async def media_mute(self, sid, live: LiveRoom, pid: str, data: ev.Mute) -> dict:
+        live.room.mute(pid, data.kind, data.muted)
+        return {}
+
+    async def participant_mute(self, sid, live: LiveRoom, pid: str, data: ev.MuteOther) -> dict:
+        live.room.mute(data.participant_id, data.kind, True, by=pid)
+        await self._emit_to(live, data.participant_id, "muted", {"kind": data.kind, "by": pid})
+        await self._staff_step(live, pid, data.participant_id, "participant.muted", {"kind": data.kind})
+        return {}
+
+    async def participant_remove(self, sid, live: LiveRoom, pid: str, data: ev.ParticipantRef) -> dict:
+        target = data.participant_id
+        if target == pid:
+            return fail("bad_request", "Use 'leave' to leave.")
+        if live.room.participants.get(target) is None:
+            return fail("not_found", "No such participant.")
+        live.room.participant(pid).require("move")
+        await self._staff_step(live, pid, target, "participant.removed")
+        await self._emit_to(live, target, "removed", {"reason": "removed"})
+        target_sid = live.sids.get(target)
+        await live.room.remove(target, reason="removed", by=pid)
+        self._forget(live, target, target_sid)
+        return {}
+
+    async def chat_send(self, sid, live: LiveRoom, pid: str, data: ev.Chat) -> dict:
+        area = self._area_of(live, pid)
+        if area == LOBBY:
+            return fail("in_lobby", "You can chat once the mediator has let you in.")
+        p = live.passes[pid]
+        async with self.db.session() as s:
+            msg = await live_svc.save_chat(s, p, area, data.text)
+        out = {"id": msg.id, "participant_id": pid, "name": p.name, "role": p.role, "text": msg.text,
+               "area": area, "at": msg.created_at.isoformat()}
+        for other, other_sid in list(live.sids.items()):
+            if self._area_of(live, other) == area:
+                await self.sio.emit("chat.message", out, to=other_sid)
+        return {"message": out}
+
+    async def help_request(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
+        p = live.passes[pid]
+        await self._to_grant_holders(live, "admit", "help.requested",
+                                     {"participant_id": pid, "name": p.name, "where": self._area_of(live, pid)})
+        async with self.db.session() as s:
+            await live_svc.record(s, p, "participant.help_requested")
+        return {}
+
+    async def leave(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
+        self.by_sid.pop(sid, None)
+        await self._release(live, pid, reason="left", sid=sid)
+        return {}
+
+    async def session_end(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
+        p = live.passes[pid]
+        async with self.db.session() as s:
+            await live_svc.end_by_participant(s, p)
+        await self.end_room(live.room.id)
+        return {}
+
+
+def create_socketio(app, db, settings) -> Hub:
+    """Attach socket.io (path /socket.io/) to the aiohttp app; returns the hub."""
+    # cors_allowed_origins left at its default: same origin only.
+    kwargs: dict[str, Any] = {"async_mode": "aiohttp", "max_http_buffer_size": 512 * 1024}
+    if settings.redis_url:
+        kwargs["client_manager"] = socketio.AsyncRedisManager(settings.redis_url)
+    sio = socketio.AsyncServer(**kwargs)
+    sio.attach(app, socketio_path="socket.io")
+    hub = Hub(sio, db, settings)
+
+    async def shutdown(_app):
+        await hub.close()
+
+    app.on_shutdown.append(shutdown)
+    return hub

@@ -1,0 +1,181 @@
+"""Signaling over real socket.io with real aiortc peers: join, lobby, media, chat, errors, leaving."""
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from server.models import AuditEntry, ChatMessage
+from tests.rooms.clients import wait_for
+
+from .peer import Peer
+
+
+async def test_lobby_admission_media_and_chat(live, media):
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    party = Peer(live.url, await live.token("party", party_id=live.party_ids[0]), media)
+    try:
+        ack = await mediator.join()
+        assert ack["ok"] and ack["participant"]["role"] == "mediator" and not ack["in_lobby"]
+        assert ack["ice_servers"] == []
+        ack = await party.join()
+        assert ack["ok"] and ack["in_lobby"]
+        await wait_for(lambda: mediator.events["lobby.waiting"], what="lobby.waiting")
+        assert mediator.events["lobby.waiting"][0]["name"] == "张伟"
+        # The waiting party sees only themself.
+        await wait_for(lambda: party.state is not None, what="room.state")
+        assert [p["id"] for p in party.state["participants"]] == [party.me["id"]]
+        assert party.state["mediator_present"] is True
+
+        assert (await party.publish())["ok"]
+        assert (await mediator.publish())["ok"]
+        # Lobby: nothing forwarded to or from the party.
+        await asyncio.sleep(0.5)
+        assert party.frames_from(mediator.me["id"]) == 0 and mediator.frames_from(party.me["id"]) == 0
+
+        # A party cannot admit; the mediator can.
+        denied = await party.call("lobby.admit", {"participant_id": party.me["id"]})
+        assert not denied["ok"] and denied["error"]["code"] == "forbidden"
+        assert (await mediator.call("lobby.admit", {"participant_id": party.me["id"]}))["ok"]
+        await wait_for(lambda: party.frames_from(mediator.me["id"]) > 5, what="party decodes mediator video")
+        await wait_for(lambda: mediator.frames_from(party.me["id"]) > 5, what="mediator decodes party video")
+        await wait_for(lambda: mediator.frames_from(party.me["id"], "audio") > 5, what="audio")
+        await wait_for(lambda: len(party.state["participants"]) == 2, what="full state once admitted")
+
+        ack = await party.call("chat.send", {"text": "您好，我是申请人"})
+        assert ack["ok"]
+        await wait_for(lambda: mediator.events["chat.message"], what="chat delivered")
+        assert mediator.events["chat.message"][0]["text"] == "您好，我是申请人"
+
+        # Muting oneself shows in the state; the mediator can mute a party.
+        assert (await party.call("media.mute", {"kind": "audio", "muted": True}))["ok"]
+        await wait_for(lambda: any(p["muted"]["audio"] for p in mediator.state["participants"]
+                                   if p["id"] == party.me["id"]), what="mute in state")
+        assert (await mediator.call("participant.mute", {"participant_id": party.me["id"], "kind": "video"}))["ok"]
+        await wait_for(lambda: party.events["muted"], what="muted notice")
+    finally:
+        await party.close()
+        await mediator.close()
+    async with live.db.session() as s:
+        chat = (await s.execute(select(ChatMessage))).scalars().all()
+        actions = [e.action for e in (await s.execute(select(AuditEntry).where(
+            AuditEntry.session_id == live.session_id).order_by(AuditEntry.seq))).scalars()]
+    assert [(c.name, c.text, c.area) for c in chat] == [("张伟", "您好，我是申请人", "main")]
+    for action in ("participant.joined", "participant.admitted", "participant.muted", "participant.left"):
+        assert action in actions, actions
+
+
+async def test_bad_events_get_error_acks_and_change_nothing(live, media):
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    stranger = Peer(live.url, "x" * 40, media)
+    try:
+        await stranger.connect()
+        ack = await stranger.call("chat.send", {"text": "hi"})
+        assert ack["error"]["code"] == "not_joined"
+        ack = await stranger.call("join", {"token": "x" * 40})
+        assert ack["error"]["code"] == "token_invalid"
+        assert (await stranger.call("join", {"token": 5}))["error"]["code"] == "bad_request"
+        assert (await stranger.call("join", "not an object"))["error"]["code"] == "bad_request"
+
+        assert (await mediator.join())["ok"]
+        assert (await mediator.join())["error"]["code"] == "already_joined"
+        for event, data, code in [
+            ("rtc.offer", {"sdp": "v=0 garbage sdp", "type": "offer"}, None),
+            ("rtc.offer", {"sdp": "v=0 garbage sdp", "type": "answer"}, "bad_request"),
+            ("rtc.answer", {"sdp": "v=0 garbage", "type": "answer"}, None),
+            ("rtc.candidate", {"candidate": "candidate:bogus", "target": "sideways"}, "bad_request"),
+            ("lobby.admit", {"participant_id": "nobody"}, "not_found"),
+            ("participant.remove", {"participant_id": "nobody"}, "not_found"),
+            ("media.mute", {"kind": "smell", "muted": True}, "bad_request"),
+            ("chat.send", {"text": ""}, "bad_request"),
+            ("chat.send", {"text": "长" * 2001}, "bad_request"),
+            ("chat.send", {"text": "ok", "extra": 1}, "bad_request"),
+        ]:
+            ack = await mediator.call(event, data)
+            assert not ack["ok"], (event, ack)
+            assert ack["error"]["message"], ack
+            if code:
+                assert ack["error"]["code"] == code, (event, ack)
+        # Still fully working afterwards.
+        assert (await mediator.publish())["ok"]
+        assert (await mediator.call("chat.send", {"text": "仍然正常"}))["ok"]
+    finally:
+        await stranger.close()
+        await mediator.close()
+
+
+async def test_leaving_releases_everything_and_rejoin_returns_to_the_room(live, media):
+    hub = live.app["hub"]
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    token = await live.token("party", party_id=live.party_ids[0])
+    party = Peer(live.url, token, media)
+    try:
+        await mediator.join()
+        await party.join()
+        await mediator.call("lobby.admit", {"participant_id": party.me["id"]})
+        await party.publish()
+        room = hub.rooms[live.room_id].room
+        await wait_for(lambda: mediator.frames_from(party.me["id"]) > 3, what="media flowing")
+        pid = party.me["id"]
+        # A dropped connection (no 'leave'): everything of the party is released.
+        await party.sio.disconnect()
+        await wait_for(lambda: pid not in room.participants, what="release on disconnect")
+        assert all(p.participant_id != pid for p in room.producers())
+        await wait_for(lambda: all(x["id"] != pid for x in mediator.state["participants"]), what="state shows it")
+        # Rejoining with the same link goes straight back to the main room.
+        again = Peer(live.url, token, media)
+        ack = await again.join()
+        assert ack["ok"] and not ack["in_lobby"]
+        await again.publish()
+        await wait_for(lambda: mediator.frames_from(pid) > 10, what="media again after rejoin")
+        assert (await again.call("leave"))["ok"]
+        await again.close()
+        await mediator.call("leave")
+        await wait_for(lambda: live.room_id not in hub.rooms, what="empty room is dropped")
+    finally:
+        await party.close()
+        await mediator.close()
+
+
+async def test_session_end_tells_everyone_and_voids_the_links(live, media):
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    party_token = await live.token("party", party_id=live.party_ids[0])
+    party = Peer(live.url, party_token, media)
+    try:
+        await mediator.join()
+        await party.join()
+        ack = await party.call("session.end")
+        assert ack["error"]["code"] == "not_joined" or not ack["ok"]
+        assert (await mediator.call("session.end"))["ok"]
+        await wait_for(lambda: party.events["session.ended"], what="session.ended")
+        late = Peer(live.url, party_token, media)
+        ack = await late.join()
+        assert ack["error"]["code"] == "session_ended"
+        await late.close()
+        assert live.room_id not in live.app["hub"].rooms
+    finally:
+        await party.close()
+        await mediator.close()
+
+
+async def test_remove_participant_and_replaced_connection(live, media):
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    token = await live.token("party", party_id=live.party_ids[1])
+    first, second = Peer(live.url, token, media), Peer(live.url, token, media)
+    try:
+        await mediator.join()
+        await first.join()
+        await second.join()  # the same person from a second tab replaces the first
+        await wait_for(lambda: first.events["removed"], what="replaced notice")
+        assert first.events["removed"][0]["reason"] == "replaced"
+        room = live.app["hub"].rooms[live.room_id].room
+        assert len([p for p in room.participants.values() if p.role == "party"]) == 1
+        ack = await mediator.call("participant.remove", {"participant_id": second.me["id"]})
+        assert ack["ok"]
+        await wait_for(lambda: second.events["removed"], what="removed notice")
+        assert second.me["id"] not in room.participants
+        # The removed person is out: their events are refused now.
+        assert (await second.call("chat.send", {"text": "还在吗"}))["error"]["code"] == "not_joined"
+    finally:
+        for p in (first, second, mediator):
+            await p.close()
