@@ -351,6 +351,8 @@ async def revoke_invite(request: web.Request) -> web.Response:
     sid, iid = path_int(request, "session_id"), path_int(request, "invite_id")
     async with db(request).session() as s:
         invite = await session_svc.revoke_invite(s, actor(request), sid, iid)
+        sess = await session_svc.get_session(s, sid)
+    await request.app["hub"].revoke_invite(sess.room_id, invite.id)
     return respond({"invite": ser.invite(invite)})
 
 

@@ -12,7 +12,11 @@ DEFAULT_LANG = "zh-CN"
 
 @lru_cache(maxsize=None)
 def catalog(lang: str) -> dict[str, str]:
-    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
+    """`{lang}.json` plus every `<part>.{lang}.json` (e.g. room.zh-CN.json for the live room)."""
+    merged = json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
+    for extra in sorted(I18N.glob(f"*.{lang}.json")):
+        merged.update(json.loads(extra.read_text(encoding="utf-8")))
+    return merged
 
 
 def translator(lang: str):

@@ -188,6 +188,10 @@ class Invite(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     grants: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     single_use: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Experts: what they bring, and whether they skip the lobby.
+    specialty: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    organisation: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    direct: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()

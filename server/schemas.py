@@ -116,6 +116,10 @@ class InviteIn(Strict):
     party_id: int | None = Field(default=None, gt=0)
     expert_id: int | None = Field(default=None, gt=0)
     expires_in: int | None = Field(default=None, ge=60, le=30 * 24 * 3600)
+    # For an ad-hoc expert (not from the pool); `direct` lets the expert skip the lobby.
+    specialty: Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)] | None = None
+    organisation: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    direct: bool = False
 
 
 class TokenIn(Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -25,6 +26,8 @@ from . import schemas as ev
 
 log = logging.getLogger("mediation.signaling")
 
+RECONNECT_GRACE = 120.0  # seconds a dropped participant may come back on a single-use link
+
 
 def fail(code: str, message: str, **extra) -> dict:
     return {"ok": False, "error": {"code": code, "message": message, **extra}}
@@ -38,7 +41,8 @@ class LiveRoom:
     sids: dict[str, str] = field(default_factory=dict)          # participant id -> socket id
     passes: dict[str, live_svc.Pass] = field(default_factory=dict)
     remembered: dict[str, str] = field(default_factory=dict)    # admitted participant -> area, for rejoins
-    seen: set[str] = field(default_factory=set)
+    # Single-use links may reconnect while their holder is present or just dropped.
+    reconnect_until: dict[str, float] = field(default_factory=dict)
     state_pending: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -71,6 +75,11 @@ class Hub:
             "participant.remove": (ev.ParticipantRef, self.participant_remove, True),
             "chat.send": (ev.Chat, self.chat_send, True),
             "help.request": (ev.Empty, self.help_request, True),
+            "caucus.create": (ev.CaucusCreate, self.caucus_create, True),
+            "participant.move": (ev.Move, self.participant_move, True),
+            "invite.expert": (ev.InviteExpert, self.invite_expert, True),
+            "invite.revoke": (ev.InviteRevoke, self.invite_revoke, True),
+            "experts.list": (ev.ExpertsList, self.experts_list, True),
             "leave": (ev.Empty, self.leave, True),
             "session.end": (ev.Empty, self.session_end, True),
         }
@@ -182,6 +191,8 @@ class Hub:
             return  # an older connection of someone who already rejoined
         live.sids.pop(pid, None)
         p = live.passes.pop(pid, None)
+        if reason == "disconnected":
+            live.reconnect_until[pid] = time.monotonic() + RECONNECT_GRACE
         if pid in live.room.participants:
             area = live.room.participants[pid].area
             if area != LOBBY:
@@ -226,7 +237,9 @@ class Hub:
             return fail("already_joined", "This connection has already joined.")
         claims = decode_join_token(self.settings.secret_key, data.token)
         existing = self.rooms.get(str(claims.get("room", "")))
-        known = existing is not None and str(claims.get("sub")) in existing.seen
+        sub = str(claims.get("sub"))
+        known = existing is not None and (sub in existing.room.participants
+                                          or existing.reconnect_until.get(sub, 0) > time.monotonic())
         async with self.db.session() as s:
             p = await live_svc.check_pass(s, self.settings.secret_key, data.token, known=known)
         live = await self._live_room(p)
@@ -244,13 +257,14 @@ class Hub:
                 if live.room.participants[pid].area != LOBBY:
                     live.remembered[pid] = live.room.participants[pid].area
                 await live.room.remove(pid, reason="replaced")
-            area = MAIN if p.role == "mediator" else live.remembered.get(pid, LOBBY)
+            default = MAIN if p.role == "mediator" or (p.role == "expert" and p.direct) else LOBBY
+            area = live.remembered.get(pid, default)
             if area not in (MAIN, LOBBY) and area not in live.room.caucuses:
                 area = MAIN
             participant = live.room.join(pid, p.name, p.role, grants=p.grants & GRANTS, area=area)
             live.sids[pid] = sid
             live.passes[pid] = p
-            live.seen.add(pid)
+            live.reconnect_until.pop(pid, None)
             self.by_sid[sid] = (live.room.id, pid)
         async with self.db.session() as s:
             await live_svc.joined(s, p, area)
@@ -361,6 +375,77 @@ class Hub:
         async with self.db.session() as s:
             await live_svc.record(s, p, "participant.help_requested")
         return {}
+
+    async def caucus_create(self, sid, live: LiveRoom, pid: str, data: ev.CaucusCreate) -> dict:
+        caucus_id = live.room.create_caucus(data.name, by=pid)
+        async with self.db.session() as s:
+            await live_svc.record(s, live.passes[pid], "caucus.created", {"caucus_id": caucus_id, "caucus": data.name})
+        return {"caucus_id": caucus_id}
+
+    async def participant_move(self, sid, live: LiveRoom, pid: str, data: ev.Move) -> dict:
+        target = data.participant_id
+        if data.to != MAIN and data.to not in live.room.caucuses:
+            return fail("not_found", "No such caucus.")
+        if live.room.participants.get(target) is None:
+            return fail("not_found", "No such participant.")
+        if live.room.participants[target].area == LOBBY:
+            return fail("bad_state", "Admit the participant from the lobby first.")
+        live.room.move(target, data.to, by=pid)
+        live.remembered[target] = data.to
+        await self._staff_step(live, pid, target, "participant.moved",
+                               {"to": data.to, "to_name": live.room.caucuses.get(data.to, "main")})
+        return {}
+
+    async def invite_expert(self, sid, live: LiveRoom, pid: str, data: ev.InviteExpert) -> dict:
+        from server.schemas import InviteIn
+        from server.services import sessions as session_svc
+        live.room.participant(pid).require("invite")
+        if data.expert_id is None and not data.name:
+            return fail("bad_request", "Pick an expert from the pool or give a name.")
+        body = InviteIn(role="expert", expert_id=data.expert_id, name=data.name if data.expert_id is None else None,
+                        specialty=data.specialty if data.expert_id is None else None,
+                        organisation=data.organisation if data.expert_id is None else None,
+                        direct=data.direct, expires_in=data.expires_in)
+        async with self.db.session() as s:
+            actor = await live_svc.mediator_actor(s, live.passes[pid])
+            invite, token = await session_svc.create_invite(s, actor, live.session_id, body,
+                                                            secret=self.settings.secret_key,
+                                                            default_seconds=self.settings.join_token_default_seconds)
+        return {"url": f"{self.settings.public_url}/join/{token}", "token": token, "invite_id": invite.id,
+                "name": invite.name, "specialty": invite.specialty, "expires_at": invite.expires_at.isoformat()}
+
+    async def invite_revoke(self, sid, live: LiveRoom, pid: str, data: ev.InviteRevoke) -> dict:
+        from server.services import sessions as session_svc
+        live.room.participant(pid).require("invite")
+        async with self.db.session() as s:
+            actor = await live_svc.mediator_actor(s, live.passes[pid])
+            await session_svc.revoke_invite(s, actor, live.session_id, data.invite_id)
+        await self.revoke_invite(live.room.id, data.invite_id)
+        return {}
+
+    async def revoke_invite(self, room_id: str, invite_id: int) -> None:
+        """A withdrawn link ends its holder's presence at once."""
+        live = self.rooms.get(room_id)
+        if live is None:
+            return
+        for target, p in list(live.passes.items()):
+            if p.invite_id == invite_id:
+                await self._emit_to(live, target, "removed", {"reason": "revoked"})
+                target_sid = live.sids.get(target)
+                try:
+                    await live.room.remove(target, reason="revoked")
+                except RoomError:
+                    pass
+                self._forget(live, target, target_sid)
+
+    async def experts_list(self, sid, live: LiveRoom, pid: str, data: ev.ExpertsList) -> dict:
+        from server import serialize as ser
+        from server.services import directory
+        live.room.participant(pid).require("invite")
+        async with self.db.read() as s:
+            actor = await live_svc.mediator_actor(s, live.passes[pid])
+            experts = await directory.list_experts(s, actor, data.specialty or None, data.level)
+        return {"experts": [ser.expert(e) for e in experts]}
 
     async def leave(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
         self.by_sid.pop(sid, None)

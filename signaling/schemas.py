@@ -60,3 +60,30 @@ class Chat(Event):
 
 class Empty(Event):
     pass
+
+
+class CaucusCreate(Event):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+
+
+class Move(Event):
+    participant_id: Id
+    to: Id
+
+
+class InviteExpert(Event):
+    expert_id: int | None = Field(default=None, gt=0)
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    specialty: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)] | None = None
+    organisation: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    direct: bool = False
+    expires_in: int | None = Field(default=None, ge=60, le=24 * 3600)
+
+
+class InviteRevoke(Event):
+    invite_id: int = Field(gt=0)
+
+
+class ExpertsList(Event):
+    specialty: Annotated[str, StringConstraints(max_length=40)] | None = None
+    level: Literal["county", "town"] | None = None

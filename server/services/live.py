@@ -34,6 +34,8 @@ class Pass:
     room_id: str
     invite_id: int
     expires_at: int
+    direct: bool = False
+    user_id: int | None = None
 
     def ref(self) -> audit.ActorRef:
         return audit.ActorRef("participant", self.participant_id, self.name)
@@ -50,7 +52,8 @@ async def check_pass(s: AsyncSession, secret: str, token: str, *, known: bool) -
         await s.execute(Invite.__table__.update().where(Invite.id == invite.id).values(used_at=now))
     return Pass(participant_id=str(claims["sub"]), name=str(claims.get("name", "")), role=claims["role"],
                 grants=set(claims.get("grants", [])), session_id=sess.id, case_id=sess.case_id,
-                room_id=sess.room_id, invite_id=invite.id, expires_at=int(claims["exp"]))
+                room_id=sess.room_id, invite_id=invite.id, expires_at=int(claims["exp"]),
+                direct=bool(invite.direct), user_id=invite.user_id)
 
 
 async def still_valid(s: AsyncSession, secret: str, token: str) -> bool:
@@ -87,6 +90,17 @@ async def chat_history(s: AsyncSession, session_id: int, area: str, limit: int =
     rows = (await s.execute(select(ChatMessage).where(ChatMessage.session_id == session_id, ChatMessage.area == area)
                             .order_by(ChatMessage.id.desc()).limit(limit))).scalars().all()
     return list(reversed(rows))
+
+
+async def mediator_actor(s: AsyncSession, p: Pass):
+    """The staff identity behind a mediator's own join link, so staff rules apply in the room."""
+    from ..policy import Actor
+    if p.role != "mediator" or p.user_id is None:
+        raise Forbidden("Only the mediator can do this.")
+    user = await s.get(User, p.user_id)
+    if user is None or not user.active:
+        raise Forbidden("Only the mediator can do this.")
+    return Actor(user=user)
 
 
 async def end_by_participant(s: AsyncSession, p: Pass) -> MediationSession:

@@ -52,6 +52,10 @@ async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: In
     if sess.status == "ended":
         raise Conflict("This session has ended; open a new one.", code="session_ended")
     name, party_id, expert_id, user_id = data.name, None, None, None
+    specialty, organisation = "", ""
+    if data.role != "expert" and (data.specialty or data.organisation or data.direct):
+        raise ValidationFailed("Specialty, organisation and direct entry are for experts.",
+                               fields={"role": "only experts have these"})
     seconds = data.expires_in or default_seconds
     single_use = False
     if data.role == "party":
@@ -67,8 +71,13 @@ async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: In
             if expert is None or not expert.active:
                 raise ValidationFailed("Unknown expert.", fields={"expert_id": "not in the expert pool"})
             name, expert_id = expert.name, expert.id
+            specialty, organisation = expert.specialty, expert.organisation
         elif not name:
             raise ValidationFailed("Pick an expert from the pool or give a name.", fields={"name": "required"})
+        elif not data.specialty:
+            raise ValidationFailed("Give the expert's specialty.", fields={"specialty": "required"})
+        else:
+            specialty, organisation = data.specialty, data.organisation or ""
         seconds = data.expires_in or EXPERT_LINK_SECONDS
         single_use = True
     elif data.role == "mediator":
@@ -84,12 +93,14 @@ async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: In
                                   participant=f"{data.role}-{party_id or expert_id or user_id or uuid.uuid4().hex[:8]}")
     invite = Invite(jti=jti, session_id=sess.id, role=data.role, name=name, party_id=party_id,
                     expert_id=expert_id, user_id=user_id, grants={"grants": grants}, single_use=single_use,
-                    created_by=user.id, expires_at=expires_at)
+                    created_by=user.id, expires_at=expires_at, specialty=specialty, organisation=organisation,
+                    direct=data.direct)
     s.add(invite)
     await s.flush()
     await audit.append(s, actor.ref(), "invite.created", case_id=case.id, session_id=sess.id,
                        data={"invite_id": invite.id, "role": data.role, "name": name, "party_id": party_id,
-                             "expert_id": expert_id, "expires_at": expires_at})
+                             "expert_id": expert_id, "specialty": specialty, "organisation": organisation,
+                             "direct": data.direct, "expires_at": expires_at})
     return invite, token
 
 
