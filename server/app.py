@@ -42,6 +42,11 @@ async def error_middleware(request: web.Request, handler):
         if _is_api(request) and exc.status >= 400:
             code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
             return api_mod.respond({"error": {"code": code, "message": exc.reason}}, exc.status)
+        if exc.status == 413 and request.get("t"):
+            from .pages import render_error
+            max_mb = request.app["settings"].max_evidence_bytes // (1024 * 1024)
+            return render_error(request, AppError(f"The upload is too large (at most {max_mb} MB per file).",
+                                                  code="too_large", status=413))
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -43,6 +43,7 @@ class Settings:
     redis_url: str | None = None
     ice_servers: list[dict] = field(default_factory=list)
     identity_check: bool = True
+    display_tz: str = "Asia/Shanghai"
     cookie_secure: bool = False
     max_evidence_bytes: int = 10 * 1024 * 1024
     max_evidence_files: int = 5
@@ -76,6 +77,7 @@ class Settings:
             identity_check=os.environ.get("IDENTITY_CHECK", "on").lower() not in ("off", "0", "false", "no"),
             cookie_secure=public_url.startswith("https://"),
             max_evidence_bytes=int(os.environ.get("MAX_EVIDENCE_MB", "10")) * 1024 * 1024,
+            display_tz=os.environ.get("DISPLAY_TZ", "Asia/Shanghai"),
         )
         values.update(overrides)
         return cls(**values)

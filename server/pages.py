@@ -66,8 +66,6 @@ INVITE_DURATIONS = [("", "invite.expires.default"), ("7200", "invite.expires.2h"
                     ("604800", "invite.expires.7d")]
 EVIDENCE_ACCEPT = "image/jpeg,image/png,image/webp,application/pdf,audio/mpeg,audio/mp4,audio/wav,video/mp4"
 RESPONDENT_ROWS = 3
-SCHEDULED_GRACE_HOURS = 4
-MAX_LINK_SECONDS = 30 * 24 * 3600  # the InviteIn limit
 MAX_RESPONDENTS = 20
 
 
@@ -246,6 +244,8 @@ def _error_text(request, exc: AppError) -> str:
     if exc.code == "too_many_attempts":
         return t("error.too_many_attempts", minutes=(exc.fields or {}).get("retry_after_minutes", 15))
     key = f"error.{exc.code}"
+    if exc.code == "too_large":
+        return t(key, mb=request.app["settings"].max_evidence_bytes // (1024 * 1024))
     if _has_key(request, key):
         return t(key)
     key = f"error.status.{exc.status}"
@@ -837,14 +837,6 @@ async def invite_create(request: web.Request) -> web.Response:
     try:
         data = check(request, InviteIn, body)
         async with _db(request).session() as s:
-            if data.expires_in is None and data.role != "expert":
-                # A link made days before a scheduled session must still work at that time.
-                sess = await session_svc.get_session(s, sid)
-                if sess.scheduled_at is not None:
-                    until = (sess.scheduled_at + dt.timedelta(hours=SCHEDULED_GRACE_HOURS)
-                             - dt.datetime.now(dt.timezone.utc)).total_seconds()
-                    if until > cfg.join_token_default_seconds:
-                        data.expires_in = int(min(until, MAX_LINK_SECONDS))
             invite, token = await session_svc.create_invite(s, actor, sid, data, secret=cfg.secret_key,
                                                             default_seconds=cfg.join_token_default_seconds)
             name, role = invite.name, invite.role

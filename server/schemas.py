@@ -5,7 +5,8 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import ValidationFailed
 
@@ -25,11 +26,19 @@ _PHONE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
 _ID_NUMBER = re.compile(r"^[0-9]{17}[0-9Xx]$|^[A-Za-z0-9]{6,20}$")
 
 
+def normalise_phone(v: str) -> str:
+    """Digits only, without the +86/0086 country prefix, so "+86 139…" and "139…" match."""
+    v = re.sub(r"[ \-()]", "", v.strip())
+    for prefix in ("+86", "0086"):
+        if v.startswith(prefix) and len(v) > len(prefix) + 6:
+            return v[len(prefix):]
+    return v
+
+
 def _phone(v: str) -> str:
-    v = v.strip()
-    if not _PHONE.match(v):
+    if not _PHONE.match(v.strip()):
         raise ValueError("not a valid phone number")
-    return re.sub(r"[ \-]", "", v)
+    return normalise_phone(v)
 
 
 class Strict(BaseModel):
@@ -77,6 +86,13 @@ class CaseIn(Strict):
     institution_id: int = Field(gt=0)
     applicant: ApplicantIn
     respondents: list[RespondentIn] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _needs_other_side(self):
+        # A mediation request is between parties; petitions and suggestions may name nobody.
+        if self.type == "mediation" and not self.respondents:
+            raise PydanticCustomError("respondent_required", "a mediation request names at least one respondent")
+        return self
 
 
 class LoginIn(Strict):
@@ -184,6 +200,8 @@ def parse(model: type[BaseModel], data) -> BaseModel:
         fields: dict[str, str] = {}
         for err in exc.errors():
             path = ".".join(str(p) for p in err["loc"]) or "_"
+            if err["type"] == "respondent_required":
+                path = "respondents"
             msg = err["msg"]
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, "):]

@@ -14,7 +14,7 @@ from .. import audit
 from ..errors import NotFound, Unauthorized, ValidationFailed
 from ..models import AuditEntry, Case, CaseCounter, Evidence, Institution, MediationSession, Party, User
 from ..policy import Actor, case_scope, require_case_mediator, require_intake_for, require_staff, require_view
-from ..schemas import AssignIn, CaseIn, CloseIn, RejectIn, TransferIn, WithdrawIn
+from ..schemas import AssignIn, CaseIn, CloseIn, RejectIn, TransferIn, WithdrawIn, normalise_phone
 from ..security import hash_secret_async, new_access_code, verify_secret_async
 from ..storage import FileStore
 from ..throttle import guard
@@ -127,7 +127,7 @@ async def applicant_login(s: AsyncSession, number: str, access_code: str, phone:
         await verify_secret_async(case.access_code_hash, access_code.strip().upper())
     if ok and phone is not None:
         applicant = next(p for p in case.parties if p.side == "applicant")
-        ok = applicant.phone == phone.replace(" ", "").replace("-", "")
+        ok = applicant.phone == normalise_phone(phone)
     if not ok:
         guard.fail(key)
         raise Unauthorized("Case number, phone or access code does not match.", code="bad_access_code")

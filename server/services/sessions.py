@@ -16,6 +16,8 @@ from ..security import ROLE_GRANTS, TokenInvalid, decode_join_token, issue_join_
 from .cases import _transition, get_case
 
 EXPERT_LINK_SECONDS = 2 * 3600
+SCHEDULED_GRACE_HOURS = 4
+MAX_LINK_SECONDS = 30 * 24 * 3600
 
 
 async def open_session(s: AsyncSession, actor: Actor, case_id: int, data: SessionIn) -> MediationSession:
@@ -53,6 +55,11 @@ async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: In
         raise Conflict("This session has ended; open a new one.", code="session_ended")
     name, party_id, expert_id, user_id = data.name, None, None, None
     specialty, organisation = "", ""
+    if data.expires_in is None and data.role != "expert" and sess.scheduled_at is not None:
+        # A link made days before a scheduled session must still work at that time.
+        until = (sess.scheduled_at + dt.timedelta(hours=SCHEDULED_GRACE_HOURS)
+                 - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        default_seconds = int(min(max(until, default_seconds), MAX_LINK_SECONDS))
     if data.role != "expert" and (data.specialty or data.organisation or data.direct):
         raise ValidationFailed("Specialty, organisation and direct entry are for experts.",
                                fields={"role": "only experts have these"})

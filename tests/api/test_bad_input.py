@@ -31,6 +31,7 @@ def _bad_cases(inst):
     yield "respondents.0.name", {**good, "respondents": [{"name": ""}]}
     yield "respondents", {**good, "respondents": [{"name": "x"}] * 21}
     yield "extra", {**good, "extra": 1}
+    yield "respondents", {**good, "respondents": []}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)

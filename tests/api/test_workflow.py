@@ -26,6 +26,8 @@ async def test_full_workflow_from_filing_to_archive(client, db):
     assert body["case"]["status"] == "filed"
     assert [h["action"] for h in body["history"]] == ["case.filed"]
     assert "phone" not in body["case"]["parties"][0]  # staff-only details stay hidden
+    r = await client.get(f"/api/v1/cases/{number}", headers={"X-Access-Code": code, "X-Phone": "+86 138-0000-1111"})
+    assert r.status == 200  # the same phone written with the country code
     r = await client.get(f"/api/v1/cases/{number}", headers={"X-Access-Code": "WRONG123"})
     assert r.status == 401
 
