@@ -55,6 +55,12 @@ class Hub:
         self.rooms: dict[str, LiveRoom] = {}
         self.by_sid: dict[str, tuple[str, str]] = {}  # socket id -> (room id, participant id)
         self._create_lock = asyncio.Lock()
+        # Checks a participant must pass before entering (procedure steps); each returns None
+        # or a refusal dict. A refused pass waits in `pending` for the events that satisfy it.
+        self.join_gates: list[Callable[[str, live_svc.Pass], Awaitable[dict | None]]] = []
+        self.pending: dict[str, live_svc.Pass] = {}
+        # Called after a participant entered a room (e.g. to ask for recording consent).
+        self.on_joined: list[Callable[[LiveRoom, str], Awaitable[None]]] = []
         self._register()
 
     # ------------------------------------------------------------------ plumbing
@@ -84,7 +90,12 @@ class Hub:
             "session.end": (ev.Empty, self.session_end, True),
         }
         for name, (model, fn, needs_join) in table.items():
-            sio.on(name, self._wrap(name, model, fn, needs_join))
+            self.add_event(name, model, fn, needs_join=needs_join)
+
+    def add_event(self, name: str, model: type[BaseModel], fn, *, needs_join: bool = True) -> None:
+        """Register a client event. With needs_join, fn(sid, live, participant_id, payload);
+        otherwise fn(sid, payload). Returns a dict merged into the ok ack, or a fail() dict."""
+        self.sio.on(name, self._wrap(name, model, fn, needs_join))
 
     def _wrap(self, name: str, model: type[BaseModel], fn, needs_join: bool):
         async def handler(sid, data=None):
@@ -106,6 +117,8 @@ class Hub:
                     result = await fn(sid, live, where[1], payload)
                 else:
                     result = await fn(sid, payload)
+                if isinstance(result, dict) and result.get("ok") is False:
+                    return result
                 return {"ok": True, **(result or {})}
             except RoomError as exc:
                 return fail(exc.code, exc.message)
@@ -122,6 +135,7 @@ class Hub:
         return True
 
     async def _on_disconnect(self, sid, reason=None):
+        self.pending.pop(sid, None)
         where = self.by_sid.pop(sid, None)
         if where is None:
             return
@@ -129,7 +143,7 @@ class Hub:
         if live is not None:
             await self._release(live, where[1], reason="disconnected", sid=sid)
 
-    async def _emit_to(self, live: LiveRoom, pid: str, event: str, data: Any) -> None:
+    async def emit_to(self, live: LiveRoom, pid: str, event: str, data: Any) -> None:
         sid = live.sids.get(pid)
         if sid is not None:
             await self.sio.emit(event, data, to=sid)
@@ -148,8 +162,8 @@ class Hub:
                 room = Room(
                     p.room_id,
                     ice_servers=self.settings.ice_servers,
-                    on_subscribe_offer=lambda pid, offer: self._emit_to(holder["live"], pid, "rtc.offer", offer),
-                    on_state_changed=lambda _room: self._schedule_state(holder["live"]),
+                    on_subscribe_offer=lambda pid, offer: self.emit_to(holder["live"], pid, "rtc.offer", offer),
+                    on_state_changed=lambda _room: self.schedule_state(holder["live"]),
                     on_participant_removed=lambda pid, reason: None,
                     on_connection_state=lambda pid, target, state: log.debug("%s %s %s", pid, target, state),
                 )
@@ -157,7 +171,7 @@ class Hub:
                 self.rooms[p.room_id] = live
             return live
 
-    def _schedule_state(self, live: LiveRoom) -> None:
+    def schedule_state(self, live: LiveRoom) -> None:
         """Coalesce the many small changes of one step into one `room.state` push."""
         if live.state_pending:
             return
@@ -242,6 +256,12 @@ class Hub:
                                           or existing.reconnect_until.get(sub, 0) > time.monotonic())
         async with self.db.session() as s:
             p = await live_svc.check_pass(s, self.settings.secret_key, data.token, known=known)
+        for gate in self.join_gates:
+            refusal = await gate(sid, p)
+            if refusal is not None:
+                self.pending[sid] = p
+                return refusal
+        self.pending.pop(sid, None)
         live = await self._live_room(p)
         async with live.lock:
             if live.room.closed:
@@ -269,17 +289,22 @@ class Hub:
         async with self.db.session() as s:
             await live_svc.joined(s, p, area)
         if area == LOBBY:
-            await self._to_grant_holders(live, "admit", "lobby.waiting",
-                                         {"participant_id": pid, "name": p.name, "role": p.role})
+            await self.to_grant_holders(live, "admit", "lobby.waiting",
+                                        {"participant_id": pid, "name": p.name, "role": p.role})
+        for hook in self.on_joined:
+            try:
+                await hook(live, pid)
+            except Exception:  # noqa: BLE001 - an extension must not break joining
+                log.exception("on_joined hook failed for %s", pid)
         state = live.room.state()
         return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
                 "room": state, "in_lobby": area == LOBBY, "ice_servers": self.settings.ice_servers,
                 "session_id": p.session_id}
 
-    async def _to_grant_holders(self, live: LiveRoom, grant: str, event: str, data: dict) -> None:
+    async def to_grant_holders(self, live: LiveRoom, grant: str, event: str, data: dict) -> None:
         for pid, part in list(live.room.participants.items()):
             if part.can(grant):
-                await self._emit_to(live, pid, event, data)
+                await self.emit_to(live, pid, event, data)
 
     async def rtc_offer(self, sid, live: LiveRoom, pid: str, data: ev.Offer) -> dict:
         if not live.room.participants[pid].can("publish"):
@@ -305,6 +330,18 @@ class Hub:
             else:
                 await live_svc.record(s, actor, action, {"target": target, **(data or {})})
 
+    async def record_step(self, live: LiveRoom, pid: str | None, action: str, data: dict | None = None,
+                          *, self_action: bool = False) -> None:
+        """Write a room step to the case's audit chain: by a participant, or by the system (pid None)."""
+        from server import audit
+        async with self.db.session() as s:
+            p = live.passes.get(pid) if pid else None
+            if p is not None:
+                await live_svc.record(s, p, action, data)
+            else:
+                await audit.append(s, audit.SYSTEM, action, case_id=live.case_id, session_id=live.session_id,
+                                   data=data or {})
+
     async def lobby_admit(self, sid, live: LiveRoom, pid: str, data: ev.ParticipantRef) -> dict:
         live.room.admit(data.participant_id, by=pid)
         live.remembered[data.participant_id] = MAIN
@@ -317,7 +354,7 @@ class Hub:
             return fail("not_found", "No such participant.")
         live.room.participant(pid).require("admit")
         await self._staff_step(live, pid, target, "participant.denied", {"reason": data.reason or ""})
-        await self._emit_to(live, target, "removed", {"reason": "denied", "message": data.reason or ""})
+        await self.emit_to(live, target, "removed", {"reason": "denied", "message": data.reason or ""})
         target_sid = live.sids.get(target)
         await live.room.deny(target, reason="denied", by=pid)
         self._forget(live, target, target_sid)
@@ -336,7 +373,7 @@ class Hub:
 
     async def participant_mute(self, sid, live: LiveRoom, pid: str, data: ev.MuteOther) -> dict:
         live.room.mute(data.participant_id, data.kind, True, by=pid)
-        await self._emit_to(live, data.participant_id, "muted", {"kind": data.kind, "by": pid})
+        await self.emit_to(live, data.participant_id, "muted", {"kind": data.kind, "by": pid})
         await self._staff_step(live, pid, data.participant_id, "participant.muted", {"kind": data.kind})
         return {}
 
@@ -348,7 +385,7 @@ class Hub:
             return fail("not_found", "No such participant.")
         live.room.participant(pid).require("move")
         await self._staff_step(live, pid, target, "participant.removed")
-        await self._emit_to(live, target, "removed", {"reason": "removed"})
+        await self.emit_to(live, target, "removed", {"reason": "removed"})
         target_sid = live.sids.get(target)
         await live.room.remove(target, reason="removed", by=pid)
         self._forget(live, target, target_sid)
@@ -370,7 +407,7 @@ class Hub:
 
     async def help_request(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
         p = live.passes[pid]
-        await self._to_grant_holders(live, "admit", "help.requested",
+        await self.to_grant_holders(live, "admit", "help.requested",
                                      {"participant_id": pid, "name": p.name, "where": self._area_of(live, pid)})
         async with self.db.session() as s:
             await live_svc.record(s, p, "participant.help_requested")
@@ -430,7 +467,7 @@ class Hub:
             return
         for target, p in list(live.passes.items()):
             if p.invite_id == invite_id:
-                await self._emit_to(live, target, "removed", {"reason": "revoked"})
+                await self.emit_to(live, target, "removed", {"reason": "revoked"})
                 target_sid = live.sids.get(target)
                 try:
                     await live.room.remove(target, reason="revoked")
