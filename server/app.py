@@ -138,6 +138,8 @@ def create_app(settings, *, db: Database | None = None) -> web.Application:
     api_mod.api.add_to(app)
     from . import pages
     pages.setup(app)
+    from . import room_page
+    room_page.setup(app)
     app.router.add_static("/static/", webpkg.STATIC, name="static")
     from signaling.hub import create_socketio
     app["hub"] = create_socketio(app, app["db"], settings)

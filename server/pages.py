@@ -37,7 +37,6 @@ from .policy import Actor, require_staff
 from .schemas import (CASE_TYPES, CATEGORIES, EXPERT_LEVELS, INSTITUTION_KINDS, ROLES, AssignIn, CaseIn,
                       CloseIn, ExpertIn, InstitutionIn, InviteIn, LoginIn, RejectIn, SessionIn, TransferIn,
                       UserIn, UserPatch, WithdrawIn)
-from .security import TokenInvalid
 from .services import cases as case_svc
 from .services import directory, queries
 from .services import sessions as session_svc
@@ -1034,31 +1033,6 @@ async def experts_add(request: web.Request) -> web.Response:
     return redirect(request, "/admin/experts", msg=request["t"]("flash.expert_added", name=name))
 
 
-# --- join links -------------------------------------------------------------------------------------------
-
-async def join_page(request: web.Request) -> web.Response:
-    """Checks a join link; the live room (a later issue) will be served from this same route."""
-    token = request.match_info["token"]
-    cfg = _settings(request)
-    try:
-        if not 10 <= len(token) <= 4096:
-            raise TokenInvalid("token_invalid", "This join link is not valid.")
-        async with _read(request) as s:
-            try:
-                claims, invite, sess = await session_svc.verify_join_token(s, cfg.secret_key, token)
-            except NotFound:
-                raise TokenInvalid("token_invalid", "This join link is not valid.")
-            case = await case_svc.get_case(s, sess.case_id)
-            info = {"name": claims.get("name") or invite.name, "role": claims.get("role"),
-                    "number": case.number, "title": case.title, "institution": case.institution.name,
-                    "scheduled_at": sess.scheduled_at, "session_status": sess.status,
-                    "expires_at": invite.expires_at}
-    except TokenInvalid as exc:
-        status = 404 if exc.code == "token_invalid" else 410
-        return render(request, "join.html", status=status, error_code=exc.code, info=None)
-    return render(request, "join.html", info=info, error_code=None)
-
-
 # --- wiring -------------------------------------------------------------------------------------------------
 
 @web.middleware
@@ -1118,7 +1092,6 @@ def setup(app: web.Application) -> None:
     r.add_post("/admin/users/{user_id}", users_update)
     r.add_get("/admin/experts", experts_page)
     r.add_post("/admin/experts", experts_add)
-    r.add_get("/join/{token}", join_page, name="join")
     app.middlewares.append(not_found_middleware)
     env = app["jinja"]
     env.globals["pairs"] = lambda rows, key, label: [(r[key], r[label]) for r in rows]

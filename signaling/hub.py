@@ -27,6 +27,7 @@ from . import schemas as ev
 log = logging.getLogger("mediation.signaling")
 
 RECONNECT_GRACE = 120.0  # seconds a dropped participant may come back on a single-use link
+EMPTY_ROOM_GRACE = 600.0  # seconds an empty room is kept before its memory is let go
 
 
 def fail(code: str, message: str, **extra) -> dict:
@@ -45,6 +46,8 @@ class LiveRoom:
     reconnect_until: dict[str, float] = field(default_factory=dict)
     state_pending: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    recording: Any = None  # signaling.recording.RecordingController, when recording is available
+    drop_task: asyncio.Task | None = None
 
 
 class Hub:
@@ -55,6 +58,8 @@ class Hub:
         self.rooms: dict[str, LiveRoom] = {}
         self.by_sid: dict[str, tuple[str, str]] = {}  # socket id -> (room id, participant id)
         self._create_lock = asyncio.Lock()
+        self.empty_room_grace = EMPTY_ROOM_GRACE
+        self.reconnect_grace = RECONNECT_GRACE
         # Checks a participant must pass before entering (procedure steps); each returns None
         # or a refusal dict. A refused pass waits in `pending` for the events that satisfy it.
         self.join_gates: list[Callable[[str, live_svc.Pass], Awaitable[dict | None]]] = []
@@ -83,6 +88,7 @@ class Hub:
             "help.request": (ev.Empty, self.help_request, True),
             "caucus.create": (ev.CaucusCreate, self.caucus_create, True),
             "participant.move": (ev.Move, self.participant_move, True),
+            "caucus.close": (ev.CaucusRef, self.caucus_close, True),
             "invite.expert": (ev.InviteExpert, self.invite_expert, True),
             "invite.revoke": (ev.InviteRevoke, self.invite_revoke, True),
             "experts.list": (ev.ExpertsList, self.experts_list, True),
@@ -157,7 +163,7 @@ class Hub:
     async def _live_room(self, p: live_svc.Pass) -> LiveRoom:
         async with self._create_lock:
             live = self.rooms.get(p.room_id)
-            if live is None:
+            if live is None or live.room.closed:
                 holder: dict[str, LiveRoom] = {}
                 room = Room(
                     p.room_id,
@@ -184,20 +190,28 @@ class Hub:
 
         asyncio.get_running_loop().create_task(push())
 
+    def state_for(self, live: LiveRoom, pid: str, full: dict | None = None) -> dict:
+        """room.state as one participant may see it."""
+        full = full or self.full_state(live)
+        if self._area_of(live, pid) != LOBBY:
+            return full
+        # Waiting people see themselves and whether the mediator is there, nobody else.
+        return {"id": full["id"], "participants": [x for x in full["participants"] if x["id"] == pid],
+                "caucuses": [], "recording": full["recording"],
+                "mediator_present": any(x["role"] == "mediator" for x in full["participants"])}
+
+    def full_state(self, live: LiveRoom) -> dict:
+        state = live.room.state()
+        if live.recording is not None:
+            state["recording"] = live.recording.view()
+        return state
+
     async def push_state(self, live: LiveRoom) -> None:
         if live.room.closed:
             return
-        full = live.room.state()
+        full = self.full_state(live)
         for pid, sid in list(live.sids.items()):
-            if self._area_of(live, pid) == LOBBY:
-                # Waiting people see themselves and whether the mediator is there, nobody else.
-                me = [x for x in full["participants"] if x["id"] == pid]
-                mediator_here = any(x["role"] == "mediator" for x in full["participants"])
-                view = {"id": full["id"], "participants": me, "caucuses": [], "recording": full["recording"],
-                        "mediator_present": mediator_here}
-            else:
-                view = full
-            await self.sio.emit("room.state", view, to=sid)
+            await self.sio.emit("room.state", self.state_for(live, pid, full), to=sid)
 
     async def _release(self, live: LiveRoom, pid: str, *, reason: str, sid: str | None = None) -> None:
         """Free everything the participant holds and write it down; keep where they were for a rejoin."""
@@ -205,8 +219,9 @@ class Hub:
             return  # an older connection of someone who already rejoined
         live.sids.pop(pid, None)
         p = live.passes.pop(pid, None)
-        if reason == "disconnected":
-            live.reconnect_until[pid] = time.monotonic() + RECONNECT_GRACE
+        if reason in ("disconnected", "left"):
+            # A reload or a closed tab may come back shortly, even on a single-use link.
+            live.reconnect_until[pid] = time.monotonic() + self.reconnect_grace
         if pid in live.room.participants:
             area = live.room.participants[pid].area
             if area != LOBBY:
@@ -222,9 +237,22 @@ class Hub:
             except Exception:  # noqa: BLE001 - the room must go on even if the log write failed
                 log.exception("could not record that %s left", pid)
         if not live.sids and not live.room.participants:
-            await self._drop_room(live)
+            self._drop_when_still_empty(live)
+
+    def _drop_when_still_empty(self, live: LiveRoom) -> None:
+        """An empty room keeps its caucuses and who was where for a while, so people coming
+        back (the mediator alone reloading, say) find it as they left it."""
+        async def later():
+            await asyncio.sleep(self.empty_room_grace)
+            if not live.sids and not live.room.participants:
+                await self._drop_room(live)
+
+        if live.drop_task is None or live.drop_task.done():
+            live.drop_task = asyncio.get_running_loop().create_task(later())
 
     async def _drop_room(self, live: LiveRoom) -> None:
+        if live.recording is not None and live.recording.state in ("on", "pending"):
+            return  # a running recording keeps the room until it is stopped or the session ends
         if self.rooms.get(live.room.id) is live:
             del self.rooms[live.room.id]
         await live.room.close()
@@ -234,6 +262,8 @@ class Hub:
         live = self.rooms.pop(room_id, None)
         if live is None:
             return
+        if live.drop_task is not None:
+            live.drop_task.cancel()
         for pid, sid in list(live.sids.items()):
             await self.sio.emit("session.ended", {"reason": reason}, to=sid)
             self.by_sid.pop(sid, None)
@@ -263,6 +293,8 @@ class Hub:
                 return refusal
         self.pending.pop(sid, None)
         live = await self._live_room(p)
+        if live.room.closed:  # an empty room was just let go: start a fresh one
+            live = await self._live_room(p)
         async with live.lock:
             if live.room.closed:
                 return fail("session_ended", "This mediation session has ended.")
@@ -296,9 +328,8 @@ class Hub:
                 await hook(live, pid)
             except Exception:  # noqa: BLE001 - an extension must not break joining
                 log.exception("on_joined hook failed for %s", pid)
-        state = live.room.state()
         return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
-                "room": state, "in_lobby": area == LOBBY, "ice_servers": self.settings.ice_servers,
+                "room": self.state_for(live, pid), "in_lobby": area == LOBBY, "ice_servers": self.settings.ice_servers,
                 "session_id": p.session_id}
 
     async def to_grant_holders(self, live: LiveRoom, grant: str, event: str, data: dict) -> None:
@@ -418,6 +449,19 @@ class Hub:
         async with self.db.session() as s:
             await live_svc.record(s, live.passes[pid], "caucus.created", {"caucus_id": caucus_id, "caucus": data.name})
         return {"caucus_id": caucus_id}
+
+    async def caucus_close(self, sid, live: LiveRoom, pid: str, data: ev.CaucusRef) -> dict:
+        """Everyone in the caucus returns to the main room."""
+        members = [x for x, part in live.room.participants.items() if part.area == data.caucus_id]
+        name = live.room.caucuses.get(data.caucus_id)
+        live.room.close_caucus(data.caucus_id, by=pid)
+        for member in members:
+            live.remembered[member] = MAIN
+        for other, area in list(live.remembered.items()):
+            if area == data.caucus_id:
+                live.remembered[other] = MAIN
+        await self.record_step(live, pid, "caucus.closed", {"caucus_id": data.caucus_id, "caucus": name})
+        return {}
 
     async def participant_move(self, sid, live: LiveRoom, pid: str, data: ev.Move) -> dict:
         target = data.participant_id

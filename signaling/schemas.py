@@ -66,6 +66,10 @@ class CaucusCreate(Event):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 
 
+class CaucusRef(Event):
+    caucus_id: Id
+
+
 class Move(Event):
     participant_id: Id
     to: Id

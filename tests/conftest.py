@@ -24,6 +24,13 @@ PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgre
 IN_CI = bool(os.environ.get("CI"))
 
 
+def run_sync(coro):
+    """Run a coroutine to completion from sync code, even when an event loop is running here."""
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _missing(what: str, why: str):
     msg = f"{what} is not available: {why}"
     if IN_CI:
@@ -35,7 +42,7 @@ def _missing(what: str, why: str):
 def sqlite_template(tmp_path_factory) -> Path:
     """One migrated SQLite file; each test gets a copy (much faster than migrating each time)."""
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
+    run_sync(upgrade(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -54,11 +61,11 @@ def pg_database() -> str:
             await eng.dispose()
 
     try:
-        asyncio.run(create())
+        run_sync(create())
     except Exception as exc:  # noqa: BLE001 - any connection problem means "no PostgreSQL"
         _missing("PostgreSQL", f"{type(exc).__name__}: {exc}")
     url = f"{base}/{name}"
-    asyncio.run(upgrade(url))
+    run_sync(upgrade(url))
     yield url
 
     async def drop():
@@ -69,7 +76,7 @@ def pg_database() -> str:
         finally:
             await eng.dispose()
 
-    asyncio.run(drop())
+    run_sync(drop())
 
 
 async def _reset_pg(url: str) -> None:
@@ -90,7 +97,7 @@ def db_url(request, tmp_path, sqlite_template) -> str:
         shutil.copy(sqlite_template, path)
         return f"sqlite+aiosqlite:///{path}"
     url = request.getfixturevalue("pg_database")
-    asyncio.run(_reset_pg(url))
+    run_sync(_reset_pg(url))
     return url
 
 

@@ -130,7 +130,9 @@ def server(tmp_path_factory):
         proc.wait()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright keeps an event loop running in this thread, and
+# the asyncio tests of later modules cannot start theirs while it is alive.
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         _missing(f"{CHROMIUM} is not installed")

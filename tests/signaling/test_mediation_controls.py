@@ -143,9 +143,16 @@ async def test_ad_hoc_expert_direct_entry_and_single_use(live, media):
         expert = Peer(live.url, ack["token"], media)
         joined = await expert.join()
         assert joined["ok"] and not joined["in_lobby"]
+        live.app["hub"].reconnect_grace = 0.5
         assert (await expert.call("leave"))["ok"]
         await expert.close()
-        # Used and left: the single-use link no longer opens the room.
+        # Right after leaving (a reload, a closed tab) the same person may come back...
+        back = Peer(live.url, ack["token"], media)
+        assert (await back.join())["ok"]
+        assert (await back.call("leave"))["ok"]
+        await back.close()
+        # ...but once that short grace is over the used single-use link no longer opens the room.
+        await asyncio.sleep(0.7)
         again = Peer(live.url, ack["token"], media)
         assert (await again.join())["error"]["code"] == "token_used"
         await again.close()
@@ -157,3 +164,25 @@ async def test_ad_hoc_expert_direct_entry_and_single_use(live, media):
         await party.close()
     finally:
         await mediator.close()
+
+
+async def test_closing_a_caucus_brings_everyone_back_and_lobby_ack_hides_others(live, media):
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    await mediator.join()
+    a = await _admitted(live, media, mediator, await live.token("party", party_id=live.party_ids[0]))
+    waiting = Peer(live.url, await live.token("party", party_id=live.party_ids[1]), media)
+    try:
+        caucus = (await mediator.call("caucus.create", {"name": "背对背"}))["caucus_id"]
+        assert (await mediator.call("participant.move", {"participant_id": a.me["id"], "to": caucus}))["ok"]
+        ack = await waiting.join()
+        assert ack["in_lobby"] and [p["id"] for p in ack["room"]["participants"]] == [waiting.me["id"]]
+        assert ack["room"]["caucuses"] == []
+        assert (await a.call("caucus.close", {"caucus_id": caucus}))["error"]["code"] == "forbidden"
+        assert (await mediator.call("caucus.close", {"caucus_id": caucus}))["ok"]
+        await wait_for(lambda: any(p["id"] == a.me["id"] and p["where"] == "main"
+                                   for p in mediator.state["participants"]) and not mediator.state["caucuses"],
+                       what="back in main")
+        assert (await mediator.call("caucus.close", {"caucus_id": caucus}))["error"]["code"] == "not_found"
+    finally:
+        for p in (waiting, a, mediator):
+            await p.close()

@@ -106,6 +106,7 @@ async def test_bad_events_get_error_acks_and_change_nothing(live, media):
 
 async def test_leaving_releases_everything_and_rejoin_returns_to_the_room(live, media):
     hub = live.app["hub"]
+    hub.empty_room_grace = 0  # let go of the empty room at once (normally kept for a while)
     mediator = Peer(live.url, await live.token("mediator"), media)
     token = await live.token("party", party_id=live.party_ids[0])
     party = Peer(live.url, token, media)
