@@ -42,14 +42,11 @@ class Pass:
 
 
 async def check_pass(s: AsyncSession, secret: str, token: str, *, known: bool) -> Pass:
-    """Verify a join token and note its use. `known`: this participant was in the room before
-    (a reconnect), so a single-use link may be used again by the same person."""
+    """Verify a join token. `known`: this participant was in the room before (a reconnect),
+    so a single-use link may be used again by the same person."""
     claims, invite, sess = await verify_join_token(s, secret, token)
     if invite.single_use and invite.used_at is not None and not known:
         raise TokenInvalid("token_used", "This join link has already been used.")
-    now = dt.datetime.now(dt.timezone.utc)
-    if invite.used_at is None:
-        await s.execute(Invite.__table__.update().where(Invite.id == invite.id).values(used_at=now))
     return Pass(participant_id=str(claims["sub"]), name=str(claims.get("name", "")), role=claims["role"],
                 grants=set(claims.get("grants", [])), session_id=sess.id, case_id=sess.case_id,
                 room_id=sess.room_id, invite_id=invite.id, expires_at=int(claims["exp"]),
@@ -71,6 +68,9 @@ async def record(s: AsyncSession, p: Pass, action: str, data: dict | None = None
 
 
 async def joined(s: AsyncSession, p: Pass, where: str) -> None:
+    """The participant is in: the link counts as used from now on (not when a step was still owed)."""
+    await s.execute(Invite.__table__.update().where(Invite.id == p.invite_id, Invite.used_at.is_(None))
+                    .values(used_at=dt.datetime.now(dt.timezone.utc)))
     sess = await get_session(s, p.session_id, lock=True)
     if sess.status == "scheduled":
         sess.status = "live"
