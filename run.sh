@@ -75,7 +75,7 @@ case "${1:-}" in
     exec "$VENV/bin/mediation" serve --demo "$@"
     ;;
   test)
-    apt_install chromium fonts-noto-cjk postgresql redis-server
+    apt_install chromium fonts-noto-cjk poppler-utils postgresql redis-server
     start_postgres
     start_redis
     python_env test

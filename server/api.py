@@ -14,6 +14,7 @@ from .policy import Actor, require_staff, require_view
 from .schemas import (CATEGORIES, CASE_TYPES, AssignIn, CaseIn, CloseIn, ExpertIn, InstitutionIn, InviteIn,
                       LoginIn, RejectIn, SessionIn, TokenIn, TransferIn, UserIn, UserPatch, WithdrawIn, parse)
 from .security import TokenInvalid
+from .services import archive as archive_svc
 from .services import cases as case_svc
 from .services import directory, sessions as session_svc
 from .services.cases import Upload
@@ -230,6 +231,7 @@ async def get_case(request: web.Request) -> web.Response:
     async with db(request).read() as s:
         case, who = await _case_for(request, s, request.match_info["ref"])
         hist = await case_svc.history(s, case.id)
+    await archive_svc.log_access(db(request), who, case.id, via="api.case")
     public = not who.is_staff
     return respond({"case": ser.case_full(case, staff=who.is_staff),
                     "history": [ser.audit_entry(e, public=public) for e in hist]})
@@ -270,23 +272,17 @@ for _name, _fn, _model, _summary, _who in [
               who=_who or "intake of the case's institution, admin")(_decision(_fn, _model))
 
 
-@api.route("GET", "/cases/{case_id}/record", summary="Full record: case, timeline, sessions and invitations",
+@api.route("GET", "/cases/{case_id}/record",
+           summary="Full record: case, timeline, sessions (invitations, their events, chat transcript), recordings, "
+                   "outcome, and the archive access log; a clerk's or admin's reading is logged (case.viewed)",
            who="admin, clerk, intake of the institution, the case's mediator")
 async def record(request: web.Request) -> web.Response:
     require_staff(actor(request))
     case_id = path_int(request, "case_id")
     async with db(request).read() as s:
-        case = await case_svc.view(s, actor(request), case_id)
-        hist = await case_svc.history(s, case.id)
-        sessions = await session_svc.list_sessions(s, case.id)
-        invites = {sess.id: await session_svc.list_invites(s, sess.id) for sess in sessions}
-    return respond({
-        "case": ser.case_full(case, staff=True),
-        "timeline": [ser.audit_entry(e) for e in hist],
-        "sessions": [{**ser.session(x), "invites": [ser.invite(i) for i in invites[x.id]]} for x in sessions],
-        "recordings": [],
-        "outcome": None,
-    })
+        body = await archive_svc.case_record(s, actor(request), case_id)
+    await archive_svc.log_access(db(request), actor(request), case_id, via="api.record")
+    return respond(body)
 
 
 @api.route("GET", "/cases/{case_id}/evidence/{evidence_id}", summary="Download an evidence file",
@@ -300,6 +296,7 @@ async def evidence_file(request: web.Request) -> web.StreamResponse:
     if ev is None:
         raise NotFound("No such evidence file.")
     data = await request.app["evidence_store"].get(ev.storage_key)
+    await archive_svc.log_access(db(request), actor(request), case_id, via="api.evidence", evidence_id=eid)
     return web.Response(body=data, content_type=ev.content_type, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(ev.filename)}",
         "X-Content-SHA256": ev.sha256})
@@ -327,6 +324,7 @@ async def get_session(request: web.Request) -> web.Response:
         sess = await session_svc.get_session(s, sid)
         await case_svc.view(s, actor(request), sess.case_id)
         invites = await session_svc.list_invites(s, sid)
+    await archive_svc.log_access(db(request), actor(request), sess.case_id, via="api.session", session_id=sid)
     return respond({"session": {**ser.session(sess), "invites": [ser.invite(i) for i in invites]}})
 
 
@@ -384,3 +382,10 @@ async def verify_token(request: web.Request) -> web.Response:
 @api.route("GET", "/openapi.json", summary="This document", who="anyone", tag="meta")
 async def openapi(request: web.Request) -> web.Response:
     return respond(api.document("Mediation server API", "1"))
+
+
+# The archive and analytics routes live in their own module, on this same registry.
+from . import api_archive  # noqa: E402,F401
+from . import api_outcome  # noqa: E402,F401
+from . import api_procedure  # noqa: E402,F401
+from . import api_recordings  # noqa: E402,F401

@@ -140,9 +140,33 @@ def create_app(settings, *, db: Database | None = None) -> web.Application:
     pages.setup(app)
     from . import room_page
     room_page.setup(app)
+    from . import player_page
+    player_page.setup(app)
+    from .services import recordings as rec_svc
+    rec_svc.register_with_archive()
+
+    async def recover_recordings(app):
+        # What a killed process was recording is finalised and attached before anyone joins.
+        found = await rec_svc.recover_interrupted(app["db"], settings)
+        if found:
+            log.warning("recovered interrupted recordings: %s", ", ".join(found))
+
+    app.on_startup.append(recover_recordings)
     app.router.add_static("/static/", webpkg.STATIC, name="static")
     from signaling.hub import create_socketio
     app["hub"] = create_socketio(app, app["db"], settings)
+
+    from .outbox import Worker
+    app["outbox"] = Worker(app["db"])
+
+    async def start_outbox(app):
+        app["outbox"].start()
+
+    async def stop_outbox(app):
+        await app["outbox"].stop()
+
+    app.on_startup.append(start_outbox)
+    app.on_cleanup.append(stop_outbox)
 
     async def close_db(app):
         if db is None:

@@ -47,7 +47,221 @@ def _parser() -> argparse.ArgumentParser:
     ea.add_argument("--specialty", required=True)
     ea.add_argument("--level", default="county", choices=["county", "town"])
     ea.add_argument("--organisation", default="")
+
+    au = sub.add_parser("audit", help="the hash-chained audit log").add_subparsers(dest="audit_cmd", required=True)
+    av = au.add_parser("verify", help="recheck the audit chain, evidence hashes and every registered check "
+                                      "(exit 1 and a list of what does not match when anything was altered)")
+    av.add_argument("--case", metavar="CASE_NUMBER", help="only this case (its entries, links and files)")
+    av.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    cs = sub.add_parser("cases", help="case archive").add_subparsers(dest="cases_cmd", required=True)
+    ce = cs.add_parser("export", help="one zip with manifest, files, hashes, audit entries and chat transcripts")
+    ce.add_argument("number", metavar="CASE_NUMBER")
+    ce.add_argument("--out", metavar="FILE", help="where to write the zip (default: ./CASE_NUMBER.zip)")
+    ag = sub.add_parser("agreements", help="signed settlement agreements").add_subparsers(dest="ag_cmd", required=True)
+    agv = ag.add_parser("verify", help="check a PDF's PAdES seal and whether it is exactly the agreement on record "
+                                       "(exit 1 when not)")
+    agv.add_argument("file", metavar="FILE")
+    agv.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    ct = sub.add_parser("court", help="court hand-off").add_subparsers(dest="court_cmd", required=True)
+    cd = ct.add_parser("deliver", help="deliver the court outbox (the server does this by itself; for operators)")
+    cd.add_argument("--once", action="store_true", help="one round, then exit")
+
+    rc = sub.add_parser("recordings", help="session recordings").add_subparsers(dest="rec_cmd", required=True)
+    rv = rc.add_parser("verify", help="recheck every file's SHA-256 and the signed manifests (exit 1 when altered)")
+    rv.add_argument("session_id", type=int, metavar="SESSION_ID")
+    rcp = rc.add_parser("compose", help="render one grid video of a recorded session (offline)")
+    rcp.add_argument("session_id", type=int, metavar="SESSION_ID")
+    rcp.add_argument("--out", metavar="FILE", help="output .mp4/.mkv/.webm (default: ./session-ID.mp4)")
+    rcp.add_argument("--run", metavar="RUN", help="which recording run (default: the latest)")
     return p
+
+
+def _progress_bar(fraction: float, width: int = 40) -> None:
+    done = int(width * max(0.0, min(1.0, fraction)))
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {fraction * 100:5.1f}%")
+    sys.stderr.flush()
+    if fraction >= 1.0:
+        sys.stderr.write("\n")
+
+
+async def _recordings(settings: Settings, args) -> int:
+    from recordings.compose import compose
+    from .services import recordings as rec_svc
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as s:
+            runs = await rec_svc.runs_of(s, args.session_id)
+            if args.rec_cmd == "verify":
+                problems = await rec_svc.verify_session(s, settings, args.session_id)
+    finally:
+        await db.dispose()
+    if not runs:
+        print(f"error: session {args.session_id} has no recordings", file=sys.stderr)
+        return 2
+    if args.rec_cmd == "verify":
+        files = sum(len(f) for _, f in runs)
+        if problems:
+            print(f"{len(problems)} problem(s) in {len(runs)} run(s), {files} file(s):")
+            for p in problems:
+                print(f"  - {p}")
+            return 1
+        print(f"ok: {len(runs)} run(s), {files} file(s); every hash and manifest signature matches")
+        return 0
+    run = next((r for r, _ in runs if r.run_key == args.run), None) if args.run else runs[-1][0]
+    if run is None:
+        print(f"error: no run {args.run} in session {args.session_id}", file=sys.stderr)
+        return 2
+    out = args.out or f"session-{args.session_id}.mp4"
+    result = await asyncio.to_thread(compose, rec_svc.store_for(settings), run.run_key, out, _progress_bar)
+    print(f"{result.path}: {result.duration:.1f} s, {result.width}x{result.height}, "
+          f"{len(result.participants)} participant(s)")
+    return 0
+
+
+async def _agreements_verify(settings: Settings, args) -> int:
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from . import pdf
+    from .certs import load_identity
+    from .services import agreements as agr
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    digest = hashlib.sha256(data).hexdigest()
+    check = await pdf.verify(data, load_identity(settings.data_dir).trust_roots)
+    from sqlalchemy.exc import SQLAlchemyError
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as s:
+            try:
+                found = await agr.find_by_pdf_hash(s, digest)
+            except SQLAlchemyError as exc:
+                print(f"error: cannot read the case records ({type(exc).__name__}); is DATABASE_URL right and the "
+                      "database migrated (mediation db upgrade)?", file=sys.stderr)
+                return 2
+            record = None if found is None else {"case_number": found[1].number, "case_id": found[1].id,
+                                                 "agreement_id": found[0].id,
+                                                 "effective_at": found[0].effective_at.isoformat()}
+    finally:
+        await db.dispose()
+    ok = check.ok and record is not None
+    if args.json:
+        print(json.dumps({"ok": ok, "file": args.file, "sha256": digest, "signature": check.to_json(),
+                          "record": record}, ensure_ascii=False, indent=2))
+    else:
+        print(f"file     {args.file}")
+        print(f"sha256   {digest}")
+        for sg in check.signatures:
+            print(f"seal     {'valid' if sg.ok else 'INVALID'}: {sg.signer}"
+                  + (f", signed {sg.signing_time}" if sg.signing_time else "")
+                  + (f", timestamp {sg.timestamp}" if sg.timestamp else ""))
+        if not check.ok:
+            print(f"FAIL     signature: {check.error}")
+        if record:
+            print(f"record   matches the signed agreement of case {record['case_number']}")
+        else:
+            claimed = check.keyword("case")
+            print("FAIL     record: no case has this file as its signed agreement"
+                  + (f" (the file claims case {claimed})" if claimed else ""))
+        print("OK" if ok else "NOT VALID")
+    return 0 if ok else 1
+
+
+async def _court_deliver(settings: Settings, args) -> int:
+    from .services.court import CourtOutbox, OutcomeConfig
+
+    db = Database(settings.database_url)
+    worker = CourtOutbox(db, OutcomeConfig.from_env(settings))
+    try:
+        if args.once:
+            n = await worker.run_once()
+            print(f"delivered {n}")
+            return 0
+        worker.start()
+        await asyncio.Event().wait()
+    finally:
+        await worker.stop()
+        await db.dispose()
+    return 0
+
+
+async def _audit_verify(settings: Settings, args) -> int:
+    import json
+
+    from .services import archive
+    from .services.cases import get_case_by_number
+    from .storage import FileStore
+
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as s:
+            case = None
+            if args.case:
+                case = await get_case_by_number(s, args.case)
+                if case is None:
+                    print(f"error: no case {args.case}", file=sys.stderr)
+                    return 2
+            say = None if args.json else (lambda text: print(f"  … {text}", file=sys.stderr, flush=True))
+            report = await archive.run_checks(s, FileStore(settings.evidence_dir), case=case, settings=settings,
+                                              progress=say)
+    finally:
+        await db.dispose()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        scope = f"case {report.case_number}" if case else "whole archive"
+        for r in report.results:
+            print(f"{'ok  ' if r.ok else 'FAIL'} {r.name:<12} {r.checked} checked"
+                  + (f", {len(r.problems)} not matching" if r.problems else ""))
+            for p in r.problems:
+                line = f"       {p.item}: {p.problem} - {p.detail}"
+                if p.expected or p.actual:
+                    line += f" (expected {p.expected}, found {p.actual})"
+                print(line)
+        print(f"{scope}: " + ("all intact" if report.ok else f"{len(report.problems)} problem(s)"))
+    return 0 if report.ok else 1
+
+
+async def _cases_export(settings: Settings, args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from .services import archive
+    from .storage import FileStore
+
+    out = Path(args.out or f"{args.number.strip().upper()}.zip").resolve()
+    db = Database(settings.database_url)
+    last = [-1]
+
+    def progress(done: int, total: int, name: str) -> None:
+        pct = int(done * 100 / total) if total else 100
+        if pct != last[0]:
+            last[0] = pct
+            bar = "#" * (pct // 5)
+            print(f"\r[{bar:<20}] {pct:3d}%  {name[:50]:<50}", end="", file=sys.stderr, flush=True)
+
+    try:
+        path, digest, bundle = await archive.export_case(db, None, args.number.strip().upper(),
+                                                         FileStore(settings.evidence_dir), settings=settings,
+                                                         progress=progress, generated_by="mediation cases export")
+    finally:
+        await db.dispose()
+    print(file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), out)
+    shutil.rmtree(path.parent, ignore_errors=True)
+    print(f"{out}")
+    print(f"sha256 {digest}  files {len(bundle.manifest['files'])}")
+    return 0
 
 
 async def _add(settings: Settings, kind: str, args) -> int:
@@ -122,6 +336,21 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(downgrade(settings.database_url, args.revision))
             print("ok")
             return 0
+        if args.cmd in ("audit", "cases", "agreements"):
+            from . import api_outcome  # noqa: F401 - registers the agreement checks and export files
+        if args.cmd == "agreements":
+            return asyncio.run(_agreements_verify(settings, args))
+        if args.cmd == "court":
+            try:
+                return asyncio.run(_court_deliver(settings, args))
+            except KeyboardInterrupt:
+                return 0
+        if args.cmd == "recordings":
+            return asyncio.run(_recordings(settings, args))
+        if args.cmd == "audit":
+            return asyncio.run(_audit_verify(settings, args))
+        if args.cmd == "cases":
+            return asyncio.run(_cases_export(settings, args))
         kind = {"users": "user", "institutions": "institution", "experts": "expert"}[args.cmd]
         return asyncio.run(_add(settings, kind, args))
     except AppError as exc:

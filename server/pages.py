@@ -204,6 +204,8 @@ def _nav(request) -> list[tuple[str, str]]:
         items.append(("/staff/my", "nav.my_cases"))
     if user.role == "clerk":
         items.append(("/staff/cases", "nav.cases"))
+    if user.role in ("clerk", "admin"):
+        items += [("/archive", "archive.nav"), ("/analytics", "analytics.nav")]
     if user.role == "admin":
         items += [("/admin/institutions", "nav.institutions"), ("/admin/users", "nav.users"),
                   ("/admin/experts", "nav.experts")]
@@ -732,7 +734,10 @@ async def _render_case(request, case_id: int, *, errors: dict | None = None, for
 
 
 async def case_page(request: web.Request) -> web.Response:
-    return await _render_case(request, _path_id(request, "case_id"))
+    case_id = _path_id(request, "case_id")
+    if request["actor"].user is not None and request["actor"].user.role == "clerk":
+        return redirect(request, f"/archive/cases/{case_id}")  # a clerk's case page is the archive record
+    return await _render_case(request, case_id)
 
 
 def _path_id(request, name: str) -> int:
@@ -1092,6 +1097,10 @@ def setup(app: web.Application) -> None:
     r.add_post("/admin/users/{user_id}", users_update)
     r.add_get("/admin/experts", experts_page)
     r.add_post("/admin/experts", experts_add)
+    from . import archive_pages
+    archive_pages.setup(app)
+    from . import procedure_pages; procedure_pages.setup(app)  # noqa: E702 - consent, identity, notices, deadlines, scheduling
+    from . import outcome_pages; outcome_pages.setup(app)  # noqa: E702
     app.middlewares.append(not_found_middleware)
     env = app["jinja"]
     env.globals["pairs"] = lambda rows, key, label: [(r[key], r[label]) for r in rows]

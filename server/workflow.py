@@ -17,6 +17,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     # 分流: before or after accepting, the case can go to a better-placed institution.
     "transfer": (frozenset({"filed", "transferred", "accepted"}), "transferred"),
     "assign": (frozenset({"accepted", "assigned"}), "assigned"),
+    # A declared conflict of interest, or a granted recusal request, returns the case to intake.
+    "unassign": (frozenset({"assigned", "in_mediation"}), "accepted"),
     # Opening a session starts mediation; later sessions keep the case in mediation.
     "open_session": (frozenset({"assigned", "in_mediation"}), "in_mediation"),
     "settle": (frozenset({"in_mediation"}), "settled"),

@@ -23,6 +23,7 @@ from server.security import TokenInvalid, decode_join_token
 from server.services import live as live_svc
 
 from . import schemas as ev
+from .recording import ConsentError, RecordingController
 
 log = logging.getLogger("mediation.signaling")
 
@@ -89,6 +90,10 @@ class Hub:
             "caucus.create": (ev.CaucusCreate, self.caucus_create, True),
             "participant.move": (ev.Move, self.participant_move, True),
             "caucus.close": (ev.CaucusRef, self.caucus_close, True),
+            "recording.start": (ev.Empty, self.recording_start, True),
+            "recording.stop": (ev.Empty, self.recording_stop, True),
+            "recording.consent": (ev.Consent, self.recording_consent, True),
+            "recording.caucus": (ev.CaucusRecording, self.recording_caucus, True),
             "invite.expert": (ev.InviteExpert, self.invite_expert, True),
             "invite.revoke": (ev.InviteRevoke, self.invite_revoke, True),
             "experts.list": (ev.ExpertsList, self.experts_list, True),
@@ -128,7 +133,7 @@ class Hub:
                 return {"ok": True, **(result or {})}
             except RoomError as exc:
                 return fail(exc.code, exc.message)
-            except TokenInvalid as exc:
+            except (TokenInvalid, ConsentError) as exc:
                 return fail(exc.code, exc.message)
             except AppError as exc:
                 return fail(exc.code, exc.message)
@@ -174,11 +179,23 @@ class Hub:
                     on_connection_state=lambda pid, target, state: log.debug("%s %s %s", pid, target, state),
                 )
                 live = holder["live"] = LiveRoom(room=room, session_id=p.session_id, case_id=p.case_id)
+                live.recording = RecordingController(self, live, self._recorder_factory(p.session_id))
                 self.rooms[p.room_id] = live
             return live
 
+    def _recorder_factory(self, session_id: int):
+        def make():
+            from recordings.recorder import SessionRecorder
+            from server.services import recordings as rec_svc
+            store = rec_svc.store_for(self.settings)
+            return SessionRecorder(store, rec_svc.new_run_key(store, session_id),
+                                   signing_key=rec_svc.signing_key(self.settings))
+        return make
+
     def schedule_state(self, live: LiveRoom) -> None:
         """Coalesce the many small changes of one step into one `room.state` push."""
+        if live.recording is not None:
+            live.recording.sync()  # who is recorded follows who is where, at once
         if live.state_pending:
             return
         live.state_pending = True
@@ -264,6 +281,11 @@ class Hub:
             return
         if live.drop_task is not None:
             live.drop_task.cancel()
+        if live.recording is not None and live.recording.state in ("on", "pending"):
+            try:
+                await self._finish_recording(live, None)
+            except Exception:  # noqa: BLE001 - the files stay on disk and are recovered on restart
+                log.exception("could not finish the recording of room %s", room_id)
         for pid, sid in list(live.sids.items()):
             await self.sio.emit("session.ended", {"reason": reason}, to=sid)
             self.by_sid.pop(sid, None)
@@ -323,6 +345,8 @@ class Hub:
         if area == LOBBY:
             await self.to_grant_holders(live, "admit", "lobby.waiting",
                                         {"participant_id": pid, "name": p.name, "role": p.role})
+        if live.recording is not None:
+            await live.recording.ask_newcomer(pid)
         for hook in self.on_joined:
             try:
                 await hook(live, pid)
@@ -450,6 +474,43 @@ class Hub:
             await live_svc.record(s, live.passes[pid], "caucus.created", {"caucus_id": caucus_id, "caucus": data.name})
         return {"caucus_id": caucus_id}
 
+    async def recording_start(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
+        live.room.participant(pid).require("record")
+        await live.recording.request(pid)
+        return {"recording": live.recording.view()}
+
+    async def recording_consent(self, sid, live: LiveRoom, pid: str, data: ev.Consent) -> dict:
+        await live.recording.answer(pid, data.agree)
+        return {"recording": live.recording.view()}
+
+    async def recording_caucus(self, sid, live: LiveRoom, pid: str, data: ev.CaucusRecording) -> dict:
+        live.room.participant(pid).require("record")
+        if data.caucus_id not in live.room.caucuses:
+            return fail("not_found", "No such caucus.")
+        await live.recording.set_caucus(data.caucus_id, data.enabled)
+        await self.record_step(live, pid, "recording.caucus", {"caucus_id": data.caucus_id, "enabled": data.enabled})
+        return {}
+
+    async def recording_stop(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
+        live.room.participant(pid).require("record")
+        run = await self._finish_recording(live, pid)
+        return {"run": run}
+
+    async def _finish_recording(self, live: LiveRoom, pid: str | None) -> str | None:
+        """Stop writing, then attach the signed manifest and its files to the session."""
+        from recordings.manifest import load_signed_manifest
+        from server.services import recordings as rec_svc
+        manifest = await live.recording.stop()
+        if manifest is None:
+            await self.record_step(live, pid, "recording.cancelled", {})
+            return None
+        store = rec_svc.store_for(self.settings)
+        document = await asyncio.to_thread(load_signed_manifest, store, manifest.session_key)
+        p = live.passes.get(pid) if pid else None
+        async with self.db.session() as s:
+            await rec_svc.attach(s, live.session_id, document, actor=p.ref() if p else None)
+        return manifest.session_key
+
     async def caucus_close(self, sid, live: LiveRoom, pid: str, data: ev.CaucusRef) -> dict:
         """Everyone in the caucus returns to the main room."""
         members = [x for x, part in live.room.participants.items() if part.area == data.caucus_id]
@@ -557,4 +618,6 @@ def create_socketio(app, db, settings) -> Hub:
         await hub.close()
 
     app.on_shutdown.append(shutdown)
+    from .agreement_events import install as _install_agreements; _install_agreements(hub)
+    from .procedure_events import install as _install_procedure; _install_procedure(hub)
     return hub

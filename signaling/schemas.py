@@ -91,3 +91,12 @@ class InviteRevoke(Event):
 class ExpertsList(Event):
     specialty: Annotated[str, StringConstraints(max_length=40)] | None = None
     level: Literal["county", "town"] | None = None
+
+
+class Consent(Event):
+    agree: bool
+
+
+class CaucusRecording(Event):
+    caucus_id: Id
+    enabled: bool

@@ -25,6 +25,9 @@ ALLOWED_EVIDENCE = {
     "audio/mpeg": ".mp3", "audio/mp4": ".m4a", "video/mp4": ".mp4", "audio/x-wav": ".wav",
 }
 PAGE_SIZE = 20
+# An archive reader's views, checks and exports of a case: in the chain, but not steps of the case,
+# so the working timelines (staff case page, the applicant's history) leave them out.
+ACCESS_ACTIONS = ("case.viewed", "case.verified", "case.exported")
 
 
 @dataclass
@@ -96,6 +99,7 @@ async def file_case(s: AsyncSession, store: FileStore, data: CaseIn, uploads: li
             "number": case.number, "type": case.type, "category": case.category,
             "institution_id": inst.id, "evidence": [{"name": e.filename, "sha256": e.sha256} for e in case.evidence],
         })
+        await _after(s, None, case, "filed", {"access_code": code})
     except BaseException:
         # The transaction rolls back; don't leave orphan files behind either.
         for key in written:
@@ -142,6 +146,13 @@ async def _transition(s: AsyncSession, actor: Actor, case: Case, action: str, da
     case.updated_at = dt.datetime.now(dt.timezone.utc)
     await audit.append(s, actor.ref(), f"case.{action}", case_id=case.id,
                        data={"from": before, "to": case.status, **(data or {})})
+    await _after(s, actor, case, action, data or {})
+
+
+async def _after(s: AsyncSession, actor: Actor | None, case: Case, action: str, data: dict) -> None:
+    """What follows a step of a case under the procedural rules: deadlines and notifications."""
+    from .procedure import after_case_action
+    await after_case_action(s, actor, case, action, data)
 
 
 async def accept(s: AsyncSession, actor: Actor, case_id: int) -> Case:
@@ -255,9 +266,11 @@ async def mediator_workloads(s: AsyncSession, actor: Actor, institution_id: int 
             for m, n in rows]
 
 
-async def history(s: AsyncSession, case_id: int) -> list[AuditEntry]:
-    return list((await s.execute(select(AuditEntry).where(AuditEntry.case_id == case_id)
-                                 .order_by(AuditEntry.seq))).scalars().all())
+async def history(s: AsyncSession, case_id: int, *, include_access: bool = False) -> list[AuditEntry]:
+    q = select(AuditEntry).where(AuditEntry.case_id == case_id)
+    if not include_access:
+        q = q.where(AuditEntry.action.not_in(ACCESS_ACTIONS))
+    return list((await s.execute(q.order_by(AuditEntry.seq))).scalars().all())
 
 
 async def view(s: AsyncSession, actor: Actor, case_id: int) -> Case:

@@ -72,9 +72,9 @@ async def joined(s: AsyncSession, p: Pass, where: str) -> None:
     await s.execute(Invite.__table__.update().where(Invite.id == p.invite_id, Invite.used_at.is_(None))
                     .values(used_at=dt.datetime.now(dt.timezone.utc)))
     sess = await get_session(s, p.session_id, lock=True)
-    if sess.status == "scheduled":
+    if sess.status in ("scheduled", "interrupted"):
         sess.status = "live"
-        sess.started_at = dt.datetime.now(dt.timezone.utc)
+        sess.started_at = sess.started_at or dt.datetime.now(dt.timezone.utc)
     await record(s, p, "participant.joined", {"where": where})
 
 

@@ -50,14 +50,68 @@ MATRIX = [
     ("GET", "/auth/me", None, STAFF),
     ("POST", "/auth/logout", None, STAFF),
     ("GET", "/openapi.json", None, set(ACTORS)),
+    ("GET", "/sessions/{session}/recordings", None, VIEWERS),
+    ("GET", "/recordings/{recording}/file", None, VIEWERS),
+    ("POST", "/sessions/{session}/recordings/verify", None, VIEWERS),
+    # The archive and analytics (tests/archive has the details): clerks and admins read.
+    ("GET", "/archive/cases", None, {"admin", "clerk", "county_clerk"}),
+    ("GET", "/cases/{case}/integrity", None, {"admin", "clerk", "county_clerk"}),
+    ("GET", "/cases/{case}/export", None, {"admin", "clerk", "county_clerk"}),
+    ("GET", "/analytics/summary", None, {"admin", "clerk", "county_clerk"}),
+    ("GET", "/analytics/csv?table=by_status", None, {"admin", "clerk", "county_clerk"}),
+    # The procedure (tests/procedure has the details).
+    ("GET", "/deadlines/rules", None, set(ACTORS)),
+    ("GET", "/deadlines", None, STAFF),
+    ("GET", "/recusals", None, STAFF),
+    ("POST", "/recusals/{request_id}/decide", {"grant": False, "note": "理由不成立"}, INTAKE),
+    ("GET", "/cases/{case}/procedure", None, VIEWERS),
+    ("GET", "/cases/{case}/notifications", None, VIEWERS),
+    ("POST", "/cases/{case}/conflict", {"conflict": False}, MEDIATOR),
+    ("POST", "/cases/{case}/schedule", {"starts_at": "2030-01-07T09:00:00+08:00"}, MEDIATOR),
+    ("POST", "/cases/{case}/parties/{party_id}/consent", {"agree": True, "how": "phone"}, MEDIATOR),
+    ("POST", "/cases/{case}/parties/{party_id}/access-code", None, {"admin", "intake", "mediator"}),
+    ("PUT", "/cases/{case}/parties/{party_id}/contact", {"email": "a@example.cn"}, {"admin", "intake", "mediator"}),
+    ("POST", "/cases/{case}/consent", {"agree": True}, set()),  # only with the access code
+    ("POST", "/cases/{case}/recusal", {"reason": "调解员是对方亲戚"}, set()),  # only with the access code
+    ("GET", "/cases/{case}/sessions", None, set()),  # only with the access code
+    ("POST", "/sessions/{session}/reschedule", {"starts_at": "2030-01-08T09:00:00+08:00"}, MEDIATOR),
+    ("GET", "/sessions/{session}/calendar.ics", None, VIEWERS),
+    ("GET", "/sessions/{session}/procedure", None, VIEWERS),
+    ("GET", "/sessions/{session}/transcript", None, VIEWERS),
+    ("GET", "/sessions/{session}/transcript.pdf", None, VIEWERS),
+    ("PUT", "/auth/me/contact", {"lang": "en"}, STAFF),
+    # The outcome: agreement, signatures, court hand-off (tests/outcome has the details).
+    ("GET", "/cases/{case}/agreement", None, VIEWERS),
+    ("PUT", "/cases/{case}/agreement", {"template": "labour"}, MEDIATOR),
+    ("POST", "/cases/{case}/agreement/finalise", {}, MEDIATOR),
+    ("POST", "/cases/{case}/agreement/links", {"party_id": "{party_id}"}, MEDIATOR),
+    ("POST", "/cases/{case}/agreement/sign", {"signature": "data:image/png;base64,AAAA", "text_sha256": "0" * 64},
+     MEDIATOR),
+    ("GET", "/cases/{case}/agreement/pdf", None, VIEWERS),
+    ("POST", "/agreements/verify", None, STAFF),
+    ("POST", "/cases/{case}/confirmation", {"court_id": "county", "basis": "institution"}, MEDIATOR),
+    ("GET", "/cases/{case}/submissions", None, VIEWERS),
+    ("POST", "/cases/{case}/submissions/{submission_id}/retry", None, MEDIATOR),
+    ("GET", "/courts", None, set(ACTORS)),
+    ("POST", "/court/callback", {"submission": "0" * 32, "status": "accepted"}, set()),  # HMAC-signed by the court
+    # A party's calls need their personal link's token or the applicant's access code, never a staff login.
+    ("GET", "/party/agreement", None, set()),
+    ("POST", "/party/agreement/sign", {"signature": "data:image/png;base64,AAAA", "text_sha256": "0" * 64}, set()),
+    ("POST", "/party/agreement/comments", {"text": "意见"}, set()),
+    ("GET", "/party/agreement/pdf", None, set()),
+    ("GET", "/party/court", None, set()),
+    ("POST", "/party/confirmation", {"court_id": "county", "basis": "institution"}, set()),
+    ("POST", "/party/confirmation/confirm", None, set()),
+    ("POST", "/party/filing", {}, set()),
 ]
 
 
 def test_matrix_covers_every_route():
-    covered = {(m, p) for m, p, _, _ in MATRIX}
+    covered = {(m, p.split("?")[0]) for m, p, _, _ in MATRIX}
     routes = {(op.method, op.path.replace("{case_id}", "{case}").replace("{session_id}", "{session}")
                .replace("{invite_id}", "{invite}").replace("{user_id}", "{user}")
-               .replace("{evidence_id}", "{evidence}").replace("{ref}", "{case}")) for op in api.operations}
+               .replace("{evidence_id}", "{evidence}").replace("{ref}", "{case}")
+               .replace("{file_id}", "{recording}")) for op in api.operations}
     routes = {("POST", "/cases/{number}/withdraw") if r == ("POST", "/cases/{case}/withdraw") else r for r in routes}
     assert routes == covered
 
@@ -82,8 +136,24 @@ async def _fresh_case(client, db, w):
         inv, _ = await session_svc.create_invite(s, med, sess.id, InviteIn(role="observer", name="x"),
                                                  secret="matrix-test-secret-" + "k" * 32, default_seconds=60)
         case = await case_svc.get_case(s, cid)
+        from server.services import procedure
+        recusal = await procedure.request_recusal(s, admin.ref(), case, case.parties[0], "测试用的回避申请")
+        # A recording on record (rows only: allowed callers then get 404 "missing from storage").
+        import datetime as dt
+        from server.models import RecordingFile, RecordingRun
+        run = RecordingRun(session_id=sess.id, run_key=f"s{sess.id}-20261129T000000", status="complete",
+                           started_at=dt.datetime.now(dt.timezone.utc), manifest_sha256="0" * 64, signature="x",
+                           public_key="x")
+        s.add(run)
+        await s.flush()
+        rec = RecordingFile(run_id=run.id, session_id=sess.id, key=f"{run.run_key}/p-1.webm", participant_id="p",
+                            segment=1, container="webm", codecs="vp8", kinds="video", offset=0.0, duration=1.0,
+                            size=1, sha256="0" * 64)
+        s.add(rec)
+        await s.flush()
         return {"case": cid, "number": filed["case"]["number"], "session": sess.id, "invite": inv.id,
-                "evidence": case.evidence[0].id}
+                "evidence": case.evidence[0].id, "party_id": case.parties[0].id, "request_id": recusal.id,
+                "recording": rec.id}
 
 
 def _fill(value, ids):
@@ -111,7 +181,7 @@ async def test_authorization_matrix(client, db):
     from .helpers import case_body
     for method, path, body, allowed in MATRIX:
         ids = await _fresh_case(client, db, w)
-        ids.update(user=target.id, inst_b=w.inst_b, mediator2_id=w.users["mediator2"])
+        ids.update(user=target.id, inst_b=w.inst_b, mediator2_id=w.users["mediator2"], submission_id=999999)
         url = "/api/v1" + _fill(path, ids)
         payload = case_body(w.inst_a) if body == "case" else _fill(body, ids)
         # Refused callers first: their calls must change nothing for the allowed ones after them.

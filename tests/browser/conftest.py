@@ -6,6 +6,7 @@ Chromium or Playwright is a failure, not a skip.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -94,40 +95,48 @@ class Server:
         return body
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("portal-server")
+@contextlib.contextmanager
+def running_server(data_dir: Path, *, identity_check: str = "off", drop_env: tuple[str, ...] = ()):
+    """`mediation serve --demo` in a subprocess on a free loopback port, until the block ends."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_URL", "RECORDINGS_DIR", "EVIDENCE_DIR")}
-    env.update(MEDIATION_DATA_DIR=str(data_dir), PUBLIC_URL=url, IDENTITY_CHECK="off", PYTHONUNBUFFERED="1")
+           if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_URL", "RECORDINGS_DIR", "EVIDENCE_DIR",
+                        *drop_env)}
+    env.update(MEDIATION_DATA_DIR=str(data_dir), PUBLIC_URL=url, IDENTITY_CHECK=identity_check, PYTHONUNBUFFERED="1")
     log_path = data_dir / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--demo", "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     srv = Server(url=url, data_dir=data_dir, log_path=log_path)
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode}:\n{srv.log()[-4000:]}", pytrace=False)
-        try:
-            with urllib.request.urlopen(url + "/api/v1/institutions", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the server did not answer within 60 s:\n{srv.log()[-4000:]}", pytrace=False)
-        time.sleep(0.2)
-    yield srv
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited with {proc.returncode}:\n{srv.log()[-4000:]}", pytrace=False)
+            try:
+                with urllib.request.urlopen(url + "/api/v1/institutions", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not answer within 60 s:\n{srv.log()[-4000:]}", pytrace=False)
+            time.sleep(0.2)
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("portal-server")) as srv:
+        yield srv
 
 
 # Module scope, not session: sync Playwright keeps an event loop running in this thread, and

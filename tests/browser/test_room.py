@@ -67,6 +67,25 @@ def wait_screen(page, name: str, timeout: float = 10.0) -> None:
 def enter(page) -> None:
     wait_js(page, "document.querySelector('#self-video').videoWidth > 0", "own preview")
     page.click("[data-testid=enter]")
+    pass_steps(page)
+
+
+def pass_steps(page, timeout: float = 15.0) -> list[str]:
+    """Answer the procedure steps a participant owes before joining (online-mediation consent,
+    the notices) the way a person does: read, then agree. Returns the steps' titles."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screen = page.evaluate("() => window.mediationRoom && window.mediationRoom.screen")
+        if screen not in ("precheck", "connecting", "step"):
+            return seen
+        if screen == "step" and page.locator("#step-yes").is_visible():
+            title = page.locator("#step-title").inner_text()
+            if not seen or seen[-1] != title:
+                seen.append(title)
+                page.click("#step-yes")
+        time.sleep(0.1)
+    return seen
 
 
 def my_id(page) -> str:

@@ -28,7 +28,7 @@ class Peer:
         self.me: dict | None = None
         self.sub.on("track", self._on_track)
         for name in ("room.state", "rtc.offer", "chat.message", "lobby.waiting", "removed", "session.ended",
-                     "help.requested", "muted"):
+                     "help.requested", "muted", "recording.consent_request", "recording.refused"):
             self.sio.on(name, self._recorder(name))
 
     def _recorder(self, name):
@@ -112,3 +112,14 @@ class Peer:
         if self.pub:
             await self.pub.close()
         await self.sub.close()
+
+
+async def admitted(base_url: str, media, mediator: "Peer", token: str) -> "Peer":
+    """A participant who joins, is let in by the mediator if they wait in the lobby, and publishes."""
+    peer = Peer(base_url, token, media)
+    ack = await peer.join()
+    assert ack["ok"], ack
+    if ack["in_lobby"]:
+        assert (await mediator.call("lobby.admit", {"participant_id": peer.me["id"]}))["ok"]
+    assert (await peer.publish())["ok"]
+    return peer

@@ -8,17 +8,11 @@ from sqlalchemy import select
 from server.models import AuditEntry, Expert
 from tests.rooms.clients import wait_for
 
-from .peer import Peer
+from .peer import Peer, admitted
 
 
 async def _admitted(live, media, mediator, token):
-    peer = Peer(live.url, token, media)
-    ack = await peer.join()
-    assert ack["ok"], ack
-    if ack["in_lobby"]:
-        assert (await mediator.call("lobby.admit", {"participant_id": peer.me["id"]}))["ok"]
-    assert (await peer.publish())["ok"]
-    return peer
+    return await admitted(live.url, media, mediator, token)
 
 
 def _delivered(live, publisher, subscriber):

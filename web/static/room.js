@@ -350,6 +350,10 @@
       path: "/socket.io/", transports: ["websocket", "polling"], tryAllTransports: true,
       reconnection: true, reconnectionDelay: 500, reconnectionDelayMax: 4000, timeout: 10000
     });
+    // The settlement agreement's live draft (web/static/agreement-panel.js).
+    R.agreement = window.mediationAgreementPanel && window.mediationAgreementPanel.attach(
+      socket, $("#panel-agreement"), { t: t, lang: document.documentElement.lang,
+        notify: function (m) { toast(m); }, onError: showError });
     socket.on("connect", onConnect);
     socket.on("disconnect", onDisconnect);
     socket.on("connect_error", function () { if (wantJoined) { setConn("offline"); setBanner(t("room.reconnecting")); } });
@@ -822,6 +826,7 @@
         R.admittedAt = now();
         toast(t("room.admitted"), { kind: "ok", ms: 3000 });
       }
+      if (R.agreement && !R.agreementLoaded) { R.agreementLoaded = true; R.agreement.refresh(); }
       if (R.screen !== "room") {
         setScreen("room");
         // Wide screens: the mediator sees the controls at once; everybody else keeps the grid wide.
