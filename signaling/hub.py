@@ -553,8 +553,9 @@ class Hub:
             invite, token = await session_svc.create_invite(s, actor, live.session_id, body,
                                                             secret=self.settings.secret_key,
                                                             default_seconds=self.settings.join_token_default_seconds)
-        return {"url": f"{self.settings.public_url}/join/{token}", "token": token, "invite_id": invite.id,
-                "name": invite.name, "specialty": invite.specialty, "expires_at": invite.expires_at.isoformat()}
+        url = f"{self.settings.public_url}/join/{token}"
+        return {"url": url, "token": token, "invite_id": invite.id, "name": invite.name,
+                "specialty": invite.specialty, "expires_at": invite.expires_at.isoformat(), "qr": qr_data_url(url)}
 
     async def invite_revoke(self, sid, live: LiveRoom, pid: str, data: ev.InviteRevoke) -> dict:
         from server.services import sessions as session_svc
@@ -600,6 +601,19 @@ class Hub:
             await live_svc.end_by_participant(s, p)
         await self.end_room(live.room.id)
         return {}
+
+
+def qr_data_url(text: str) -> str:
+    """The link as a QR code (SVG data URL), for an expert to scan from the mediator's screen."""
+    import base64
+    import io
+
+    import qrcode
+    import qrcode.image.svg
+
+    out = io.BytesIO()
+    qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage).save(out)
+    return "data:image/svg+xml;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def create_socketio(app, db, settings) -> Hub:

@@ -93,6 +93,7 @@ async def test_expert_invited_from_the_pool_joins_and_is_revoked(live, media):
         assert [e["name"] for e in ack["experts"]] == ["刘建国"]
         ack = await mediator.call("invite.expert", {"expert_id": ack["experts"][0]["id"]})
         assert ack["ok"] and ack["url"].endswith(ack["token"]) and ack["specialty"] == "labour"
+        assert ack["qr"].startswith("data:image/svg+xml;base64,")
         invite_id = ack["invite_id"]
         expert = Peer(live.url, ack["token"], media)
         joined = await expert.join()

@@ -650,6 +650,7 @@
       await pc.setLocalDescription(answer);
       if (pc !== R.subPc) { return; }
       trackTable = Array.isArray(msg.tracks) ? msg.tracks : [];
+      R.trackTable = trackTable;  // mid -> publisher, for tests reading per-publisher statistics
       rebuildRemote(pc);
       var ack = await call("rtc.answer", { sdp: pc.localDescription.sdp, type: "answer" }, 15000);
       if (!ack.ok && pc === R.subPc) {
@@ -1160,6 +1161,8 @@
     var until = when && !isNaN(when.getTime()) ? when.toLocaleString(CFG.lang) : "";
     $("#expert-link-text").textContent = t("room.manage.expert_link", { name: name, time: until });
     $("#expert-url").value = ack.url || "";
+    var qr = $("#expert-qr");
+    if (ack.qr) { qr.src = ack.qr; qr.hidden = false; } else { qr.hidden = true; }
     $("#expert-link").hidden = false;
   }
   $("#expert-copy").addEventListener("click", function () {
