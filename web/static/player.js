@@ -44,7 +44,7 @@
       video.playsInline = true;
       video.preload = "auto";
       var gap = el("div", "player-gap", S.gap);
-      var cap = el("figcaption", null, (segs[0].name || pid) + (segs[0].role ? " · " + segs[0].role : ""));
+      var cap = el("figcaption", null, (segs[0].name || pid) + (segs[0].role ? " · " + (S.roles[segs[0].role] || segs[0].role) : ""));
       tile.appendChild(video); tile.appendChild(gap); tile.appendChild(cap);
       grid.appendChild(tile);
       tiles.push({ pid: pid, segs: segs, video: video, gap: gap, current: null });
@@ -63,9 +63,9 @@
       var at = (Date.parse(e.at) - start) / 1000;
       var li = el("li");
       var label = (S.actions[e.action] || e.action);
-      var who = (e.data && (e.data.name || "")) || e.actor || "";
+      var who = (e.data && (e.data.name || "")) || (e.actor_type === "system" ? "" : e.actor || "");
       var extra = e.action === "recording.consent" ? " (" + (e.data.agree ? S.agree : S.refuse) + ")" : "";
-      var b = el("button", "linklike", (at >= 0 ? fmt(at) : "-" + fmt(-at)) + "  " + label + " " + who + extra);
+      var b = el("button", "linklike", (at > -1 ? fmt(at) : "-" + fmt(-at)) + "  " + label + " " + who + extra);
       b.type = "button";
       b.addEventListener("click", function () { t = Math.min(Math.max(at, 0), total); apply(true); });
       li.appendChild(b);
