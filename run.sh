@@ -31,8 +31,13 @@ python_env() {
   local stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)-$1"
   if [ ! -f "$stamp" ]; then
     log "installing Python packages ($1)"
-    "$PY" -m pip install -q --upgrade pip >/dev/null
-    if [ "$1" = test ]; then "$PY" -m pip install -q -e ".[test]"; else "$PY" -m pip install -q -e .; fi
+    local target="."
+    [ "$1" = test ] && target=".[test]"
+    # Quiet unless something fails: then the whole pip log is shown.
+    if ! { "$PY" -m pip install -q --upgrade pip && "$PY" -m pip install -q -e "$target"; } >"$VENV/pip.log" 2>&1; then
+      cat "$VENV/pip.log" >&2
+      exit 1
+    fi
     touch "$stamp"
   fi
 }
