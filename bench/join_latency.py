@@ -85,33 +85,17 @@ def _links(base: str, runs: int) -> tuple[str, list[str]]:
     return own, experts
 
 
-async def _join(peer: Peer) -> dict:
-    """Join, answering the procedure steps (online-mediation consent, notices) if asked."""
-    for _ in range(4):
-        ack = await peer.join()
-        if ack.get("ok"):
-            return ack
-        code = ack["error"]["code"]
-        if code == "consent_required":
-            await peer.call("consent.online", {"agree": True})
-        elif code == "notice_required":
-            await peer.call("notice.ack", {"notices": [n["id"] for n in ack["error"].get("notices", [])]})
-        else:
-            return ack
-    return ack
-
-
 async def _measure(base: str, runs: int, media: Media) -> list[float]:
     mediator_token, expert_tokens = await asyncio.to_thread(_links, base, runs)
     mediator = Peer(base, mediator_token, media)
-    await _join(mediator)
+    await mediator.join()
     await mediator.publish()
     times = []
     try:
         for token in expert_tokens:
             viewer = Peer(base, token, media)
             await viewer.connect()
-            await _join(viewer)  # first time: the procedure steps, not part of the timing
+            await viewer.join()  # first time: the procedure steps, not part of the timing
             await viewer.call("leave")
             await viewer.close()
             viewer = Peer(base, token, media)

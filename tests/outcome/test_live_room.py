@@ -23,22 +23,6 @@ def db_url(tmp_path, sqlite_template):
     return f"sqlite+aiosqlite:///{path}"
 
 
-async def _join(peer: Peer) -> dict:
-    """Join, answering the procedure steps a participant may owe first (online consent, notices)."""
-    for _ in range(6):
-        ack = await peer.join()
-        if ack.get("ok"):
-            return ack
-        err = ack["error"]
-        if err["code"] == "consent_required":
-            assert (await peer.call("consent.online", {"agree": True}))["ok"]
-        elif err["code"] == "notice_required":
-            assert (await peer.call("notice.ack", {"notices": [n["id"] for n in err["notices"]]}))["ok"]
-        else:
-            raise AssertionError(ack)
-    raise AssertionError("could not join")
-
-
 async def test_draft_updates_reach_the_other_participant(aiohttp_client, settings, db):
     from server.app import create_app
 
@@ -57,8 +41,8 @@ async def test_draft_updates_reach_the_other_participant(aiohttp_client, setting
         for name in ("agreement.draft", "agreement.comment"):
             peer.sio.on(name, peer._recorder(name))
     try:
-        await _join(mediator)
-        assert (await _join(party))["in_lobby"]
+        await mediator.join()
+        assert (await party.join())["in_lobby"]
         # In the lobby: no draft, no comments.
         ack = await party.call("agreement.comment", {"text": "我在等候室"})
         assert not ack["ok"]

@@ -47,30 +47,6 @@ def settings(settings):
     return settings
 
 
-@pytest.fixture(autouse=True)
-def _peers_meet_the_procedure(monkeypatch):
-    """A Peer answers the steps it owes before joining like a real client does: it agrees to mediate
-    online and acknowledges the notices it is shown, then joins again (CONTRACT.md, Signaling)."""
-    from tests.signaling.peer import Peer
-
-    original = Peer.join
-
-    async def join(self):
-        for _ in range(4):
-            ack = await original(self)
-            code = (ack.get("error") or {}).get("code") if not ack.get("ok") else None
-            if code == "consent_required":
-                assert (await self.call("consent.online", {"agree": True}))["ok"]
-            elif code == "notice_required":
-                ids = [n["id"] for n in ack["error"]["notices"]]
-                assert (await self.call("notice.ack", {"notices": ids}))["ok"]
-            else:
-                return ack
-        return ack
-
-    monkeypatch.setattr(Peer, "join", join)
-
-
 @pytest.fixture
 def db_url(request, tmp_path, sqlite_template):
     import shutil

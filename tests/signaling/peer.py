@@ -46,10 +46,21 @@ class Peer:
     async def call(self, event: str, data: Any = None, timeout: float = 10) -> dict:
         return await self.sio.call(event, data if data is not None else {}, timeout=timeout)
 
-    async def join(self) -> dict:
+    async def join(self, *, meet_steps: bool = True) -> dict:
+        """Join; with meet_steps, answer the procedure steps owed first the way a real client does
+        (agree to mediate online, acknowledge the notices shown), then join again (CONTRACT.md)."""
         if not self.sio.connected:
             await self.connect()
-        ack = await self.call("join", {"token": self.token})
+        for _ in range(4):
+            ack = await self.call("join", {"token": self.token})
+            code = None if ack.get("ok") else ack["error"]["code"]
+            if meet_steps and code == "consent_required":
+                assert (await self.call("consent.online", {"agree": True}))["ok"]
+            elif meet_steps and code == "notice_required":
+                ids = [n["id"] for n in ack["error"]["notices"]]
+                assert (await self.call("notice.ack", {"notices": ids}))["ok"]
+            else:
+                break
         if ack.get("ok"):
             self.me = ack["participant"]
         return ack
