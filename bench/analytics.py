@@ -420,7 +420,7 @@ Reading it:
   one GROUPING SETS scan for every breakdown (and the early-warning months), three median
   queries streaming per-case first entries off `ix_audit_action_case` into `percentile_cont`,
   and the sessions. A repeated request at the same chain head comes from the cache.
-* This machine is shared: other sessions' benchmarks ran at the same time (load average 3–6 on
+* The machine was busy with other benchmarks at the same time (load average 3–6 on
   2 cores), so absolute figures are high and noisy; compare the columns of one run.
 * Keyset pages cost the same at any depth; `OFFSET` grows with it. Shallow filtered searches are
   in the noise either way (the single-column indexes of 0001 already serve them). The party-name
