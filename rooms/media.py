@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Protocol
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .frames import EncodedFrame
+from .stats import STATS
 
 if TYPE_CHECKING:
     from .aiortc_hooks import ReceiverTap
@@ -195,6 +196,8 @@ class Consumer:
         self.skipped = 0  # frames dropped while waiting for a keyframe
         self.overflows = 0
         self.keyframe_requests = 0
+        # To a viewer (a subscribe connection's sender), not a recorder or other sink.
+        self.egress = isinstance(sink, SenderSlot)
         self._on_closed = on_closed
 
     def activate(self) -> None:
@@ -212,8 +215,12 @@ class Consumer:
                 return
             self.waiting_keyframe = False
         if self.sink.push(frame):
+            size = len(frame.data)
             self.frames += 1
-            self.bytes += len(frame.data)
+            self.bytes += size
+            if self.egress:
+                STATS.forwarded_frames += 1
+                STATS.forwarded_bytes += size
         else:
             self.overflows += 1
             if self.producer.kind == "video":

@@ -23,6 +23,7 @@ log = logging.getLogger("mediation")
 CSRF_COOKIE = "mediation_csrf"
 LANG_COOKIE = "lang"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no session, CSRF or cookies
 
 
 def _is_api(request: web.Request) -> bool:
@@ -59,6 +60,8 @@ async def context_middleware(request: web.Request, handler):
     """Who is calling, in which language, and CSRF protection for cookie-authenticated writes."""
     if request.path.startswith("/socket.io/"):
         return await handler(request)  # signaling authenticates each participant by join token
+    if request.path in OPS_PATHS:
+        return await handler(request)
     lang = pick_lang(request.query.get("lang"), request.cookies.get(LANG_COOKIE),
                      request.headers.get("Accept-Language"))
     request["lang"] = lang
@@ -155,6 +158,9 @@ def create_app(settings, *, db: Database | None = None) -> web.Application:
     app.router.add_static("/static/", webpkg.STATIC, name="static")
     from signaling.hub import create_socketio
     app["hub"] = create_socketio(app, app["db"], settings)
+    from . import health, metrics
+    health.setup(app)
+    metrics.setup(app)
 
     from .outbox import Worker
     app["outbox"] = Worker(app["db"])
