@@ -20,10 +20,13 @@ from .manifest import (
     load_signed_manifest,
     manifest_digest,
     manifest_key,
+    owner_key,
     public_key_pem,
+    read_owner,
     save_signed_manifest,
     sign_manifest,
     verify_recording,
+    write_owner,
 )
 from .recorder import RecordingError, SessionRecorder
 from .recover import recover
@@ -49,9 +52,12 @@ __all__ = [
     "load_signed_manifest",
     "manifest_digest",
     "manifest_key",
+    "owner_key",
     "public_key_pem",
+    "read_owner",
     "recover",
     "save_signed_manifest",
     "sign_manifest",
     "verify_recording",
+    "write_owner",
 ]

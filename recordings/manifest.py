@@ -44,6 +44,39 @@ def manifest_key(session_key: str) -> str:
     return f"{check_key(session_key)}/{MANIFEST_NAME}"
 
 
+OWNER_NAME = "node"
+
+
+def owner_key(session_key: str) -> str:
+    """<session_key>/node: the id of the server node that writes the run (a plain
+    UTF-8 line). Not part of the signed manifest; recovery after a crash reads it
+    so a node never finalises a run another live node is still writing."""
+    return f"{check_key(session_key)}/{OWNER_NAME}"
+
+
+def write_owner(store: RecordingStore, session_key: str, node_id: str) -> None:
+    """Claim the run for `node_id`. Exclusive: FileExistsError if the run already has
+    an owner record. Not fsynced here (call store.finalize(owner_key(...)) off the
+    event loop); a process kill keeps it, and it is written before any media file."""
+    if not isinstance(node_id, str) or not node_id.strip() or "\n" in node_id:
+        raise ValueError(f"node id must be a non-empty single line, not {node_id!r}")
+    key = owner_key(session_key)
+    f = store.open_write(key)
+    try:
+        f.write(node_id.strip().encode() + b"\n")
+    finally:
+        f.close()
+
+
+def read_owner(store: RecordingStore, session_key: str) -> Optional[str]:
+    """The node that writes (or wrote) the run; None when the run has no owner record
+    (a run from before nodes were recorded), "" while the record is being written."""
+    try:
+        return store.get_bytes(owner_key(session_key)).decode("utf-8", "replace").strip()
+    except FileNotFoundError:
+        return None
+
+
 def iso_time(epoch: float) -> str:
     """UTC ISO 8601 with milliseconds, e.g. 2025-01-31T08:00:00.123Z."""
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -48,6 +48,7 @@ import av
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rooms import EncodedFrame, Producer, Room
+from rooms.stats import STATS
 
 from .bitstream import opus_head, video_dimensions
 from .manifest import (
@@ -58,8 +59,10 @@ from .manifest import (
     _r,
     iso_time,
     manifest_key,
+    owner_key,
     save_signed_manifest,
     sign_manifest,
+    write_owner,
 )
 from .storage import RecordingStore, check_key
 
@@ -318,6 +321,33 @@ def _resolve(future: asyncio.Future, value: Any) -> None:
         future.set_result(value)
 
 
+class _CountedFile:
+    """A store stream as the muxer sees it: counts the bytes the file grows by into
+    rooms.stats.STATS.recorded_bytes (the muxer's seek-backs to patch headers add
+    nothing). Costs one call per muxer flush, on the writer thread."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._pos = 0  # a new file (open_write "xb")
+        self._end = 0
+
+    def write(self, data: Any) -> Any:
+        n = self._raw.write(data)
+        self._pos += len(data) if n is None else n
+        if self._pos > self._end:
+            STATS.add_recorded(self._pos - self._end)
+            self._end = self._pos
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self._raw.seek(offset, whence)
+        self._pos = pos if isinstance(pos, int) else self._raw.tell()
+        return self._pos
+
+    def __getattr__(self, name: str) -> Any:  # tell, seekable, writable, close...
+        return getattr(self._raw, name)
+
+
 class _OpenFile:
     def __init__(self, key: str, stream: Any, container: Any) -> None:
         self.key = key
@@ -390,6 +420,8 @@ class _Writer(threading.Thread):
                         self._reply(self.on_closed, command[1], self._close(command[1]))
                     elif op == "barrier":
                         self._reply(_resolve, command[1], None)
+                    elif op == "finalize":
+                        self.store.finalize(command[1])
                     elif op == "stop":
                         return
                 except Exception:  # noqa: BLE001 - the thread must survive anything
@@ -431,7 +463,7 @@ class _Writer(threading.Thread):
         of = _OpenFile(key, stream, None)
         self.files[seg_id] = of
         try:
-            container = av.open(stream, "w", format=spec["format"], options=dict(MUX_OPTIONS))
+            container = av.open(_CountedFile(stream), "w", format=spec["format"], options=dict(MUX_OPTIONS))
             of.container = container
             container.metadata.update(spec["tags"])
             for s in spec["streams"]:
@@ -496,6 +528,11 @@ class SessionRecorder:
 
     One recorder per session_key: files already under the key are never
     overwritten, and a session that already has a manifest is refused.
+
+    With `node_id` the run is claimed for that server node before anything else is
+    written (<session_key>/node, see recordings.manifest.owner_key), so crash
+    recovery on a shared RECORDINGS_DIR knows whose run it is; a run that already
+    has an owner record is refused.
     """
 
     def __init__(
@@ -506,6 +543,7 @@ class SessionRecorder:
         on_segment_closed: Optional[SegmentCallback] = None,
         signing_key: Optional[Ed25519PrivateKey] = None,
         started_at: Optional[float] = None,
+        node_id: Optional[str] = None,
     ) -> None:
         if signing_key is not None and not isinstance(signing_key, Ed25519PrivateKey):
             raise TypeError(f"signing_key must be an Ed25519PrivateKey, not {type(signing_key).__name__}")
@@ -533,6 +571,14 @@ class SessionRecorder:
         self._ticker: Optional[asyncio.Task] = None
         self.frames_in = 0
         self.frames_dropped = 0
+        self.node_id = node_id
+        if node_id is not None:
+            try:
+                write_owner(store, self.session_key, node_id)
+            except FileExistsError:
+                raise RecordingError(f"run {session_key} already has an owner; use a new session key") from None
+            # Made durable by the writer thread, off the event loop, before any media.
+            self._commands.append(("finalize", owner_key(self.session_key)))
 
     # ------------------------------------------------------------------ public API
 

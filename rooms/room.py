@@ -14,6 +14,7 @@ import logging
 from typing import Any, Callable, Optional
 
 from . import aiortc_hooks as hooks
+from .announce import announce, parse_addresses
 from .errors import RoomError
 from .media import Consumer, ConsumerSink, Producer
 from .participant import KINDS, LOBBY, MAIN, Participant, make_participant
@@ -36,6 +37,9 @@ class Room:
       on_participant_removed(participant_id, reason)   send `removed` / clean up
       on_connection_state(participant_id, target, state)  "publish"/"subscribe", aiortc state
       on_producer_added(producer) / on_producer_removed(producer)   e.g. for recorders
+
+    media_addresses: IP addresses announced to clients besides the host candidates
+    aiortc gathers (the node's public addresses behind a 1:1 NAT; see announce.py).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class Room:
         on_connection_state: Callback = None,
         on_producer_added: Callback = None,
         on_producer_removed: Callback = None,
+        media_addresses: Optional[list[str]] = None,
     ) -> None:
         hooks.check_hooks()  # refuse to run forwarding on an aiortc we do not know
         self.id = room_id
@@ -59,6 +64,7 @@ class Room:
         self.closed = False
         self._ice_servers = ice_servers
         self._configuration = make_configuration(ice_servers)  # validates early
+        self.media_addresses = parse_addresses(media_addresses)  # validates early
         self.on_subscribe_offer = on_subscribe_offer
         self.on_state_changed = on_state_changed
         self.on_participant_removed = on_participant_removed
@@ -172,10 +178,11 @@ class Room:
 
     # ------------------------------------------------------------------ caucuses
 
-    def create_caucus(self, name: str, *, by: Optional[str] = None) -> str:
+    def create_caucus(self, name: str, *, by: Optional[str] = None, caucus_id: Optional[str] = None) -> str:
+        """A new caucus; `caucus_id` only when a room comes back on another node as it was."""
         self._check_actor(by, "move")
         self._require_open()
-        caucus_id = new_id("caucus-")
+        caucus_id = caucus_id or new_id("caucus-")
         self.caucuses[caucus_id] = str(name)
         self._state_changed()
         return caucus_id
@@ -206,7 +213,7 @@ class Room:
         if added or removed:
             self._refresh_area(participant.area)
             self._state_changed()
-        return {"sdp": answer.sdp, "type": answer.type}
+        return {"sdp": self._outgoing_sdp(answer.sdp), "type": answer.type}
 
     async def handle_subscribe_answer(self, participant_id: str, sdp: Any, type: Any = "answer") -> None:
         """The client's `rtc.answer` to the latest subscribe offer."""
@@ -364,9 +371,15 @@ class Room:
         self._extra_consumers.pop(consumer.id, None)
         self._consumer_closed(consumer)
 
+    def _outgoing_sdp(self, sdp: str) -> str:
+        """Every SDP the server sends (publish answers, subscribe offers) passes here:
+        the announced media addresses are added to its candidates."""
+        return announce(sdp, self.media_addresses) if self.media_addresses else sdp
+
     async def _deliver_offer(self, participant_id: str, message: dict) -> None:
         if self.on_subscribe_offer is None:
             raise RoomError("internal", "no on_subscribe_offer callback")
+        message = {**message, "sdp": self._outgoing_sdp(message["sdp"])}
         await maybe_await(self.on_subscribe_offer(participant_id, message))
 
     def _state_changed(self) -> None:

@@ -75,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     rcp.add_argument("session_id", type=int, metavar="SESSION_ID")
     rcp.add_argument("--out", metavar="FILE", help="output .mp4/.mkv/.webm (default: ./session-ID.mp4)")
     rcp.add_argument("--run", metavar="RUN", help="which recording run (default: the latest)")
+    rr = rc.add_parser("recover", help="finalise and attach the unfinished recordings of a node that died "
+                                       "(ONLY for a node that is down: its files are rewritten in place)",
+                       description="Finalise (remux, sign an 'interrupted' manifest) and attach to their sessions "
+                                   "the recordings a server node left unfinished. WARNING: use it only for a node "
+                                   "that is down; recovering the runs of a live node corrupts what it is writing. "
+                                   "A node recovers its own runs by itself when it starts again.")
+    who = rr.add_mutually_exclusive_group()
+    who.add_argument("--node", metavar="NODE_ID", help="the dead node's id (default: this node's NODE_ID)")
+    who.add_argument("--all", action="store_true", help="every node's unfinished runs, and runs with no owner "
+                                                        "record (only when every node is down)")
     return p
 
 
@@ -86,9 +96,36 @@ def _progress_bar(fraction: float, width: int = 40) -> None:
         sys.stderr.write("\n")
 
 
+async def _recordings_recover(settings: Settings, args) -> int:
+    from .services import recordings as rec_svc
+
+    node = None if args.all else (settings.node_id if args.node is None else args.node.strip())
+    if node == "":
+        print("error: --node needs a node id", file=sys.stderr)
+        return 2
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        result = await rec_svc.recover_runs(db, settings, node=node)
+    finally:
+        await db.dispose()
+    scope = "any node" if node is None else f"node {node}"
+    for r in result.recovered:
+        print(f"recovered {r.run_key}: session {r.session_id}, {r.files} file(s), {r.status}"
+              + (f" (node {r.owner})" if node is None else ""))
+    for run_key, why in result.failed:
+        print(f"error: {run_key}: {why}", file=sys.stderr)
+    if not result.recovered and not result.failed:
+        print(f"nothing to do: no unfinished recordings of {scope}")
+    return 1 if result.failed else 0
+
+
 async def _recordings(settings: Settings, args) -> int:
     from recordings.compose import compose
     from .services import recordings as rec_svc
+
+    if args.rec_cmd == "recover":
+        return await _recordings_recover(settings, args)
 
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
@@ -324,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     try:
         if args.cmd == "serve":
+            import os
+            import socket
+            if not os.environ.get("NODE_ID"):
+                settings.node_id = f"{socket.gethostname()}-{args.port}"
+            if not os.environ.get("NODE_URL") and not os.environ.get("PUBLIC_URL"):
+                host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+                settings.node_url = settings.public_url = f"http://{host}:{args.port}"
             try:
                 asyncio.run(_serve(settings, args.host, args.port, args.demo))
             except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class Settings:
     evidence_dir: Path
     public_url: str
     redis_url: str | None = None
+    redis_prefix: str = "mediation:"  # keys and channels of this deployment on a shared Redis
     ice_servers: list[dict] = field(default_factory=list)
     identity_check: bool = True
     display_tz: str = "Asia/Shanghai"
@@ -49,6 +51,14 @@ class Settings:
     max_evidence_files: int = 5
     staff_session_hours: int = 12
     join_token_default_seconds: int = 24 * 3600
+    # This node, in a deployment of several (REDIS_URL set). Without Redis there is one node.
+    node_id: str = "node-1"
+    node_url: str = ""              # where clients reach this node; defaults to public_url
+    media_addresses: list[str] = field(default_factory=list)  # announced for ICE (1:1 NAT)
+    node_heartbeat: float = 1.0     # seconds between heartbeats
+    node_ttl: float = 3.0           # a node silent this long is dead and loses its rooms
+    node_max_streams: int = 600     # forwarded streams at which a node counts as full
+    node_max_cpu: float = 0.85      # share of one core at which a node counts as full
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -73,13 +83,30 @@ class Settings:
             evidence_dir=Path(os.environ.get("EVIDENCE_DIR", data_dir / "evidence")),
             public_url=public_url,
             redis_url=os.environ.get("REDIS_URL") or None,
+            redis_prefix=os.environ.get("REDIS_PREFIX", "mediation:"),
             ice_servers=ice,
             identity_check=os.environ.get("IDENTITY_CHECK", "on").lower() not in ("off", "0", "false", "no"),
             cookie_secure=public_url.startswith("https://"),
             max_evidence_bytes=int(os.environ.get("MAX_EVIDENCE_MB", "10")) * 1024 * 1024,
             display_tz=os.environ.get("DISPLAY_TZ", "Asia/Shanghai"),
         )
+        values.update(
+            node_id=os.environ.get("NODE_ID") or f"{socket.gethostname()}-{os.environ.get('PORT', '8080')}",
+            node_url=(os.environ.get("NODE_URL") or public_url).rstrip("/"),
+            media_addresses=[a.strip() for a in os.environ.get("MEDIA_ADDRESSES", "").split(",") if a.strip()],
+            node_heartbeat=float(os.environ.get("NODE_HEARTBEAT", "1.0")),
+            node_ttl=float(os.environ.get("NODE_TTL", "3.0")),
+            node_max_streams=int(os.environ.get("NODE_MAX_STREAMS", "600")),
+            node_max_cpu=float(os.environ.get("NODE_MAX_CPU", "0.85")),
+        )
         values.update(overrides)
+        try:  # a typo here would otherwise refuse every join, not the start
+            from rooms.announce import parse_addresses
+            parse_addresses(values["media_addresses"])
+        except ValueError as exc:
+            raise SystemExit(f"MEDIA_ADDRESSES: {exc}") from None
+        if not values.get("node_url"):
+            values["node_url"] = values["public_url"]
         return cls(**values)
 
 

@@ -27,8 +27,20 @@ ROLES = ("party", "mediator", "expert", "observer")
 # Scripts and styles only from this origin; media and websockets to this origin (ws: is covered
 # by 'self' in CSP level 3); no framing.
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; style-src 'self'; "
-       "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+       "script-src 'self'; connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
        "form-action 'self'")
+
+
+def _csp(request: web.Request) -> str:
+    """With several nodes the page's socket may go to the node hosting the room (or, when that
+    node dies, to another one): those origins, and only those, may be connected to."""
+    hub = request.app.get("hub")
+    sources = ["'self'"]
+    if hub is not None and hub.cluster.multi:
+        for url in hub.cluster.node_urls():
+            if url.startswith(("http://", "https://")):
+                sources += [url, "ws" + url[4:]]
+    return CSP.format(connect=" ".join(dict.fromkeys(sources)))
 
 
 def _asset_version() -> str:
@@ -99,7 +111,7 @@ async def room_page(request: web.Request) -> web.Response:
     )
     resp = web.Response(text=html, content_type="text/html", status=status)
     resp.headers["Cache-Control"] = "no-store"
-    resp.headers["Content-Security-Policy"] = CSP
+    resp.headers["Content-Security-Policy"] = _csp(request)
     resp.headers["Referrer-Policy"] = "no-referrer"
     resp.headers["Permissions-Policy"] = "camera=(self), microphone=(self), display-capture=(self)"
     return resp

@@ -81,7 +81,12 @@ def _sees_main(live, pid: str) -> bool:
 
 
 async def broadcast_agreement(hub, case_id: int, data: dict | None = None) -> None:
-    """Push the agreement to everyone in the main area of the case's live room(s) (best effort)."""
+    """Push the agreement to everyone in the main area of the case's live room(s), on whichever
+    node hosts them (best effort)."""
+    await hub.cluster.command("agreement.draft", case_id=case_id, data=data)
+
+
+async def _agreement_here(hub, case_id: int, data: dict | None = None) -> None:
     rooms = _rooms_of(hub, case_id)
     if not rooms:
         return
@@ -100,6 +105,12 @@ async def broadcast_agreement(hub, case_id: int, data: dict | None = None) -> No
 
 async def broadcast_comment(hub, case_id: int, comment: dict, *, to_all: bool, author_pid: str | None = None,
                             area: str = MAIN) -> None:
+    await hub.cluster.command("agreement.comment", case_id=case_id, comment=comment, to_all=to_all,
+                              author_pid=author_pid, area=area)
+
+
+async def _comment_here(hub, case_id: int, comment: dict, *, to_all: bool, author_pid: str | None = None,
+                        area: str = MAIN) -> None:
     for live in _rooms_of(hub, case_id):
         for pid in list(live.sids):
             part = live.room.participants.get(pid)
@@ -111,6 +122,8 @@ async def broadcast_comment(hub, case_id: int, comment: dict, *, to_all: bool, a
 
 def install(hub) -> None:
     """Register the agreement events on the hub (called from signaling.hub.create_socketio)."""
+    hub.cluster.on("agreement.draft", lambda **kw: _agreement_here(hub, **kw))
+    hub.cluster.on("agreement.comment", lambda **kw: _comment_here(hub, **kw))
 
     def admitted(live, pid: str) -> bool:
         part = live.room.participants.get(pid)

@@ -23,6 +23,7 @@ from server.security import TokenInvalid, decode_join_token
 from server.services import live as live_svc
 
 from . import schemas as ev
+from .cluster import CapacityError, make_cluster
 from .recording import ConsentError, RecordingController
 
 log = logging.getLogger("mediation.signaling")
@@ -49,6 +50,7 @@ class LiveRoom:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     recording: Any = None  # signaling.recording.RecordingController, when recording is available
     drop_task: asyncio.Task | None = None
+    handed_over: bool = False  # another node hosts this room now: stop writing its state
 
 
 class Hub:
@@ -67,6 +69,12 @@ class Hub:
         self.pending: dict[str, live_svc.Pass] = {}
         # Called after a participant entered a room (e.g. to ask for recording consent).
         self.on_joined: list[Callable[[LiveRoom, str], Awaitable[None]]] = []
+        # Told how long each successful join took, in seconds (metrics).
+        self.join_observers: list[Callable[[float], None]] = []
+        # Where rooms live: this process only, or several nodes sharing Redis (signaling/cluster.py).
+        self.cluster = make_cluster(self, settings)
+        self.cluster.on("end_room", self._end_room_here)
+        self.cluster.on("revoke_invite", self._revoke_invite_here)
         self._register()
 
     # ------------------------------------------------------------------ plumbing
@@ -172,6 +180,7 @@ class Hub:
                 holder: dict[str, LiveRoom] = {}
                 room = Room(
                     p.room_id,
+                    media_addresses=self.settings.media_addresses,
                     ice_servers=self.settings.ice_servers,
                     on_subscribe_offer=lambda pid, offer: self.emit_to(holder["live"], pid, "rtc.offer", offer),
                     on_state_changed=lambda _room: self.schedule_state(holder["live"]),
@@ -181,7 +190,68 @@ class Hub:
                 live = holder["live"] = LiveRoom(room=room, session_id=p.session_id, case_id=p.case_id)
                 live.recording = RecordingController(self, live, self._recorder_factory(p.session_id))
                 self.rooms[p.room_id] = live
+                state = await self._load_state(p.room_id)
+                if state:
+                    await self._restore(live, state)
             return live
+
+    # ------------------------------------------------------------------ state kept across nodes
+
+    def snapshot(self, live: LiveRoom) -> dict:
+        """What another node needs to bring the room back as it was."""
+        rec = live.recording
+        remembered = dict(live.remembered)
+        remembered.update({pid: p.area for pid, p in live.room.participants.items() if p.area != LOBBY})
+        return {
+            "session_id": live.session_id, "case_id": live.case_id, "node": self.settings.node_id,
+            "participants": [{"id": pid, "name": p.name, "role": p.role, "area": p.area}
+                             for pid, p in live.room.participants.items()],
+            "remembered": remembered,
+            "caucuses": dict(live.room.caucuses),
+            "recording": {"state": rec.state if rec else "off", "consent": dict(rec.consent) if rec else {},
+                          "caucuses_enabled": sorted(rec.caucus_enabled) if rec else []},
+        }
+
+    async def _save_state(self, live: LiveRoom) -> None:
+        if not self.cluster.multi or live.handed_over or live.room.closed:
+            return
+        try:
+            await self.cluster.save_state(live.room.id, self.snapshot(live))
+        except Exception:  # noqa: BLE001 - the room goes on; the next change saves again
+            log.exception("could not save the state of room %s", live.room.id)
+
+    async def _load_state(self, room_id: str) -> dict | None:
+        if not self.cluster.multi:
+            return None
+        try:
+            return await self.cluster.load_state(room_id)
+        except Exception:  # noqa: BLE001 - without it the room starts afresh
+            log.exception("could not load the state of room %s", room_id)
+            return None
+
+    async def _restore(self, live: LiveRoom, state: dict) -> None:
+        """The room's node died or handed it over: take the room back as it was there."""
+        for caucus_id, name in (state.get("caucuses") or {}).items():
+            if caucus_id not in live.room.caucuses:
+                live.room.create_caucus(str(name), caucus_id=str(caucus_id))
+        live.remembered.update({str(k): str(v) for k, v in (state.get("remembered") or {}).items()})
+        until = time.monotonic() + self.reconnect_grace
+        for row in state.get("participants") or []:
+            live.reconnect_until[str(row["id"])] = until  # single-use links may come back here
+        rec, saved = live.recording, state.get("recording") or {}
+        if rec is not None and saved.get("state") in ("pending", "on"):
+            rec.consent = {str(k): str(v) for k, v in (saved.get("consent") or {}).items()}
+            rec.caucus_enabled = set(saved.get("caucuses_enabled") or [])
+            if saved["state"] == "on":
+                rec.recorder = rec.recorder_factory()
+                rec.state = "on"
+            else:
+                rec.state = "pending"
+        await self.record_step(live, None, "room.restored", {
+            "from_node": state.get("node"), "node": self.settings.node_id,
+            "recording": rec.state if rec is not None else "off",
+            "caucuses": sorted((state.get("caucuses") or {}).keys())})
+        log.warning("room %s restored on %s (was on %s)", live.room.id, self.settings.node_id, state.get("node"))
 
     def _recorder_factory(self, session_id: int):
         def make():
@@ -189,7 +259,7 @@ class Hub:
             from server.services import recordings as rec_svc
             store = rec_svc.store_for(self.settings)
             return SessionRecorder(store, rec_svc.new_run_key(store, session_id),
-                                   signing_key=rec_svc.signing_key(self.settings))
+                                   signing_key=rec_svc.signing_key(self.settings), node_id=self.settings.node_id)
         return make
 
     def schedule_state(self, live: LiveRoom) -> None:
@@ -227,6 +297,7 @@ class Hub:
         if live.room.closed:
             return
         full = self.full_state(live)
+        await self._save_state(live)  # first: what a client has seen survives this node's death
         for pid, sid in list(live.sids.items()):
             await self.sio.emit("room.state", self.state_for(live, pid, full), to=sid)
 
@@ -272,13 +343,25 @@ class Hub:
             return  # a running recording keeps the room until it is stopped or the session ends
         if self.rooms.get(live.room.id) is live:
             del self.rooms[live.room.id]
+            try:
+                await self.cluster.forget(live.room.id)
+            except Exception:  # noqa: BLE001 - the entry expires by itself
+                log.exception("could not forget room %s", live.room.id)
         await live.room.close()
 
     async def end_room(self, room_id: str, reason: str = "session_ended") -> None:
-        """The session ended (from the room or the REST API): tell everyone and free the room."""
+        """The session ended (from the room or the REST API): on whichever node hosts the room,
+        tell everyone and free it."""
+        await self.cluster.command("end_room", room_id=room_id, reason=reason)
+
+    async def _end_room_here(self, room_id: str, reason: str = "session_ended") -> None:
         live = self.rooms.pop(room_id, None)
         if live is None:
             return
+        try:
+            await self.cluster.forget(room_id)
+        except Exception:  # noqa: BLE001 - the entry expires by itself
+            log.exception("could not forget room %s", room_id)
         if live.drop_task is not None:
             live.drop_task.cancel()
         if live.recording is not None and live.recording.state in ("on", "pending"):
@@ -292,20 +375,74 @@ class Hub:
         live.sids.clear()
         await live.room.close()
 
+    async def lose_room(self, room_id: str) -> None:
+        """Another node hosts this room now (this one is shutting down, or was taken for dead):
+        finish this node's part of the recording, tell the clients to come back through the
+        deployment, and let the room go without ending the session."""
+        live = self.rooms.pop(room_id, None)
+        if live is None:
+            return
+        live.handed_over = True
+        if live.drop_task is not None:
+            live.drop_task.cancel()
+        if live.recording is not None and live.recording.state == "on":
+            try:
+                await self._finish_recording(live, None)
+            except Exception:  # noqa: BLE001 - the files stay on disk: `mediation recordings recover`
+                log.exception("could not finish the recording of room %s", room_id)
+        for pid, sid in list(live.sids.items()):
+            await self.sio.emit("room.moved", {"reason": "node_change"}, to=sid)
+            self.by_sid.pop(sid, None)
+        live.sids.clear()
+        await live.room.close()
+
     async def close(self) -> None:
+        if self.cluster.multi:
+            # Hand the rooms over: the session goes on on another node.
+            self.cluster.draining = True
+            try:
+                await self.cluster.beat()
+            except Exception:  # noqa: BLE001
+                pass
+            for room_id in list(self.rooms):
+                live = self.rooms[room_id]
+                try:
+                    await self.cluster.save_state(room_id, self.snapshot(live))
+                    await self.cluster.release(room_id)
+                except Exception:  # noqa: BLE001 - its entry still names this node, which is stopping
+                    log.exception("could not hand over room %s", room_id)
+                await self.lose_room(room_id)
+            await self.cluster.stop()
+            return
         for room_id in list(self.rooms):
-            await self.end_room(room_id, reason="server_shutdown")
+            await self._end_room_here(room_id, reason="server_shutdown")
 
     # ------------------------------------------------------------------ events
 
     async def join(self, sid: str, data: ev.Join) -> dict:
+        started = time.monotonic()
         if sid in self.by_sid:
             return fail("already_joined", "This connection has already joined.")
         claims = decode_join_token(self.settings.secret_key, data.token)
-        existing = self.rooms.get(str(claims.get("room", "")))
+        room_id = str(claims.get("room", ""))
+        existing = self.rooms.get(room_id)
         sub = str(claims.get("sub"))
         known = existing is not None and (sub in existing.room.participants
                                           or existing.reconnect_until.get(sub, 0) > time.monotonic())
+        if existing is None or existing.room.closed:
+            # A whole room lives on one node: find it, or place it on the least-loaded one.
+            try:
+                host = await self.cluster.place(room_id)
+            except CapacityError:
+                return fail("capacity", "Every server is full right now. Please try again in a minute.")
+            except Exception:  # noqa: BLE001 - Redis unreachable
+                log.exception("could not place room %s", room_id)
+                return fail("unavailable", "The service is briefly unavailable. Please try again.")
+            if host is not None:
+                return fail("redirect", "This session is hosted on another server.",
+                            node={"id": host.id, "url": host.url})
+            state = await self._load_state(room_id)
+            known = known or bool(state and sub in {str(r.get("id")) for r in state.get("participants") or []})
         async with self.db.session() as s:
             p = await live_svc.check_pass(s, self.settings.secret_key, data.token, known=known)
         for gate in self.join_gates:
@@ -352,9 +489,12 @@ class Hub:
                 await hook(live, pid)
             except Exception:  # noqa: BLE001 - an extension must not break joining
                 log.exception("on_joined hook failed for %s", pid)
+        for observe in self.join_observers:
+            observe(time.monotonic() - started)
         return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
                 "room": self.state_for(live, pid), "in_lobby": area == LOBBY, "ice_servers": self.settings.ice_servers,
-                "session_id": p.session_id}
+                "session_id": p.session_id, "node": {"id": self.settings.node_id, "url": self.settings.node_url},
+                "nodes": self.cluster.node_urls()}
 
     async def to_grant_holders(self, live: LiveRoom, grant: str, event: str, data: dict) -> None:
         for pid, part in list(live.room.participants.items()):
@@ -567,7 +707,10 @@ class Hub:
         return {}
 
     async def revoke_invite(self, room_id: str, invite_id: int) -> None:
-        """A withdrawn link ends its holder's presence at once."""
+        """A withdrawn link ends its holder's presence at once, on whichever node."""
+        await self.cluster.command("revoke_invite", room_id=room_id, invite_id=invite_id)
+
+    async def _revoke_invite_here(self, room_id: str, invite_id: int) -> None:
         live = self.rooms.get(room_id)
         if live is None:
             return
@@ -618,19 +761,34 @@ def qr_data_url(text: str) -> str:
 
 def create_socketio(app, db, settings) -> Hub:
     """Attach socket.io (path /socket.io/) to the aiohttp app; returns the hub."""
-    # cors_allowed_origins left at its default: same origin only.
     # Short pings: a phone that drops off the network is released within ~20 s, not ~45 s.
     kwargs: dict[str, Any] = {"async_mode": "aiohttp", "max_http_buffer_size": 512 * 1024,
                               "ping_interval": 10, "ping_timeout": 10}
+    holder: dict[str, Hub] = {}
     if settings.redis_url:
-        kwargs["client_manager"] = socketio.AsyncRedisManager(settings.redis_url)
+        kwargs["client_manager"] = socketio.AsyncRedisManager(settings.redis_url,
+                                                              channel=settings.redis_prefix + "socketio")
+
+        # A page served by one node opens the socket of the node hosting its room; join tokens,
+        # not cookies, authenticate, but only this deployment's origins are let in.
+        def allowed(origin, environ=None):
+            environ = environ or {}
+            own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+            return origin is None or origin == own or holder["hub"].cluster.allowed_origin(origin)
+
+        kwargs["cors_allowed_origins"] = allowed
+    # Without Redis, cors_allowed_origins stays at its default: same origin only.
     sio = socketio.AsyncServer(**kwargs)
     sio.attach(app, socketio_path="socket.io")
-    hub = Hub(sio, db, settings)
+    hub = holder["hub"] = Hub(sio, db, settings)
+
+    async def startup(_app):
+        await hub.cluster.start()
 
     async def shutdown(_app):
         await hub.close()
 
+    app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     from .agreement_events import install as _install_agreements; _install_agreements(hub)
     from .procedure_events import install as _install_procedure; _install_procedure(hub)

@@ -9,18 +9,24 @@ import asyncio
 import datetime as dt
 import logging
 import re
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordings.manifest import (
     INTERRUPTED,
+    MEDIA_SUFFIXES,
     load_or_create_signing_key,
     load_signed_manifest,
     manifest_digest,
     manifest_key,
+    owner_key,
     parse_iso_time,
+    read_owner,
     verify_recording,
+    write_owner,
 )
 from recordings.recover import recover
 from recordings.storage import DirectoryStore
@@ -84,39 +90,110 @@ async def attach(s: AsyncSession, session_id: int, document: dict, *, actor: aud
     return run
 
 
-async def recover_interrupted(db, settings) -> list[str]:
-    """On start: finalise and attach what a killed process was recording; mark live sessions
-    interrupted. Returns the run keys recovered."""
-    store = store_for(settings) if settings.recordings_dir.exists() else None
-    key = signing_key(settings) if store is not None else None
-    recovered: list[str] = []
+@dataclass
+class RecoveredRun:
+    run_key: str
+    session_id: int
+    owner: str | None  # the node that was writing it (None: a run from before owners were recorded)
+    status: str  # the manifest's: interrupted, or complete when the writer had finished it
+    files: int
+
+
+@dataclass
+class Recovery:
+    recovered: list[RecoveredRun] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run key, why)
+
+
+def _has_content(store: DirectoryStore, run_key: str) -> bool:
+    return any(k.endswith(MEDIA_SUFFIXES) or k == manifest_key(run_key) for k in store.list(run_key))
+
+
+def _claim(store: DirectoryStore, run_key: str, node_id: str) -> bool:
+    """Make an ownerless run this node's; False if another process claimed it first."""
+    try:
+        write_owner(store, run_key, node_id)
+        store.finalize(owner_key(run_key))
+        return True
+    except FileExistsError:
+        return read_owner(store, run_key) == node_id
+
+
+async def recover_runs(db, settings, *, node: str | None, unowned: bool = False, claim: bool = False) -> Recovery:
+    """Finalise (recordings.recover: remux, sign an "interrupted" manifest) and attach to
+    their sessions the runs under RECORDINGS_DIR that the database does not know yet.
+
+    node: only runs whose owner record names this node; None: every run, whoever wrote
+    it. unowned: also runs without an owner record (written before owners were recorded);
+    with claim they are first claimed for `node`, so two nodes starting at once never
+    both recover one. Never call it for a node that may still be writing (recovery
+    remuxes the files in place)."""
+    recovery = Recovery()
+    if not settings.recordings_dir.exists():
+        return recovery
+    store = store_for(settings)
+    key = signing_key(settings)
     async with db.read() as s:
         known = set((await s.execute(select(RecordingRun.run_key))).scalars().all())
-    entries = sorted(p.name for p in settings.recordings_dir.iterdir() if p.is_dir()) \
-        if settings.recordings_dir.exists() else []
+    entries = sorted(p.name for p in settings.recordings_dir.iterdir() if p.is_dir())
     for entry in entries:
         m = RUN_KEY.match(entry)
         if not m or entry in known:
             continue
+        owner = await asyncio.to_thread(read_owner, store, entry)
+        if node is not None and owner != node:
+            if owner is not None or not unowned:
+                continue
+            # No owner record: an old run, or one whose recorder is creating it right now
+            # (its directory exists a moment before the record: nothing in it yet).
+            if not await asyncio.to_thread(_has_content, store, entry):
+                continue
+            if claim and not await asyncio.to_thread(_claim, store, entry, node):
+                continue
         try:
             await asyncio.to_thread(recover, store, entry, signing_key=key)
             document = await asyncio.to_thread(load_signed_manifest, store, entry)
-        except Exception:  # noqa: BLE001 - one broken run must not stop the server from starting
+        except Exception as exc:  # noqa: BLE001 - one broken run must not stop the others
             log.exception("could not recover recording %s", entry)
+            recovery.failed.append((entry, f"cannot be finalised: {exc!r}"))
             continue
+        session_id = int(m.group(1))
+        try:
+            async with db.session() as s:
+                if await s.get(MediationSession, session_id) is None:
+                    log.warning("recording %s belongs to no known session; left on disk", entry)
+                    recovery.failed.append((entry, f"session {session_id} does not exist; left on disk"))
+                    continue
+                await attach(s, session_id, document)
+        except IntegrityError:
+            log.info("recording %s was attached by another process meanwhile", entry)
+            continue
+        recovery.recovered.append(RecoveredRun(entry, session_id, owner, document["manifest"]["status"],
+                                               len(document["manifest"]["files"])))
+    return recovery
+
+
+async def recover_interrupted(db, settings) -> list[str]:
+    """On start: finalise and attach what a killed process of this node was recording.
+    Returns the run keys recovered.
+
+    Without REDIS_URL there is one node: every unfinished run is its own, whatever node
+    id wrote it (a container's host name may change between starts), and a session still
+    marked live really was interrupted by the restart. With Redis several nodes may share
+    RECORDINGS_DIR: only this node's runs (and old runs without an owner record) are
+    recovered, and live sessions are left alone (another node carries them on). A dead
+    node's runs: `mediation recordings recover --node NODE_ID`."""
+    single = not settings.redis_url
+    found = await recover_runs(db, settings, node=None if single else settings.node_id, unowned=True,
+                               claim=not single)
+    if single:
         async with db.session() as s:
-            if await s.get(MediationSession, int(m.group(1))) is None:
-                log.warning("recording %s belongs to no known session; left on disk", entry)
-                continue
-            await attach(s, int(m.group(1)), document)
-        recovered.append(entry)
-    async with db.session() as s:
-        live = (await s.execute(select(MediationSession).where(MediationSession.status == "live"))).scalars().all()
-        for sess in live:
-            sess.status = "interrupted"
-            await audit.append(s, audit.SYSTEM, "session.interrupted", case_id=sess.case_id, session_id=sess.id,
-                               data={"reason": "server restarted"})
-    return recovered
+            live = (await s.execute(select(MediationSession).where(MediationSession.status == "live"))).scalars().all()
+            for sess in live:
+                sess.status = "interrupted"
+                await audit.append(s, audit.SYSTEM, "session.interrupted", case_id=sess.case_id, session_id=sess.id,
+                                   data={"reason": "server restarted"})
+    return [r.run_key for r in found.recovered]
 
 
 async def runs_of(s: AsyncSession, session_id: int) -> list[tuple[RecordingRun, list[RecordingFile]]]:
@@ -160,8 +237,8 @@ async def verify_session(s: AsyncSession, settings, session_id: int) -> list[str
     return problems
 
 
-__all__ = ["store_for", "signing_key", "new_run_key", "attach", "recover_interrupted", "runs_of", "file_row",
-           "verify_session", "manifest_key"]
+__all__ = ["store_for", "signing_key", "new_run_key", "attach", "recover_runs", "recover_interrupted", "runs_of",
+           "file_row", "verify_session", "manifest_key"]
 
 
 # --- the case record, integrity checks and export (server/services/archive.py registries) ------------

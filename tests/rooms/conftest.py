@@ -18,7 +18,7 @@ class Harness:
     """A room plus the clients of its participants; on_subscribe_offer is routed to
     the right client exactly as the signaling layer would emit `rtc.offer`."""
 
-    def __init__(self, media: Media) -> None:
+    def __init__(self, media: Media, **room_options) -> None:
         self.media = media
         self.clients: dict[str, Client] = {}
         self.removed: list[tuple[str, str]] = []
@@ -26,6 +26,7 @@ class Harness:
             "room-1",
             on_subscribe_offer=self._on_offer,
             on_participant_removed=lambda pid, reason: self.removed.append((pid, reason)),
+            **room_options,
         )
 
     def _on_offer(self, participant_id: str, message: dict) -> None:

@@ -13,11 +13,27 @@ from tests.rooms.clients import EncodedTrack, client_configuration
 
 
 class Peer:
-    def __init__(self, base_url: str, token: str, media=None):
-        self.base_url = base_url
+    """With `rejoin`, behaves like the browser client when its node goes away: reconnects through
+    the deployment (the entry URL, then the other nodes it knows), joins again and republishes."""
+
+    EVENTS = ("room.state", "rtc.offer", "chat.message", "lobby.waiting", "removed", "session.ended",
+              "help.requested", "muted", "recording.consent_request", "recording.refused", "room.moved")
+
+    def __init__(self, base_url: str, token: str, media=None, *, rejoin: bool = False, fallback: tuple = ()):
+        self.base_url = base_url      # the node this client talks to now
+        self.entry_url = base_url     # where it came in
+        self.fallback = list(fallback)
         self.token = token
         self.media = media
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.rejoin = rejoin
+        self.rejoins = 0
+        self.redirects: list[str] = []
+        self.node: dict | None = None
+        self.nodes: list[str] = []
+        self.closing = False
+        self._rejoining: asyncio.Task | None = None
+        self.published: tuple[bool, bool] | None = None
+        self.sio = self._client()
         self.events: dict[str, list] = collections.defaultdict(list)
         self.state: dict | None = None
         self.pub: RTCPeerConnection | None = None
@@ -27,15 +43,61 @@ class Peer:
         self._tasks: list[asyncio.Task] = []
         self.me: dict | None = None
         self.sub.on("track", self._on_track)
-        for name in ("room.state", "rtc.offer", "chat.message", "lobby.waiting", "removed", "session.ended",
-                     "help.requested", "muted", "recording.consent_request", "recording.refused"):
-            self.sio.on(name, self._recorder(name))
+
+    def _client(self) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(reconnection=False)
+        for name in self.EVENTS:
+            sio.on(name, self._recorder(name))
+
+        async def on_disconnect(*args):
+            await self._on_disconnect(sio, *args)
+
+        sio.on("disconnect", on_disconnect)
+        return sio
+
+    async def _on_disconnect(self, sio, *args) -> None:
+        self.events["disconnect"].append(args)
+        if sio is self.sio and self.rejoin and not self.closing and (self._rejoining is None or self._rejoining.done()):
+            self._rejoining = asyncio.ensure_future(self._come_back())
+
+    async def _come_back(self) -> None:
+        """Reconnect through the deployment until a node takes us back into the room."""
+        if self.pub:
+            await self.pub.close()
+            self.pub = None
+        await self.sub.close()
+        self.sub = RTCPeerConnection(client_configuration())
+        self.sub.on("track", self._on_track)
+        self.tracks.clear()
+        urls = [self.entry_url, *self.fallback, *self.nodes]
+        attempt = 0
+        while not self.closing:
+            url = urls[attempt % len(urls)]
+            attempt += 1
+            try:
+                old, self.sio = self.sio, self._client()
+                if old.connected:
+                    await old.disconnect()
+                self.base_url = url
+                ack = await self.join()
+                if ack.get("ok"):
+                    if self.published:
+                        assert (await self.publish(*self.published))["ok"]
+                    self.rejoins += 1
+                    self.events["rejoined"].append(self.base_url)
+                    return
+                self.events["rejoin_refused"].append(ack)
+            except Exception as exc:  # noqa: BLE001 - that node is down: the next one
+                self.events["rejoin_error"].append(repr(exc))
+            await asyncio.sleep(0.5)
 
     def _recorder(self, name):
         async def record(data=None):
             self.events[name].append(data)
             if name == "room.state":
                 self.state = data
+            elif name == "room.moved" and self.rejoin and not self.closing:
+                await self.sio.disconnect()
             elif name == "rtc.offer":
                 self._tasks.append(asyncio.ensure_future(self._answer(data)))
         return record
@@ -51,10 +113,17 @@ class Peer:
         (agree to mediate online, acknowledge the notices shown), then join again (CONTRACT.md)."""
         if not self.sio.connected:
             await self.connect()
-        for _ in range(4):
+        for _ in range(6):
             ack = await self.call("join", {"token": self.token})
             code = None if ack.get("ok") else ack["error"]["code"]
-            if meet_steps and code == "consent_required":
+            if code == "redirect":
+                # The room lives on another node: go there (as the browser client does).
+                self.redirects.append(ack["error"]["node"]["url"])
+                old, self.sio = self.sio, self._client()
+                await old.disconnect()
+                self.base_url = ack["error"]["node"]["url"]
+                await self.connect()
+            elif meet_steps and code == "consent_required":
                 assert (await self.call("consent.online", {"agree": True}))["ok"]
             elif meet_steps and code == "notice_required":
                 ids = [n["id"] for n in ack["error"]["notices"]]
@@ -63,9 +132,12 @@ class Peer:
                 break
         if ack.get("ok"):
             self.me = ack["participant"]
+            self.node = ack.get("node")
+            self.nodes = [u for u in ack.get("nodes", []) if u]
         return ack
 
     async def publish(self, video: bool = True, audio: bool = True) -> dict:
+        self.published = (video, audio)
         self.pub = RTCPeerConnection(client_configuration())
         if video:
             track = EncodedTrack("video", self.media.vp8)
@@ -116,6 +188,9 @@ class Peer:
         return self.decoded[(kind, publisher_id)]
 
     async def close(self) -> None:
+        self.closing = True
+        if self._rejoining is not None:
+            self._rejoining.cancel()
         for t in self._tasks:
             t.cancel()
         if self.sio.connected:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -23,6 +24,7 @@ def settings(settings):
             pytest.fail(f"Redis is not available at {REDIS_URL}: {exc} (CI must have it)", pytrace=False)
         pytest.skip(f"Redis is not available at {REDIS_URL}: {exc}")
     settings.redis_url = REDIS_URL
+    settings.redis_prefix = f"mediation-test-{uuid.uuid4().hex[:8]}:"  # no other deployment's nodes
     settings.identity_check = False
     return settings
 

@@ -330,6 +330,23 @@
   var joined = false;         // the current connection's join was acknowledged
   var joinGen = 0;
   var iceServers = [];
+  // Several nodes: the room lives on one of them. A join may be redirected there; when that
+  // node goes away we come back through this page's own node or the others we were told of.
+  var entryUrl = location.origin;
+  var nodeUrls = [];
+  var nodeTry = 0;
+  var connectFailures = 0;
+
+  function useNode(url) {
+    if (!socket || !url) { return; }
+    socket.io.uri = url.replace(/\/+$/, "");
+    R.node = socket.io.uri;
+  }
+  function nextNode() {
+    var all = [entryUrl].concat(nodeUrls.filter(function (u) { return u !== entryUrl; }));
+    nodeTry = (nodeTry + 1) % all.length;
+    return all[nodeTry];
+  }
 
   function isJoined() { return joined && socket && socket.connected; }
 
@@ -356,7 +373,20 @@
         notify: function (m) { toast(m); }, onError: showError });
     socket.on("connect", onConnect);
     socket.on("disconnect", onDisconnect);
-    socket.on("connect_error", function () { if (wantJoined) { setConn("offline"); setBanner(t("room.reconnecting")); } });
+    socket.on("connect_error", function () {
+      if (!wantJoined) { return; }
+      setConn("offline");
+      setBanner(t("room.reconnecting"));
+      // The node we talked to does not answer: the next attempt goes to another one.
+      connectFailures += 1;
+      if (nodeUrls.length > 1 || socket.io.uri !== entryUrl) { useNode(nextNode()); }
+    });
+    socket.on("room.moved", function () {
+      // The room moved to another node (this one is stopping): come back through the deployment.
+      R.moves = (R.moves || 0) + 1;
+      useNode(entryUrl);
+      hardRejoin("room.moved");
+    });
     socket.on("room.state", onState);
     socket.on("rtc.offer", onServerOffer);
     socket.on("chat.message", onChat);
@@ -370,6 +400,7 @@
   }
 
   function onConnect() {
+    connectFailures = 0;
     setConn("online");
     if (wantJoined) { join(); }
   }
@@ -425,6 +456,8 @@
     joined = true;
     rejoinDelay = 500;
     R.joins += 1;
+    if (Array.isArray(ack.nodes)) { nodeUrls = ack.nodes.filter(function (u) { return typeof u === "string" && /^https?:\/\//.test(u); }); }
+    R.nodeId = ack.node && ack.node.id;
     R.joinedAt = now();
     R.me = ack.participant;
     R.inLobby = !!ack.in_lobby;
@@ -448,6 +481,16 @@
   function joinRefused(err) {
     var code = err.code;
     if (code === "already_joined") { hardRejoin("already_joined"); return; }
+    if (code === "redirect" && err.node && /^https?:\/\//.test(err.node.url || "")) {
+      // The room lives on another node of this deployment: talk to that one.
+      R.redirects = (R.redirects || 0) + 1;
+      R.redirectedTo = err.node.url;
+      useNode(err.node.url);
+      if (socket.connected) { socket.disconnect(); }
+      socket.connect();
+      return;
+    }
+    if (code === "capacity" || code === "unavailable") { hardRejoin(code); return; }
     if (code === "timeout" || code === "offline" || code === "internal_error") {
       // The server did not answer (or failed): try again on a fresh connection.
       hardRejoin(code);

@@ -1,0 +1,178 @@
+"""Several real server processes forming one deployment on this machine's PostgreSQL and Redis.
+
+Each node is `python -m server.cli serve` on its own loopback port with its own NODE_ID, data
+and recordings directory; they share DATABASE_URL, REDIS_URL and SECRET_KEY, as nodes of one
+deployment do. In CI a missing PostgreSQL or Redis is a failure, not a skip.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from server.db import Database
+from server.models import User
+from server.policy import Actor
+from server.schemas import AssignIn, CaseIn, InviteIn, SessionIn
+from server.services import cases as case_svc
+from server.services import sessions as session_svc
+from server.storage import FileStore
+from tests.api.helpers import case_body, seed
+from tests.conftest import IN_CI, _reset_pg, run_sync
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SECRET = "cluster-test-secret-" + "k" * 32
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Node:
+    node_id: str
+    port: int
+    data_dir: Path
+    env: dict
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        path = self.data_dir / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> "Node":
+        log = open(self.data_dir / "server.log", "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+                                     cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"node {self.node_id} exited with {self.proc.returncode}:\n{self.log()[-4000:]}",
+                            pytrace=False)
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"node {self.node_id} was not ready within 60 s:\n{self.log()[-4000:]}", pytrace=False)
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no goodbye to Redis, files left as they were."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Deployment:
+    nodes: list[Node]
+    db: Database
+    database_url: str
+    session_id: int
+    room_id: str
+    case_id: int
+    party_ids: list[int]
+    mediator: Actor
+    extra: dict = field(default_factory=dict)
+
+    async def token(self, role: str, **kw) -> str:
+        async with self.db.session() as s:
+            _, token = await session_svc.create_invite(s, self.mediator, self.session_id, InviteIn(role=role, **kw),
+                                                       secret=SECRET, default_seconds=3600)
+        return token
+
+
+def _require_redis() -> str:
+    """Redis must be there; returns a key prefix of this test's own (no other deployment's nodes)."""
+    import redis
+    try:
+        r = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        r.ping()
+    except redis.RedisError as exc:
+        msg = f"Redis is not available at {REDIS_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(msg + " (CI must have it)", pytrace=False)
+        pytest.skip(msg)
+    r.close()
+    return f"mediation-test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def make_nodes(pg_database, tmp_path):
+    """Factory: start n nodes of one deployment (on a PostgreSQL database reset for the test)."""
+    prefix = _require_redis()
+    run_sync(_reset_pg(pg_database))
+    started: list[Node] = []
+
+    def make(n: int, **env_extra) -> list[Node]:
+        ports = [_free_port() for _ in range(n)]
+        base_env = {k: v for k, v in os.environ.items()
+                    if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_URL", "RECORDINGS_DIR",
+                                 "EVIDENCE_DIR", "NODE_ID", "NODE_URL", "MEDIATION_DATA_DIR")}
+        nodes = []
+        for i, port in enumerate(ports):
+            node_id = f"node-{chr(ord('a') + i)}"
+            data_dir = tmp_path / node_id
+            data_dir.mkdir()
+            env = dict(base_env, DATABASE_URL=pg_database, REDIS_URL=REDIS_URL, SECRET_KEY=SECRET,
+                       NODE_ID=node_id, NODE_URL=f"http://127.0.0.1:{port}",
+                       PUBLIC_URL=f"http://127.0.0.1:{ports[0]}", MEDIATION_DATA_DIR=str(data_dir),
+                       REDIS_PREFIX=prefix, IDENTITY_CHECK="off", PYTHONUNBUFFERED="1", NODE_HEARTBEAT="0.5", NODE_TTL="3",
+                       **env_extra)
+            nodes.append(Node(node_id, port, data_dir, env))
+        for node in nodes:
+            started.append(node.start())
+        return nodes
+
+    yield make
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+async def deployment(make_nodes, pg_database, tmp_path):
+    """Three nodes, and a case with a mediator, two parties and an open session."""
+    nodes = make_nodes(3)
+    db = Database(pg_database)
+    w = await seed(db)
+    async with db.session() as s:
+        admin = Actor(user=await s.get(User, w.users["admin"]))
+        mediator = Actor(user=await s.get(User, w.users["mediator"]))
+        case, _ = await case_svc.file_case(s, FileStore(tmp_path / "evidence"), CaseIn.model_validate(case_body(
+            w.inst_a, respondents=[{"name": "李四", "phone": "13900002222"}])), [], max_bytes=1, max_files=0)
+        await case_svc.accept(s, admin, case.id)
+        await case_svc.assign(s, admin, case.id, AssignIn(mediator_id=w.users["mediator"]))
+        sess = await session_svc.open_session(s, mediator, case.id, SessionIn())
+        parties = [p.id for p in case.parties]
+    yield Deployment(nodes, db, pg_database, sess.id, sess.room_id, case.id, parties, mediator)
+    await db.dispose()
