@@ -348,8 +348,14 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     print(f"Serving on http://{host}:{port}/  (database: {settings.database_url.split('@')[-1]})", flush=True)
+    # SIGTERM (an orchestrator stopping the node) shuts down cleanly: with several nodes the
+    # rooms are handed over to the others and this node's recordings are finished.
+    import signal
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
 
@@ -368,10 +374,14 @@ def main(argv: list[str] | None = None) -> int:
             if not os.environ.get("NODE_URL") and not os.environ.get("PUBLIC_URL"):
                 host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
                 settings.node_url = settings.public_url = f"http://{host}:{args.port}"
+            from signaling.cluster import StartError
             try:
                 asyncio.run(_serve(settings, args.host, args.port, args.demo))
             except KeyboardInterrupt:
                 pass
+            except StartError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             return 0
         if args.cmd == "db":
             if args.db_cmd == "upgrade":

@@ -49,6 +49,10 @@ class CapacityError(Exception):
     """Every live node is full."""
 
 
+class StartError(RuntimeError):
+    """This node cannot join the deployment (Redis unreachable, NODE_ID taken)."""
+
+
 @dataclass
 class NodeInfo:
     id: str
@@ -186,7 +190,15 @@ class RedisCluster(LocalCluster):
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.beat()
+        try:
+            await self._refuse_twin()
+            await self.beat()
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise StartError(f"REDIS_URL: cannot reach Redis ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - redis-py's own errors
+            if type(exc).__module__.startswith("redis"):
+                raise StartError(f"REDIS_URL: cannot reach Redis ({exc})") from None
+            raise
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._beat_forever()), loop.create_task(self._listen())]
 
@@ -204,6 +216,19 @@ class RedisCluster(LocalCluster):
         except Exception:  # noqa: BLE001 - Redis gone: the key expires by itself
             pass
         await self.redis.aclose()
+
+    async def _refuse_twin(self) -> None:
+        """Two processes with one NODE_ID would each take the other's rooms for their own. A
+        heartbeat under our id that is still being renewed is another process: refuse to start.
+        (A node restarting right after it was killed waits for its old heartbeat to expire.)"""
+        key = self.node_key(self.node_id)
+        deadline = time.monotonic() + self.settings.node_ttl + 1
+        while (text := await self.redis.get(key)) is not None:
+            other = json.loads(text)
+            if time.monotonic() > deadline:
+                raise StartError(f"NODE_ID {self.node_id!r} is in use by a running node ({other.get('url')}); "
+                                   "give every node its own NODE_ID")
+            await asyncio.sleep(min(0.5, self.settings.node_heartbeat))
 
     async def beat(self) -> None:
         info = load_of(self.hub, self.settings, self.cpu.read(), draining=self.draining, started_at=self.started_at)
@@ -398,4 +423,4 @@ def make_cluster(hub: "Hub", settings) -> LocalCluster:
     return LocalCluster(hub, settings)
 
 
-__all__ = ["CapacityError", "LocalCluster", "NodeInfo", "RedisCluster", "make_cluster"]
+__all__ = ["CapacityError", "StartError", "LocalCluster", "NodeInfo", "RedisCluster", "make_cluster"]

@@ -83,6 +83,13 @@ class Node:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
+    async def terminate(self) -> int:
+        """SIGTERM, as an orchestrator stops a node; returns the exit code (the clients of
+        this event loop keep running meanwhile)."""
+        import asyncio
+        self.proc.terminate()
+        return await asyncio.to_thread(self.proc.wait, 30)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -105,11 +112,16 @@ class Deployment:
     mediator: Actor
     extra: dict = field(default_factory=dict)
 
-    async def token(self, role: str, **kw) -> str:
+    async def token(self, role: str, session_id: int | None = None, **kw) -> str:
         async with self.db.session() as s:
-            _, token = await session_svc.create_invite(s, self.mediator, self.session_id, InviteIn(role=role, **kw),
-                                                       secret=SECRET, default_seconds=3600)
+            _, token = await session_svc.create_invite(s, self.mediator, session_id or self.session_id,
+                                                       InviteIn(role=role, **kw), secret=SECRET, default_seconds=3600)
         return token
+
+    async def new_session(self) -> int:
+        """Another session of the case: another room."""
+        async with self.db.session() as s:
+            return (await session_svc.open_session(s, self.mediator, self.case_id, SessionIn())).id
 
 
 def _require_redis() -> str:
@@ -159,11 +171,9 @@ def make_nodes(pg_database, tmp_path):
         node.stop()
 
 
-@pytest.fixture
-async def deployment(make_nodes, pg_database, tmp_path):
-    """Three nodes, and a case with a mediator, two parties and an open session."""
-    nodes = make_nodes(3)
-    db = Database(pg_database)
+async def seed_session(database_url: str, tmp_path, nodes=()) -> Deployment:
+    """A case with a mediator and two parties, and an open session, in the shared database."""
+    db = Database(database_url)
     w = await seed(db)
     async with db.session() as s:
         admin = Actor(user=await s.get(User, w.users["admin"]))
@@ -174,5 +184,13 @@ async def deployment(make_nodes, pg_database, tmp_path):
         await case_svc.assign(s, admin, case.id, AssignIn(mediator_id=w.users["mediator"]))
         sess = await session_svc.open_session(s, mediator, case.id, SessionIn())
         parties = [p.id for p in case.parties]
-    yield Deployment(nodes, db, pg_database, sess.id, sess.room_id, case.id, parties, mediator)
-    await db.dispose()
+    return Deployment(list(nodes), db, database_url, sess.id, sess.room_id, case.id, parties, mediator)
+
+
+@pytest.fixture
+async def deployment(make_nodes, pg_database, tmp_path):
+    """Three nodes, and a case with a mediator, two parties and an open session."""
+    nodes = make_nodes(3)
+    d = await seed_session(pg_database, tmp_path, nodes)
+    yield d
+    await d.db.dispose()

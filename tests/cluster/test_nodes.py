@@ -71,6 +71,42 @@ async def test_clients_of_different_nodes_meet_on_the_rooms_node(deployment, med
         await mediator.close()
 
 
+async def test_new_rooms_go_to_the_least_loaded_node(deployment, media):
+    a, b, c = deployment.nodes
+    peers = []
+    try:
+        hosts = []
+        # Three rooms, each first joined through node a: placement spreads them over the nodes.
+        for _ in range(3):
+            session_id = await deployment.new_session()
+            peer = Peer(a.url, await deployment.token("mediator", session_id=session_id), media)
+            peers.append(peer)
+            ack = await peer.join()
+            assert ack["ok"], ack
+            hosts.append(peer.node["id"])
+        assert sorted(hosts) == ["node-a", "node-b", "node-c"], hosts
+        # Every node reports its rooms in its heartbeat (readiness shows the cluster view).
+        for n in deployment.nodes:
+            assert _get_json(n.url + "/readyz")["checks"]["cluster"]["ok"] is True
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_a_full_deployment_refuses_new_rooms_clearly(make_nodes, pg_database, tmp_path, media):
+    (node,) = make_nodes(1, NODE_MAX_STREAMS="0")
+    from tests.cluster.conftest import seed_session
+    d = await seed_session(pg_database, tmp_path)
+    peer = Peer(node.url, await d.token("mediator"), media)
+    try:
+        ack = await peer.join()
+        assert ack == {"ok": False, "error": {"code": "capacity", "message": ack["error"]["message"]}}, ack
+        assert "full" in ack["error"]["message"]
+    finally:
+        await peer.close()
+        await d.db.dispose()
+
+
 async def test_a_dead_node_loses_its_room_to_a_live_one_with_the_session_state(deployment, media):
     nodes = {n.url: n for n in deployment.nodes}
     a, b, c = deployment.nodes
@@ -127,6 +163,51 @@ async def test_a_dead_node_loses_its_room_to_a_live_one_with_the_session_state(d
         await mediator.close()
 
 
+async def test_an_orderly_stop_hands_the_room_over_and_finishes_the_recording(deployment, media):
+    fallback = tuple(n.url for n in deployment.nodes)
+    a, b, _c = deployment.nodes
+    mediator, party = await _mediator_and_party(deployment, media, a.url, b.url, rejoin=True, fallback=fallback)
+    try:
+        await wait_for(lambda: party.frames_from(mediator.me["id"]) > 5, timeout=15, what="media before")
+        assert (await mediator.call("recording.start"))["ok"]
+        await wait_for(lambda: party.events["recording.consent_request"], what="consent request")
+        assert (await party.call("recording.consent", {"agree": True}))["ok"]
+        await wait_for(lambda: (mediator.state or {}).get("recording", {}).get("active"), what="recording on")
+        await wait_for(lambda: mediator.frames_from(party.me["id"]) > 10, timeout=10, what="something recorded")
+        host = next(n for n in deployment.nodes if n.url == mediator.node["url"])
+        assert await host.terminate() == 0, host.log()[-3000:]
+        # The clients were told the room moved, and came back on another node by themselves.
+        assert mediator.events["room.moved"] and party.events["room.moved"]
+        await wait_for(lambda: mediator.rejoins >= 1 and party.rejoins >= 1, timeout=20, what="both back")
+        assert mediator.node["id"] != host.node_id
+        await wait_for(lambda: mediator.frames_from(party.me["id"]) > 5 and party.frames_from(mediator.me["id"]) > 5,
+                       timeout=20, what="media on the new node")
+        assert mediator.state["recording"]["active"] is True
+        # The stopped node finished and attached its part of the recording before exiting.
+        async with deployment.db.read() as s:
+            runs = (await s.execute(select(RecordingRun).where(
+                RecordingRun.session_id == deployment.session_id))).scalars().all()
+        assert len(runs) == 1 and runs[0].status != "interrupted", [(r.run_key, r.status) for r in runs]
+    finally:
+        await party.close()
+        await mediator.close()
+
+
 def _caucus_ids(state) -> list[str]:
     caucuses = (state or {}).get("caucuses") or []
     return [c["id"] if isinstance(c, dict) else c for c in caucuses]
+
+
+def test_a_second_process_with_a_node_id_in_use_refuses_to_start(make_nodes, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.cluster.conftest import ROOT, _free_port
+    (node,) = make_nodes(1)
+    port = _free_port()
+    env = dict(node.env, NODE_URL=f"http://127.0.0.1:{port}", MEDIATION_DATA_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "NODE_ID 'node-a' is in use by a running node" in proc.stdout + proc.stderr
+    _get_json(node.url + "/readyz")  # the running node is untouched
