@@ -48,6 +48,7 @@ from aiortc.utils import uint16_gt
 
 from .errors import HookError
 from .frames import EncodedFrame, is_frame_start, is_keyframe
+from .stats import STATS
 
 logger = logging.getLogger(__name__)
 
@@ -418,6 +419,7 @@ class PackOnlyEncoder(Encoder):
             payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
         else:
             payloads = [data]
+        STATS.forwarded_packets += len(payloads)
         return payloads, timestamp & 0xFFFFFFFF
 
 

@@ -11,13 +11,15 @@ import threading
 
 
 class MediaStats:
-    __slots__ = ("forwarded_frames", "forwarded_bytes", "recorded_bytes", "_lock")
+    __slots__ = ("forwarded_frames", "forwarded_bytes", "forwarded_packets", "recorded_bytes", "_lock")
 
     def __init__(self) -> None:
         # Encoded frames (an Opus packet, a whole video picture) and their payload bytes
         # handed to viewers' senders. Event loop only: no lock needed.
         self.forwarded_frames = 0
         self.forwarded_bytes = 0
+        # RTP packets those frames became on the viewers' senders (a video picture is several).
+        self.forwarded_packets = 0
         # Bytes recording files grew by. Bumped from recorder writer threads (one per
         # recorder), hence the lock; that happens per muxer flush, not per frame.
         self.recorded_bytes = 0

@@ -88,6 +88,8 @@ class LiveCollector:
         stats = self.stats
         yield counter("mediation_forwarded_frames", "Encoded frames (Opus packets, video pictures) forwarded "
                       "to viewers.", stats.forwarded_frames)
+        yield counter("mediation_forwarded_packets", "RTP packets sent to viewers (the forwarded frames, packetized).",
+                      stats.forwarded_packets)
         yield counter("mediation_forwarded_bytes", "Payload bytes of the frames forwarded to viewers.",
                       stats.forwarded_bytes)
         yield counter("mediation_recording_bytes_written", "Bytes recording files grew by.", stats.recorded_bytes)

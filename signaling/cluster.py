@@ -310,6 +310,8 @@ class RedisCluster(LocalCluster):
         key = self.room_key(room_id)
         owner = await self.redis.hget(key, "node")
         if owner and await self.redis.exists(self.node_key(owner)):
+            if owner != self.node_id and owner not in self.known:
+                await self.nodes()  # a node that started since our last heartbeat
             return self._node_or_me(owner)
         chosen = await self.choose()
         node, placed = await self._place(
@@ -319,6 +321,8 @@ class RedisCluster(LocalCluster):
             raise CapacityError()
         if placed:
             log.info("room %s placed on %s%s", room_id, node, f" (was {owner})" if owner else "")
+        elif node != self.node_id and node not in self.known:
+            await self.nodes()
         return self._node_or_me(node)
 
     def _node_or_me(self, node_id: str) -> NodeInfo | None:

@@ -438,6 +438,8 @@ class Hub:
             except Exception:  # noqa: BLE001 - Redis unreachable
                 log.exception("could not place room %s", room_id)
                 return fail("unavailable", "The service is briefly unavailable. Please try again.")
+            if host is not None and not host.url:
+                return fail("unavailable", "The service is briefly unavailable. Please try again.")
             if host is not None:
                 return fail("redirect", "This session is hosted on another server.",
                             node={"id": host.id, "url": host.url})
