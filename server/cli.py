@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     cd = ct.add_parser("deliver", help="deliver the court outbox (the server does this by itself; for operators)")
     cd.add_argument("--once", action="store_true", help="one round, then exit")
 
+    nd = sub.add_parser("nodes", help="the nodes of this deployment and the rooms each hosts (needs REDIS_URL)")
+    nd.add_argument("--json", action="store_true", help="print the registry as JSON")
+
     rc = sub.add_parser("recordings", help="session recordings").add_subparsers(dest="rec_cmd", required=True)
     rv = rc.add_parser("verify", help="recheck every file's SHA-256 and the signed manifests (exit 1 when altered)")
     rv.add_argument("session_id", type=int, metavar="SESSION_ID")
@@ -328,6 +331,37 @@ async def _add(settings: Settings, kind: str, args) -> int:
         await db.dispose()
 
 
+async def _nodes(settings: Settings, args) -> int:
+    import json
+
+    import redis.exceptions
+
+    from signaling.cluster import registry_view
+    if not settings.redis_url:
+        raise AppError("REDIS_URL is not set: this is a single node, with its rooms in its own memory.",
+                       code="no_cluster")
+    try:
+        view = await registry_view(settings)
+    except (OSError, redis.exceptions.RedisError) as exc:
+        raise AppError(f"cannot reach Redis at REDIS_URL: {exc}", code="redis_unreachable") from None
+    if args.json:
+        print(json.dumps(view, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'node':<20} {'url':<36} {'rooms':>5} {'people':>6} {'streams':>7} {'cpu':>5}  state")
+    for n in view["nodes"]:
+        state = "draining" if n.get("draining") else ("full" if n.get("full") else "ok")
+        print(f"{n['id']:<20} {n['url']:<36} {n['rooms']:>5} {n['participants']:>6} {n['streams']:>7} "
+              f"{n['cpu']:>5.2f}  {state}")
+    if not view["nodes"]:
+        print("(no live node)")
+    print()
+    for room in view["rooms"]:
+        who = ", ".join(f"{p['name']} ({p['role']}, {p['area']})" for p in room["participants"]) or "-"
+        dead = "" if room["node_alive"] else "  [node down: moves on the next join]"
+        print(f"room {room['room']}  session {room['session_id']}  on {room['node'] or '-'}{dead}: {who}")
+    return 0
+
+
 async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
     from aiohttp import web
 
@@ -399,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_court_deliver(settings, args))
             except KeyboardInterrupt:
                 return 0
+        if args.cmd == "nodes":
+            return asyncio.run(_nodes(settings, args))
         if args.cmd == "recordings":
             return asyncio.run(_recordings(settings, args))
         if args.cmd == "audit":

@@ -421,6 +421,31 @@ class RedisCluster(LocalCluster):
         return out
 
 
+async def registry_view(settings) -> dict:
+    """The deployment as Redis holds it: live nodes with their load, and each room's node and
+    participants (for `mediation nodes`)."""
+    import redis.asyncio as aioredis
+    r = aioredis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+    prefix = settings.redis_prefix
+    try:
+        ids = sorted(await r.smembers(prefix + "nodes"))
+        raw = await r.mget([f"{prefix}node:{i}" for i in ids]) if ids else []
+        nodes = [json.loads(t) for t in raw if t]
+        alive = {n["id"] for n in nodes}
+        rooms = []
+        async for key in r.scan_iter(match=f"{prefix}room:*", count=500):
+            entry = await r.hgetall(key)
+            state = json.loads(entry["state"]) if entry.get("state") else {}
+            node = entry.get("node")
+            rooms.append({"room": key[len(prefix) + 5:], "node": node, "node_alive": node in alive,
+                          "session_id": state.get("session_id"),
+                          "participants": [{k: p.get(k) for k in ("id", "name", "role", "area")}
+                                           for p in state.get("participants") or []]})
+    finally:
+        await r.aclose()
+    return {"nodes": nodes, "rooms": sorted(rooms, key=lambda x: (x["node"] or "", x["room"]))}
+
+
 def make_cluster(hub: "Hub", settings) -> LocalCluster:
     if settings.redis_url:
         return RedisCluster(hub, settings, settings.redis_url)

@@ -19,6 +19,17 @@ def media() -> Media:
     return Media()
 
 
+def _cli_json(node, *args) -> dict:
+    import subprocess
+    import sys
+
+    from tests.cluster.conftest import ROOT
+    out = subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=node.env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as resp:
         return json.loads(resp.read())
@@ -54,6 +65,13 @@ async def test_clients_of_different_nodes_meet_on_the_rooms_node(deployment, med
         # Every node is ready (urlopen raises on a 503).
         for n in deployment.nodes:
             _get_json(n.url + "/readyz")
+        # The operator's view of the registry: three live nodes, the room on its node with both people.
+        view = _cli_json(deployment.nodes[0], "nodes", "--json")
+        assert sorted(n["id"] for n in view["nodes"]) == ["node-a", "node-b", "node-c"]
+        (room,) = [r for r in view["rooms"] if r["room"] == deployment.room_id]
+        assert room["node"] == mediator.node["id"] and room["node_alive"] and room["session_id"] == deployment.session_id
+        assert sorted(p["role"] for p in room["participants"]) == ["mediator", "party"]
+        assert next(n for n in view["nodes"] if n["id"] == room["node"])["rooms"] == 1
         # A REST call on a node that does not host the room reaches it (through Redis).
         other = next(n for n in deployment.nodes if n.url != host)
         body = json.dumps({"username": "mediator", "password": "correct-horse-42"}).encode()
