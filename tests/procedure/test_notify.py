@@ -99,6 +99,9 @@ async def test_email_reaches_a_real_smtp_server_with_the_right_links(client, db,
     r = await client.post("/api/v1/join-tokens/verify", json={"token": link["token"]})
     assert (await r.json())["valid"] is True and (await r.json())["session_id"] == sched["session"]["id"]
     # The mediator got the assignment and the schedule; nothing went to the outbox folder.
+    # (The app's own outbox worker may still be sending them: wait for delivery, not for a race.)
+    await wait_for(lambda: len([m for m in box.messages if m["To"] == "liming@example.cn"]) >= 2, timeout=10,
+                   what="the mediator's e-mails")
     theirs = [m["Subject"] for m in box.messages if m["To"] == "liming@example.cn"]
     assert any(s.startswith("新的调解案件") for s in theirs) and any(s.startswith("在线调解安排") for s in theirs)
     assert not (settings.data_dir / "outbox" / "email").exists()
