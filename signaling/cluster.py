@@ -168,8 +168,12 @@ class RedisCluster(LocalCluster):
     def __init__(self, hub: "Hub", settings, redis_url: str):
         super().__init__(hub, settings)
         import redis.asyncio as aioredis
-        self.redis = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=2,
-                                       socket_connect_timeout=2, health_check_interval=10)
+        # A bounded pool that waits for a free connection: a burst of joins and state saves must
+        # queue, not fail with "too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(redis_url, decode_responses=True, socket_timeout=2,
+                                                        socket_connect_timeout=2, health_check_interval=10,
+                                                        max_connections=64, timeout=5)
+        self.redis = aioredis.Redis(connection_pool=pool)
         self._place = self.redis.register_script(PLACE_SCRIPT)
         self._tasks: list[asyncio.Task] = []
         self.draining = False

@@ -51,6 +51,7 @@ class LiveRoom:
     recording: Any = None  # signaling.recording.RecordingController, when recording is available
     drop_task: asyncio.Task | None = None
     handed_over: bool = False  # another node hosts this room now: stop writing its state
+    save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one state write per room at a time
 
 
 class Hub:
@@ -216,7 +217,8 @@ class Hub:
         if not self.cluster.multi or live.handed_over or live.room.closed:
             return
         try:
-            await self.cluster.save_state(live.room.id, self.snapshot(live))
+            async with live.save_lock:  # in order, each write the room's state as it is now
+                await self.cluster.save_state(live.room.id, self.snapshot(live))
         except Exception:  # noqa: BLE001 - the room goes on; the next change saves again
             log.exception("could not save the state of room %s", live.room.id)
 
