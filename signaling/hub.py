@@ -164,9 +164,11 @@ class Hub:
             await self._release(live, where[1], reason="disconnected", sid=sid)
 
     async def emit_to(self, live: LiveRoom, pid: str, event: str, data: Any) -> None:
+        # A room's clients are all connected to the node hosting it: no detour through Redis
+        # (ignore_queue), which would make every node decode every other node's traffic.
         sid = live.sids.get(pid)
         if sid is not None:
-            await self.sio.emit(event, data, to=sid)
+            await self.sio.emit(event, data, to=sid, ignore_queue=True)
 
     def _area_of(self, live: LiveRoom, pid: str) -> str:
         p = live.room.participants.get(pid)
@@ -301,7 +303,7 @@ class Hub:
         full = self.full_state(live)
         await self._save_state(live)  # first: what a client has seen survives this node's death
         for pid, sid in list(live.sids.items()):
-            await self.sio.emit("room.state", self.state_for(live, pid, full), to=sid)
+            await self.sio.emit("room.state", self.state_for(live, pid, full), to=sid, ignore_queue=True)
 
     async def _release(self, live: LiveRoom, pid: str, *, reason: str, sid: str | None = None) -> None:
         """Free everything the participant holds and write it down; keep where they were for a rejoin."""
@@ -372,7 +374,7 @@ class Hub:
             except Exception:  # noqa: BLE001 - the files stay on disk and are recovered on restart
                 log.exception("could not finish the recording of room %s", room_id)
         for pid, sid in list(live.sids.items()):
-            await self.sio.emit("session.ended", {"reason": reason}, to=sid)
+            await self.sio.emit("session.ended", {"reason": reason}, to=sid, ignore_queue=True)
             self.by_sid.pop(sid, None)
         live.sids.clear()
         await live.room.close()
@@ -393,7 +395,7 @@ class Hub:
             except Exception:  # noqa: BLE001 - the files stay on disk: `mediation recordings recover`
                 log.exception("could not finish the recording of room %s", room_id)
         for pid, sid in list(live.sids.items()):
-            await self.sio.emit("room.moved", {"reason": "node_change"}, to=sid)
+            await self.sio.emit("room.moved", {"reason": "node_change"}, to=sid, ignore_queue=True)
             self.by_sid.pop(sid, None)
         live.sids.clear()
         await live.room.close()
@@ -466,7 +468,7 @@ class Hub:
                 # The same person again (a reconnect, or a second tab): the newest connection wins.
                 old_sid = live.sids.get(pid)
                 if old_sid and old_sid != sid:
-                    await self.sio.emit("removed", {"reason": "replaced"}, to=old_sid)
+                    await self.sio.emit("removed", {"reason": "replaced"}, to=old_sid, ignore_queue=True)
                     self.by_sid.pop(old_sid, None)
                 live.sids.pop(pid, None)
                 if live.room.participants[pid].area != LOBBY:
@@ -601,7 +603,7 @@ class Hub:
                "area": area, "at": msg.created_at.isoformat()}
         for other, other_sid in list(live.sids.items()):
             if self._area_of(live, other) == area:
-                await self.sio.emit("chat.message", out, to=other_sid)
+                await self.sio.emit("chat.message", out, to=other_sid, ignore_queue=True)
         return {"message": out}
 
     async def help_request(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:

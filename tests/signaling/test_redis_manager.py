@@ -1,4 +1,4 @@
-"""With REDIS_URL the socket.io events go through a real Redis (the path several nodes share)."""
+"""With REDIS_URL the socket.io manager is python-socketio's Redis manager on a real Redis, and a room's events still reach its clients."""
 from __future__ import annotations
 
 import os
