@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.scale import (_create_database, _drop_database, _redis_cleanup, _seed,  # noqa: E402
-                         start_nodes)
+                         start_nodes, write_section)
 from tests.rooms.clients import Media  # noqa: E402
 from tests.signaling.peer import Peer  # noqa: E402
 
@@ -104,18 +104,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    start = text.find(HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        rest = text[end + 1:] if end >= 0 else ""
-        text = text[:start] + section.rstrip() + "\n" + ("\n" + rest if rest else "")
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 async def run(args) -> list[dict]:
     name = f"mediation_failover_{uuid.uuid4().hex[:8]}"
     prefix = f"mediation-failover-{uuid.uuid4().hex[:8]}:"
@@ -170,7 +158,7 @@ def main() -> int:
            else "No trial got media back."),
     ])
     if not args.no_write:
-        write_section(ROOT / "docs" / "benchmarks.md", section)
+        write_section(ROOT / "docs" / "benchmarks.md", section, HEADING)
         print("\nwrote the section to docs/benchmarks.md")
     return 0 if all(r["media"] is not None for r in rows) else 1
 

@@ -1050,10 +1050,10 @@ def media_table(media: dict) -> str:
     return "\n".join(out)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's own section (from its heading to the next `## `), keep the rest."""
+def write_section(path: Path, section: str, heading: str = HEADING) -> None:
+    """Replace a benchmark's own section (from its heading to the next `## `), keep the rest."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(HEADING)
+    start = text.find(heading)
     if start >= 0:
         end = text.find("\n## ", start + 1)
         rest = text[end + 1:] if end >= 0 else ""

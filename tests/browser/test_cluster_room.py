@@ -7,15 +7,7 @@ import time
 
 import pytest
 
-from server.db import Database
-from server.models import User
-from server.policy import Actor
-from server.schemas import AssignIn, CaseIn, InviteIn, SessionIn
-from server.services import cases as case_svc
-from server.services import sessions as session_svc
-from server.storage import FileStore
-from tests.api.helpers import case_body, seed
-from tests.cluster.conftest import SECRET, make_nodes  # noqa: F401 - the fixture
+from tests.cluster.conftest import make_nodes, seed_session  # noqa: F401 - the fixture
 from tests.conftest import run_sync
 
 from .conftest import DESKTOP, PHONE
@@ -27,26 +19,11 @@ pytestmark = pytest.mark.browser
 
 def _links(database_url: str, tmp_path) -> dict:
     async def go():
-        db = Database(database_url)
+        d = await seed_session(database_url, tmp_path)
         try:
-            w = await seed(db)
-            async with db.session() as s:
-                admin = Actor(user=await s.get(User, w.users["admin"]))
-                mediator = Actor(user=await s.get(User, w.users["mediator"]))
-                case, _ = await case_svc.file_case(s, FileStore(tmp_path / "evidence"), CaseIn.model_validate(
-                    case_body(w.inst_a)), [], max_bytes=1, max_files=0)
-                await case_svc.accept(s, admin, case.id)
-                await case_svc.assign(s, admin, case.id, AssignIn(mediator_id=w.users["mediator"]))
-                sess = await session_svc.open_session(s, mediator, case.id, SessionIn())
-                party_id = case.parties[0].id
-            tokens = {}
-            for role, kw in (("mediator", {}), ("party", {"party_id": party_id})):
-                async with db.session() as s:
-                    _, tokens[role] = await session_svc.create_invite(
-                        s, mediator, sess.id, InviteIn(role=role, **kw), secret=SECRET, default_seconds=3600)
-            return tokens
+            return {"mediator": await d.token("mediator"), "party": await d.token("party", party_id=d.party_ids[0])}
         finally:
-            await db.dispose()
+            await d.db.dispose()
     return run_sync(go())
 
 
