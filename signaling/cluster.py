@@ -153,9 +153,6 @@ class LocalCluster:
         """Where a client may come back if this node goes away."""
         return [self.settings.node_url]
 
-    def allowed_origin(self, origin: str | None) -> bool:
-        return origin is None or origin.rstrip("/") in (self.settings.public_url, self.settings.node_url)
-
     async def check(self) -> dict:
         return {"ok": True, "mode": "single", "node": self.node_id}
 
@@ -251,8 +248,7 @@ class RedisCluster(LocalCluster):
                 log.warning("room %s is now hosted by %s; handing it over", room_id, owner)
                 await self.hub.lose_room(room_id)
             elif owner is None:
-                await self._place(keys=[self.room_key(room_id), room_id],
-                                  args=[self.prefix + "node:", self.node_id, time.time(), ROOM_TTL, self.prefix + "noderooms:"])
+                await self._claim(room_id, self.node_id)
         await self.nodes()
 
     async def _beat_forever(self) -> None:
@@ -318,9 +314,7 @@ class RedisCluster(LocalCluster):
                 await self.nodes()  # a node that started since our last heartbeat
             return self._node_or_me(owner)
         chosen = await self.choose()
-        node, placed = await self._place(
-            keys=[key, room_id],
-            args=[self.prefix + "node:", chosen.id if chosen else "", time.time(), ROOM_TTL, self.prefix + "noderooms:"])
+        node, placed = await self._claim(room_id, chosen.id if chosen else "")
         if node is None:
             raise CapacityError()
         if placed:
@@ -328,6 +322,12 @@ class RedisCluster(LocalCluster):
         elif node != self.node_id and node not in self.known:
             await self.nodes()
         return self._node_or_me(node)
+
+    async def _claim(self, room_id: str, node_id: str) -> tuple[str | None, int]:
+        """PLACE_SCRIPT: host the room on node_id ("" = nobody can) unless a live node does."""
+        return await self._place(keys=[self.room_key(room_id), room_id],
+                                 args=[self.prefix + "node:", node_id, time.time(), ROOM_TTL,
+                                       self.prefix + "noderooms:"])
 
     def _node_or_me(self, node_id: str) -> NodeInfo | None:
         if node_id == self.node_id:

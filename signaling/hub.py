@@ -176,7 +176,8 @@ class Hub:
 
     # ------------------------------------------------------------------ room lifecycle
 
-    async def _live_room(self, p: live_svc.Pass) -> LiveRoom:
+    async def _live_room(self, p: live_svc.Pass, state: dict | None = None) -> LiveRoom:
+        """The pass's room here, created (and restored from `state`, the registry's copy) if need be."""
         async with self._create_lock:
             live = self.rooms.get(p.room_id)
             if live is None or live.room.closed:
@@ -193,7 +194,6 @@ class Hub:
                 live = holder["live"] = LiveRoom(room=room, session_id=p.session_id, case_id=p.case_id)
                 live.recording = RecordingController(self, live, self._recorder_factory(p.session_id))
                 self.rooms[p.room_id] = live
-                state = await self._load_state(p.room_id)
                 if state:
                     await self._restore(live, state)
             return live
@@ -223,6 +223,13 @@ class Hub:
                 await self.cluster.save_state(live.room.id, self.snapshot(live))
         except Exception:  # noqa: BLE001 - the room goes on; the next change saves again
             log.exception("could not save the state of room %s", live.room.id)
+
+    async def _forget_room(self, room_id: str) -> None:
+        """The room ended or was let go here: its registry entry goes."""
+        try:
+            await self.cluster.forget(room_id)
+        except Exception:  # noqa: BLE001 - the entry expires by itself
+            log.exception("could not forget room %s", room_id)
 
     async def _load_state(self, room_id: str) -> dict | None:
         if not self.cluster.multi:
@@ -347,10 +354,7 @@ class Hub:
             return  # a running recording keeps the room until it is stopped or the session ends
         if self.rooms.get(live.room.id) is live:
             del self.rooms[live.room.id]
-            try:
-                await self.cluster.forget(live.room.id)
-            except Exception:  # noqa: BLE001 - the entry expires by itself
-                log.exception("could not forget room %s", live.room.id)
+            await self._forget_room(live.room.id)
         await live.room.close()
 
     async def end_room(self, room_id: str, reason: str = "session_ended") -> None:
@@ -362,10 +366,7 @@ class Hub:
         live = self.rooms.pop(room_id, None)
         if live is None:
             return
-        try:
-            await self.cluster.forget(room_id)
-        except Exception:  # noqa: BLE001 - the entry expires by itself
-            log.exception("could not forget room %s", room_id)
+        await self._forget_room(room_id)
         if live.drop_task is not None:
             live.drop_task.cancel()
         if live.recording is not None and live.recording.state in ("on", "pending"):
@@ -433,6 +434,7 @@ class Hub:
         sub = str(claims.get("sub"))
         known = existing is not None and (sub in existing.room.participants
                                           or existing.reconnect_until.get(sub, 0) > time.monotonic())
+        state = None
         if existing is None or existing.room.closed:
             # A whole room lives on one node: find it, or place it on the least-loaded one.
             try:
@@ -457,7 +459,8 @@ class Hub:
                 self.pending[sid] = p
                 return refusal
         self.pending.pop(sid, None)
-        live = await self._live_room(p)
+        # (A room let go meanwhile was also forgotten by the registry: nothing to restore then.)
+        live = await self._live_room(p, state)
         if live.room.closed:  # an empty room was just let go: start a fresh one
             live = await self._live_room(p)
         async with live.lock:
