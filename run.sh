@@ -85,6 +85,8 @@ case "${1:-}" in
     start_redis
     python_env test
     shift
+    log "checking the dependency rules (import-linter contracts in pyproject.toml)"
+    "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
     log "running the test suite"
     set +e
     "$PY" -m pytest -q -p no:cacheprovider "$@"

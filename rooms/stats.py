@@ -1,4 +1,4 @@
-"""Process-wide media counters, read by the metrics endpoint (server/metrics.py).
+"""Process-wide media counters, read by the metrics endpoint (server/http/metrics.py).
 
 Plain ints bumped on the forwarding hot path: an attribute increment costs tens of
 nanoseconds, a prometheus_client call several times that plus a lock. They only grow;

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import sys
 
-from .config import Settings
-from .db import Database, downgrade, upgrade
-from .errors import AppError
+from server.core.config import Settings
+from server.infra.db import downgrade, upgrade
+from server.system import build
+from server.core.errors import AppError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,18 +101,19 @@ def _progress_bar(fraction: float, width: int = 40) -> None:
 
 
 async def _recordings_recover(settings: Settings, args) -> int:
-    from .services import recordings as rec_svc
+    from server.services import recordings as rec_svc
 
     node = None if args.all else (settings.node_id if args.node is None else args.node.strip())
     if node == "":
         print("error: --node needs a node id", file=sys.stderr)
         return 2
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    system = build(settings)
+    db = system.db
     try:
         result = await rec_svc.recover_runs(db, settings, node=node)
     finally:
-        await db.dispose()
+        await system.close()
     scope = "any node" if node is None else f"node {node}"
     for r in result.recovered:
         print(f"recovered {r.run_key}: session {r.session_id}, {r.files} file(s), {r.status}"
@@ -125,20 +127,21 @@ async def _recordings_recover(settings: Settings, args) -> int:
 
 async def _recordings(settings: Settings, args) -> int:
     from recordings.compose import compose
-    from .services import recordings as rec_svc
+    from server.services import recordings as rec_svc
 
     if args.rec_cmd == "recover":
         return await _recordings_recover(settings, args)
 
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    system = build(settings)
+    db = system.db
     try:
         async with db.read() as s:
             runs = await rec_svc.runs_of(s, args.session_id)
             if args.rec_cmd == "verify":
                 problems = await rec_svc.verify_session(s, settings, args.session_id)
     finally:
-        await db.dispose()
+        await system.close()
     if not runs:
         print(f"error: session {args.session_id} has no recordings", file=sys.stderr)
         return 2
@@ -167,9 +170,9 @@ async def _agreements_verify(settings: Settings, args) -> int:
     import json
     from pathlib import Path
 
-    from . import pdf
-    from .certs import load_identity
-    from .services import agreements as agr
+    from server.infra import pdf
+    from server.infra.certs import load_identity
+    from server.services.outcome import agreements as agr
 
     try:
         data = Path(args.file).read_bytes()
@@ -179,7 +182,8 @@ async def _agreements_verify(settings: Settings, args) -> int:
     digest = hashlib.sha256(data).hexdigest()
     check = await pdf.verify(data, load_identity(settings.data_dir).trust_roots)
     from sqlalchemy.exc import SQLAlchemyError
-    db = Database(settings.database_url)
+    system = build(settings)
+    db = system.db
     try:
         async with db.read() as s:
             try:
@@ -192,7 +196,7 @@ async def _agreements_verify(settings: Settings, args) -> int:
                                                  "agreement_id": found[0].id,
                                                  "effective_at": found[0].effective_at.isoformat()}
     finally:
-        await db.dispose()
+        await system.close()
     ok = check.ok and record is not None
     if args.json:
         print(json.dumps({"ok": ok, "file": args.file, "sha256": digest, "signature": check.to_json(),
@@ -217,10 +221,8 @@ async def _agreements_verify(settings: Settings, args) -> int:
 
 
 async def _court_deliver(settings: Settings, args) -> int:
-    from .services.court import CourtOutbox, OutcomeConfig
-
-    db = Database(settings.database_url)
-    worker = CourtOutbox(db, OutcomeConfig.from_env(settings))
+    system = build(settings)
+    worker = system.outcome.worker
     try:
         if args.once:
             n = await worker.run_once()
@@ -229,19 +231,18 @@ async def _court_deliver(settings: Settings, args) -> int:
         worker.start()
         await asyncio.Event().wait()
     finally:
-        await worker.stop()
-        await db.dispose()
+        await system.close()
     return 0
 
 
 async def _audit_verify(settings: Settings, args) -> int:
     import json
 
-    from .services import archive
-    from .services.cases import get_case_by_number
-    from .storage import FileStore
+    from server.services.archive import records as archive
+    from server.services.cases import get_case_by_number
 
-    db = Database(settings.database_url)
+    system = build(settings)
+    db = system.db
     try:
         async with db.read() as s:
             case = None
@@ -251,10 +252,10 @@ async def _audit_verify(settings: Settings, args) -> int:
                     print(f"error: no case {args.case}", file=sys.stderr)
                     return 2
             say = None if args.json else (lambda text: print(f"  … {text}", file=sys.stderr, flush=True))
-            report = await archive.run_checks(s, FileStore(settings.evidence_dir), case=case, settings=settings,
+            report = await archive.run_checks(s, system.evidence, case=case, settings=settings,
                                               progress=say)
     finally:
-        await db.dispose()
+        await system.close()
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -275,11 +276,11 @@ async def _cases_export(settings: Settings, args) -> int:
     import shutil
     from pathlib import Path
 
-    from .services import archive
-    from .storage import FileStore
+    from server.services.archive import records as archive
 
     out = Path(args.out or f"{args.number.strip().upper()}.zip").resolve()
-    db = Database(settings.database_url)
+    system = build(settings)
+    db = system.db
     last = [-1]
 
     def progress(done: int, total: int, name: str) -> None:
@@ -291,10 +292,10 @@ async def _cases_export(settings: Settings, args) -> int:
 
     try:
         path, digest, bundle = await archive.export_case(db, None, args.number.strip().upper(),
-                                                         FileStore(settings.evidence_dir), settings=settings,
+                                                         system.evidence, settings=settings,
                                                          progress=progress, generated_by="mediation cases export")
     finally:
-        await db.dispose()
+        await system.close()
     print(file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(path), out)
@@ -305,11 +306,12 @@ async def _cases_export(settings: Settings, args) -> int:
 
 
 async def _add(settings: Settings, kind: str, args) -> int:
-    from .schemas import ExpertIn, InstitutionIn, UserIn, parse
-    from .services import directory
+    from server.core.schemas import ExpertIn, InstitutionIn, UserIn, parse
+    from server.services import directory
 
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    system = build(settings)
+    db = system.db
     try:
         async with db.session() as s:
             if kind == "user":
@@ -328,7 +330,7 @@ async def _add(settings: Settings, kind: str, args) -> int:
         print(obj.id)
         return 0
     finally:
-        await db.dispose()
+        await system.close()
 
 
 async def _nodes(settings: Settings, args) -> int:
@@ -365,14 +367,13 @@ async def _nodes(settings: Settings, args) -> int:
 async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
     from aiohttp import web
 
-    from .app import create_app
-    from .demo import seed
-    from .storage import FileStore
+    from server.http.app import create_app
+    from server.services.demo import seed
 
     await upgrade(settings.database_url)
     app = create_app(settings)
     if demo:
-        lines = await seed(app["db"], FileStore(settings.evidence_dir))
+        lines = await seed(app["db"], app["system"].evidence)
         if lines:
             print("Demo data created. Logins:")
             print("\n".join(lines))
@@ -424,8 +425,6 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(downgrade(settings.database_url, args.revision))
             print("ok")
             return 0
-        if args.cmd in ("audit", "cases", "agreements"):
-            from . import api_outcome  # noqa: F401 - registers the agreement checks and export files
         if args.cmd == "agreements":
             return asyncio.run(_agreements_verify(settings, args))
         if args.cmd == "court":

@@ -23,8 +23,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from rooms.participant import LOBBY, MAIN
-from server.errors import Forbidden
-from server.services import agreements as agr
+from server.core.errors import Forbidden
+from server.services.outcome import agreements as agr
 from server.services import live as live_svc
 from server.services.cases import get_case
 
@@ -121,7 +121,8 @@ async def _comment_here(hub, case_id: int, comment: dict, *, to_all: bool, autho
 
 
 def install(hub) -> None:
-    """Register the agreement events on the hub (called from signaling.hub.create_socketio)."""
+    """Register the agreement events on the hub (called from signaling/server.py). Changes made
+    here reach the room through the services' AgreementChanged event (Hub.agreement_changed)."""
     hub.cluster.on("agreement.draft", lambda **kw: _agreement_here(hub, **kw))
     hub.cluster.on("agreement.comment", lambda **kw: _comment_here(hub, **kw))
 
@@ -142,7 +143,6 @@ def install(hub) -> None:
             ag = await agr.save_draft(s, actor, live.case_id, body)
             case = await get_case(s, live.case_id)
             view = agr.view(ag, case, [], staff=False)
-        await broadcast_agreement(hub, live.case_id, view)
         return {"agreement": view}
 
     async def finalise(sid, live, pid, data: FinaliseEv) -> dict:
@@ -152,7 +152,6 @@ def install(hub) -> None:
             ag = await agr.finalise(s, actor, live.case_id, agr.FinaliseIn(version=data.version))
             case = await get_case(s, live.case_id)
             view = agr.view(ag, case, [], staff=False)
-        await broadcast_agreement(hub, live.case_id, view)
         return {"agreement": view}
 
     async def comment(sid, live, pid, data: CommentEv) -> dict:
@@ -165,7 +164,6 @@ def install(hub) -> None:
                                                                               p.role, area), data.text,
                                            session_id=live.session_id)
             out = agr.comment_view(c)
-        await broadcast_comment(hub, live.case_id, out, to_all=True, author_pid=pid, area=area)
         return {"comment": out}
 
     async def on_joined(live, pid: str) -> None:

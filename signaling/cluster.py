@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from signaling.hub import Hub
 
 log = logging.getLogger("mediation.cluster")
 

@@ -3,6 +3,8 @@
 One Hub per process keeps the live rooms of this node. Every event is validated; a bad or
 unauthorised one is answered `{"ok": false, "error": {...}}` and changes nothing; no event
 can take down the server or another participant's session.
+
+One module (~800 lines): the hub owns this node's live rooms and every event handler that touches them; agreement and procedure events are already modules of their own.
 """
 from __future__ import annotations
 
@@ -18,13 +20,22 @@ from pydantic import BaseModel, ValidationError
 from rooms.errors import RoomError
 from rooms.participant import GRANTS, LOBBY, MAIN
 from rooms.room import Room
-from server.errors import AppError
-from server.security import TokenInvalid, decode_join_token
+from recordings.manifest import load_signed_manifest
+from recordings.recorder import SessionRecorder
+from server.core import serialize as ser
+from server.core.errors import AppError
+from server.core.events import AgreementChanged
+from server.core.schemas import InviteIn
+from server.core.security import TokenInvalid, decode_join_token
+from server.services import directory
 from server.services import live as live_svc
+from server.services import recordings as rec_svc
+from server.services import sessions as session_svc
+from signaling.agreement_events import broadcast_agreement, broadcast_comment
 
-from . import schemas as ev
-from .cluster import CapacityError, make_cluster
-from .recording import ConsentError, RecordingController
+from signaling import schemas as ev
+from signaling.cluster import CapacityError, make_cluster
+from signaling.recording import ConsentError, RecordingController
 
 log = logging.getLogger("mediation.signaling")
 
@@ -266,8 +277,6 @@ class Hub:
 
     def _recorder_factory(self, session_id: int):
         def make():
-            from recordings.recorder import SessionRecorder
-            from server.services import recordings as rec_svc
             store = rec_svc.store_for(self.settings)
             return SessionRecorder(store, rec_svc.new_run_key(store, session_id),
                                    signing_key=rec_svc.signing_key(self.settings), node_id=self.settings.node_id)
@@ -537,14 +546,12 @@ class Hub:
     async def record_step(self, live: LiveRoom, pid: str | None, action: str, data: dict | None = None,
                           *, self_action: bool = False) -> None:
         """Write a room step to the case's audit chain: by a participant, or by the system (pid None)."""
-        from server import audit
         async with self.db.session() as s:
             p = live.passes.get(pid) if pid else None
             if p is not None:
                 await live_svc.record(s, p, action, data)
             else:
-                await audit.append(s, audit.SYSTEM, action, case_id=live.case_id, session_id=live.session_id,
-                                   data=data or {})
+                await live_svc.record_system(s, live.case_id, live.session_id, action, data)
 
     async def lobby_admit(self, sid, live: LiveRoom, pid: str, data: ev.ParticipantRef) -> dict:
         live.room.admit(data.participant_id, by=pid)
@@ -647,8 +654,6 @@ class Hub:
 
     async def _finish_recording(self, live: LiveRoom, pid: str | None) -> str | None:
         """Stop writing, then attach the signed manifest and its files to the session."""
-        from recordings.manifest import load_signed_manifest
-        from server.services import recordings as rec_svc
         manifest = await live.recording.stop()
         if manifest is None:
             await self.record_step(live, pid, "recording.cancelled", {})
@@ -688,8 +693,6 @@ class Hub:
         return {}
 
     async def invite_expert(self, sid, live: LiveRoom, pid: str, data: ev.InviteExpert) -> dict:
-        from server.schemas import InviteIn
-        from server.services import sessions as session_svc
         live.room.participant(pid).require("invite")
         if data.expert_id is None and not data.name:
             return fail("bad_request", "Pick an expert from the pool or give a name.")
@@ -707,13 +710,21 @@ class Hub:
                 "specialty": invite.specialty, "expires_at": invite.expires_at.isoformat(), "qr": qr_data_url(url)}
 
     async def invite_revoke(self, sid, live: LiveRoom, pid: str, data: ev.InviteRevoke) -> dict:
-        from server.services import sessions as session_svc
         live.room.participant(pid).require("invite")
         async with self.db.session() as s:
             actor = await live_svc.mediator_actor(s, live.passes[pid])
+            # The holder leaves the room when this commits (InviteRevoked, server/system.py).
             await session_svc.revoke_invite(s, actor, live.session_id, data.invite_id)
-        await self.revoke_invite(live.room.id, data.invite_id)
         return {}
+
+    async def agreement_changed(self, e: AgreementChanged) -> None:
+        """The case's agreement changed (server/core/events.py): its live room(s) see it."""
+        if e.what == "comment":
+            in_room = e.author_type == "participant"
+            await broadcast_comment(self, e.case_id, e.comment or {}, to_all=in_room,
+                                    author_pid=e.author_id if in_room else None, area=e.area)
+        else:
+            await broadcast_agreement(self, e.case_id)
 
     async def revoke_invite(self, room_id: str, invite_id: int) -> None:
         """A withdrawn link ends its holder's presence at once, on whichever node."""
@@ -734,8 +745,6 @@ class Hub:
                 self._forget(live, target, target_sid)
 
     async def experts_list(self, sid, live: LiveRoom, pid: str, data: ev.ExpertsList) -> dict:
-        from server import serialize as ser
-        from server.services import directory
         live.room.participant(pid).require("invite")
         async with self.db.read() as s:
             actor = await live_svc.mediator_actor(s, live.passes[pid])
@@ -750,8 +759,8 @@ class Hub:
     async def session_end(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
         p = live.passes[pid]
         async with self.db.session() as s:
+            # Everyone is told and the room freed when this commits (SessionEnded, server/system.py).
             await live_svc.end_by_participant(s, p)
-        await self.end_room(live.room.id)
         return {}
 
 
@@ -766,39 +775,3 @@ def qr_data_url(text: str) -> str:
     out = io.BytesIO()
     qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage).save(out)
     return "data:image/svg+xml;base64," + base64.b64encode(out.getvalue()).decode()
-
-
-def create_socketio(app, db, settings) -> Hub:
-    """Attach socket.io (path /socket.io/) to the aiohttp app; returns the hub."""
-    # Short pings: a phone that drops off the network is released within ~20 s, not ~45 s.
-    kwargs: dict[str, Any] = {"async_mode": "aiohttp", "max_http_buffer_size": 512 * 1024,
-                              "ping_interval": 10, "ping_timeout": 10}
-    holder: dict[str, Hub] = {}
-    if settings.redis_url:
-        kwargs["client_manager"] = socketio.AsyncRedisManager(settings.redis_url,
-                                                              channel=settings.redis_prefix + "socketio")
-
-        # A page served by one node opens the socket of the node hosting its room; join tokens,
-        # not cookies, authenticate, but only this deployment's origins are let in.
-        def allowed(origin, environ=None):
-            environ = environ or {}
-            own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-            return origin is None or origin == own or holder["hub"].cluster.allowed_origin(origin)
-
-        kwargs["cors_allowed_origins"] = allowed
-    # Without Redis, cors_allowed_origins stays at its default: same origin only.
-    sio = socketio.AsyncServer(**kwargs)
-    sio.attach(app, socketio_path="socket.io")
-    hub = holder["hub"] = Hub(sio, db, settings)
-
-    async def startup(_app):
-        await hub.cluster.start()
-
-    async def shutdown(_app):
-        await hub.close()
-
-    app.on_startup.append(startup)
-    app.on_shutdown.append(shutdown)
-    from .agreement_events import install as _install_agreements; _install_agreements(hub)
-    from .procedure_events import install as _install_procedure; _install_procedure(hub)
-    return hub

@@ -29,13 +29,14 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from rooms.participant import LOBBY
-from server.i18n import LANGS, pick_lang, translator
-from server.models import Institution
-from server.services import notify, procedure
-from server.services import transcript as transcript_svc
+from server.core.i18n import LANGS, pick_lang, translator
+from server.services import directory
+from server.services.notify import messages as notify
+from server.services.procedure import rules as procedure
+from server.services.procedure import transcript as transcript_svc
 from server.services.live import Pass
 
-from .hub import Hub, LiveRoom, fail
+from signaling.hub import Hub, LiveRoom, fail
 
 log = logging.getLogger("mediation.signaling.procedure")
 
@@ -145,7 +146,7 @@ class Procedure:
     @staticmethod
     async def offline(s, p: Pass, t) -> dict:
         case = await procedure._case(s, p.case_id)
-        inst = await s.get(Institution, case.institution_id)
+        inst = await directory.get_institution(s, case.institution_id)
         name = inst.name if inst else ""
         return {"institution": name, "area": inst.area if inst else "",
                 "text": t("procedure.offline.text").format(institution=name, area=inst.area if inst else "")}
@@ -218,9 +219,6 @@ class Procedure:
             return p
         async with self.hub.db.session() as s:
             out = await procedure.request_sms_code(s, p, secret=self.hub.settings.secret_key)
-        wake = getattr(self.hub, "outbox_wake", None)
-        if wake:
-            wake()
         return out
 
     async def notice_ack(self, sid: str, data: procedure.NoticeAckIn) -> dict:

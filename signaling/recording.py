@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rooms.participant import LOBBY, MAIN
 
 if TYPE_CHECKING:
-    from .hub import Hub, LiveRoom
+    from signaling.hub import Hub, LiveRoom
 
 log = logging.getLogger("mediation.recording")
 

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.config import Settings
-from server.db import Database, upgrade
-from server.models import Base
+from server.core.config import Settings
+from server.infra.db import Database, upgrade
+from server.system import build
+from server.core.models import Base
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = bool(os.environ.get("CI"))
@@ -110,14 +111,16 @@ def settings(db_url, tmp_path) -> Settings:
 
 @pytest.fixture
 async def db(settings):
-    database = Database(settings.database_url)
-    yield database
-    await database.dispose()
+    # The database as every entry point gets it: built with the system (server/system.py), so the
+    # services' events reach their subscribers (deadlines, notifications) here too.
+    system = build(settings)
+    yield system.db
+    await system.close()
 
 
 @pytest.fixture
 async def client(aiohttp_client, settings, db):
-    from server.app import create_app
+    from server.http.app import create_app
 
     app = create_app(settings, db=db)
     return await aiohttp_client(app)
@@ -126,7 +129,7 @@ async def client(aiohttp_client, settings, db):
 @pytest.fixture(autouse=True)
 def _fresh_throttle():
     """Failure counters are per process; each test starts with none."""
-    from server.throttle import guard
+    from server.core.throttle import guard
     guard._failures.clear()
     yield
     guard._failures.clear()

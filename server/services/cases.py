@@ -10,15 +10,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .. import audit
-from ..errors import NotFound, Unauthorized, ValidationFailed
-from ..models import AuditEntry, Case, CaseCounter, Evidence, Institution, MediationSession, Party, User
-from ..policy import Actor, case_scope, require_case_mediator, require_intake_for, require_staff, require_view
-from ..schemas import AssignIn, CaseIn, CloseIn, RejectIn, TransferIn, WithdrawIn, normalise_phone
-from ..security import hash_secret_async, new_access_code, verify_secret_async
-from ..storage import FileStore
-from ..throttle import guard
-from ..workflow import OPEN_STATUSES, next_status
+from server.core import audit, events
+from server.core.errors import NotFound, Unauthorized, ValidationFailed
+from server.core.models import AuditEntry, Case, CaseCounter, Evidence, Institution, MediationSession, Party, User
+from server.core.policy import Actor, case_scope, require_case_mediator, require_intake_for, require_staff, require_view
+from server.core.schemas import AssignIn, CaseIn, CloseIn, RejectIn, TransferIn, WithdrawIn, normalise_phone
+from server.core.security import hash_secret_async, new_access_code, verify_secret_async
+from server.infra.files import FileStore
+from server.core.throttle import guard
+from server.core.workflow import OPEN_STATUSES, next_status
 
 ALLOWED_EVIDENCE = {
     "image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "application/pdf": ".pdf",
@@ -99,7 +99,8 @@ async def file_case(s: AsyncSession, store: FileStore, data: CaseIn, uploads: li
             "number": case.number, "type": case.type, "category": case.category,
             "institution_id": inst.id, "evidence": [{"name": e.filename, "sha256": e.sha256} for e in case.evidence],
         })
-        await _after(s, None, case, "filed", {"access_code": code})
+        await events.publish(s, events.CaseTransitioned(case=case, action="filed", before=None, after=case.status,
+                                                        data={"access_code": code}))
     except BaseException:
         # The transaction rolls back; don't leave orphan files behind either.
         for key in written:
@@ -140,32 +141,30 @@ async def applicant_login(s: AsyncSession, number: str, access_code: str, phone:
     return Actor(applicant_case_id=case.id, applicant_name=applicant.name)
 
 
-async def _transition(s: AsyncSession, actor: Actor, case: Case, action: str, data: dict | None = None) -> None:
+async def transition(s: AsyncSession, actor: Actor | None, case: Case, action: str, data: dict | None = None) -> None:
+    """The one way a case takes a step: the workflow decides the new status, the audit chain
+    records it, and `CaseTransitioned` lets the procedural rules follow (deadlines met and
+    started, notifications; wired in server/system.py). `actor` None is the system itself."""
     before = case.status
     case.status = next_status(action, before)
     case.updated_at = dt.datetime.now(dt.timezone.utc)
-    await audit.append(s, actor.ref(), f"case.{action}", case_id=case.id,
+    await audit.append(s, actor.ref() if actor is not None else audit.SYSTEM, f"case.{action}", case_id=case.id,
                        data={"from": before, "to": case.status, **(data or {})})
-    await _after(s, actor, case, action, data or {})
-
-
-async def _after(s: AsyncSession, actor: Actor | None, case: Case, action: str, data: dict) -> None:
-    """What follows a step of a case under the procedural rules: deadlines and notifications."""
-    from .procedure import after_case_action
-    await after_case_action(s, actor, case, action, data)
+    await events.publish(s, events.CaseTransitioned(case=case, action=action, before=before, after=case.status,
+                                                    actor=actor, data=data or {}))
 
 
 async def accept(s: AsyncSession, actor: Actor, case_id: int) -> Case:
     case = await get_case(s, case_id, lock=True)
     require_intake_for(actor, case)
-    await _transition(s, actor, case, "accept")
+    await transition(s, actor, case, "accept")
     return case
 
 
 async def reject(s: AsyncSession, actor: Actor, case_id: int, data: RejectIn) -> Case:
     case = await get_case(s, case_id, lock=True)
     require_intake_for(actor, case)
-    await _transition(s, actor, case, "reject", {"reason": data.reason})
+    await transition(s, actor, case, "reject", {"reason": data.reason})
     return case
 
 
@@ -178,7 +177,7 @@ async def transfer(s: AsyncSession, actor: Actor, case_id: int, data: TransferIn
     if target.id == case.institution_id:
         raise ValidationFailed("The case is already with this institution.", fields={"institution_id": "same institution"})
     source = case.institution_id
-    await _transition(s, actor, case, "transfer", {"from_institution": source, "to_institution": target.id,
+    await transition(s, actor, case, "transfer", {"from_institution": source, "to_institution": target.id,
                                                    "reason": data.reason})
     case.institution = target
     case.mediator = None
@@ -194,7 +193,7 @@ async def assign(s: AsyncSession, actor: Actor, case_id: int, data: AssignIn) ->
         raise ValidationFailed("Choose an active mediator of this case's institution.",
                                fields={"mediator_id": "not a mediator of this institution"})
     previous = case.mediator_id
-    await _transition(s, actor, case, "assign", {"mediator_id": mediator.id, "mediator": mediator.name,
+    await transition(s, actor, case, "assign", {"mediator_id": mediator.id, "mediator": mediator.name,
                                                  "previous_mediator_id": previous})
     case.mediator = mediator
     return case
@@ -207,7 +206,7 @@ async def close(s: AsyncSession, actor: Actor, case_id: int, data: CloseIn) -> C
         MediationSession.case_id == case.id, MediationSession.status != "ended"))).scalar_one()
     if live:
         raise ValidationFailed("End the open mediation sessions first.", code="sessions_open")
-    await _transition(s, actor, case, "settle" if data.result == "settled" else "fail", {"note": data.note})
+    await transition(s, actor, case, "settle" if data.result == "settled" else "fail", {"note": data.note})
     return case
 
 
@@ -215,14 +214,14 @@ async def withdraw(s: AsyncSession, actor: Actor, case_id: int, data: WithdrawIn
     case = await get_case(s, case_id, lock=True)
     if actor.applicant_case_id != case.id:
         raise Unauthorized("Only the applicant can withdraw a case, with its access code.")
-    await _transition(s, actor, case, "withdraw", {"reason": data.reason})
+    await transition(s, actor, case, "withdraw", {"reason": data.reason})
     return case
 
 
 async def archive(s: AsyncSession, actor: Actor, case_id: int) -> Case:
     case = await get_case(s, case_id, lock=True)
     require_intake_for(actor, case)
-    await _transition(s, actor, case, "archive")
+    await transition(s, actor, case, "archive")
     return case
 
 

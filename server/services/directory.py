@@ -8,13 +8,13 @@ from pypinyin import Style, lazy_pinyin
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .. import audit
-from ..errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from ..models import Expert, Institution, StaffSession, User
-from ..policy import Actor, require_staff
-from ..schemas import ExpertIn, InstitutionIn, UserIn, UserPatch
-from ..throttle import guard
-from ..security import hash_secret, hash_secret_async, new_token, token_digest, verify_secret_async
+from server.core import audit
+from server.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from server.core.models import Expert, Institution, StaffSession, User
+from server.core.policy import Actor, require_staff
+from server.core.schemas import ExpertIn, InstitutionIn, UserIn, UserPatch
+from server.core.throttle import guard
+from server.core.security import hash_secret, hash_secret_async, new_token, token_digest, verify_secret_async
 
 # Verifying against a real hash keeps a login for an unknown user as slow as a wrong password.
 _DUMMY_HASH = hash_secret("not-a-real-password")
@@ -24,6 +24,10 @@ def _prefix_from_name(name: str) -> str:
     letters = "".join(p[0] for p in lazy_pinyin(name, style=Style.FIRST_LETTER) if p and p[0].isalpha())
     letters = re.sub(r"[^A-Z]", "", letters.upper())[:4]
     return letters if len(letters) >= 2 else "MC"
+
+
+async def get_institution(s: AsyncSession, institution_id: int) -> Institution | None:
+    return await s.get(Institution, institution_id)
 
 
 async def add_institution(s: AsyncSession, actor: Actor | None, data: InstitutionIn) -> Institution:

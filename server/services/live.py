@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .. import audit
-from ..errors import Conflict, Forbidden
-from ..models import ChatMessage, Invite, MediationSession, User
-from ..security import TokenInvalid
-from .cases import get_case
-from .sessions import get_session, verify_join_token
+from server.core import audit
+from server.core.errors import Conflict, Forbidden
+from server.core.models import ChatMessage, Invite, MediationSession, User
+from server.core.security import TokenInvalid
+from server.services.cases import get_case
+from server.core.policy import Actor
+from server.services.sessions import end, get_session, verify_join_token
 
 CHAT_MAX = 2000
 
@@ -67,6 +68,11 @@ async def record(s: AsyncSession, p: Pass, action: str, data: dict | None = None
                        data={"participant_id": p.participant_id, "name": p.name, "role": p.role, **(data or {})})
 
 
+async def record_system(s: AsyncSession, case_id: int, session_id: int, action: str, data: dict | None = None) -> None:
+    """A step of the room taken by the server itself (restored after failover, recording stopped, …)."""
+    await audit.append(s, audit.SYSTEM, action, case_id=case_id, session_id=session_id, data=data or {})
+
+
 async def joined(s: AsyncSession, p: Pass, where: str) -> None:
     """The participant is in: the link counts as used from now on (not when a step was still owed)."""
     await s.execute(Invite.__table__.update().where(Invite.id == p.invite_id, Invite.used_at.is_(None))
@@ -94,7 +100,6 @@ async def chat_history(s: AsyncSession, session_id: int, area: str, limit: int =
 
 async def mediator_actor(s: AsyncSession, p: Pass):
     """The staff identity behind a mediator's own join link, so staff rules apply in the room."""
-    from ..policy import Actor
     if p.role != "mediator" or p.user_id is None:
         raise Forbidden("Only the mediator can do this.")
     user = await s.get(User, p.user_id)
@@ -112,11 +117,6 @@ async def end_by_participant(s: AsyncSession, p: Pass) -> MediationSession:
     case = await get_case(s, sess.case_id)
     if invite is None or invite.user_id is None or invite.user_id != case.mediator_id:
         raise Forbidden("Only the mediator assigned to this case can end the session.")
-    if sess.status == "ended":
-        raise Conflict("This session has already ended.", code="session_ended")
     user = await s.get(User, invite.user_id)
-    sess.status = "ended"
-    sess.ended_at = dt.datetime.now(dt.timezone.utc)
-    await audit.append(s, audit.ActorRef("staff", str(user.id), user.name), "session.ended",
-                       case_id=case.id, session_id=sess.id, data={"via": "room"})
+    await end(s, sess, audit.ActorRef("staff", str(user.id), user.name), via="room")
     return sess

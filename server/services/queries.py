@@ -9,10 +9,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..errors import AppError
-from ..models import Case
-from ..policy import Actor, case_scope, require_case_mediator, require_intake_for
-from ..workflow import TRANSITIONS
+from server.core.errors import AppError
+from server.core.models import Case
+from server.core.policy import Actor, case_scope, require_case_mediator, require_intake_for
+from server.core.workflow import TRANSITIONS
 
 # Which policy check guards each case action (mirrors services.cases / services.sessions).
 _INTAKE_ACTIONS = ("accept", "reject", "transfer", "assign", "archive")

@@ -15,25 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from recordings.manifest import (
-    INTERRUPTED,
-    MEDIA_SUFFIXES,
-    load_or_create_signing_key,
-    load_signed_manifest,
-    manifest_digest,
-    manifest_key,
-    owner_key,
-    parse_iso_time,
-    read_owner,
-    verify_recording,
-    write_owner,
-)
+from recordings.manifest import INTERRUPTED, MEDIA_SUFFIXES, load_or_create_signing_key, load_signed_manifest, manifest_digest, manifest_key, owner_key, parse_iso_time, read_owner, verify_recording, write_owner
 from recordings.recover import recover
 from recordings.storage import DirectoryStore
 
-from .. import audit
-from ..errors import NotFound
-from ..models import MediationSession, RecordingFile, RecordingRun
+from server.core import audit
+from server.core.errors import NotFound
+from server.core.models import MediationSession, RecordingFile, RecordingRun
+from server.services.archive import records as archive
 
 log = logging.getLogger("mediation.recordings")
 
@@ -241,7 +230,7 @@ __all__ = ["store_for", "signing_key", "new_run_key", "attach", "recover_runs", 
            "file_row", "verify_session", "manifest_key"]
 
 
-# --- the case record, integrity checks and export (server/services/archive.py registries) ------------
+# --- the case record, integrity checks and export (server/services/archive/records.py registries) ------------
 
 def _file_json(f: RecordingFile) -> dict:
     return {"id": f.id, "key": f.key, "participant_id": f.participant_id, "name": f.name, "role": f.role,
@@ -264,7 +253,7 @@ async def _case_sessions(s: AsyncSession, case_id: int) -> list[int]:
 
 
 def register_with_archive() -> None:
-    from . import archive
+    """Recordings in a case's record, checked and exported (called by server/system.py)."""
 
     async def section(s: AsyncSession, case) -> list[dict]:
         out = []

@@ -7,13 +7,13 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .. import audit
-from ..errors import Conflict, NotFound, ValidationFailed
-from ..models import Expert, Invite, MediationSession, Party
-from ..policy import Actor, require_case_mediator
-from ..schemas import InviteIn, SessionIn
-from ..security import ROLE_GRANTS, TokenInvalid, decode_join_token, issue_join_token
-from .cases import _transition, get_case
+from server.core import audit, events
+from server.core.errors import Conflict, NotFound, ValidationFailed
+from server.core.models import Expert, Invite, MediationSession, Party
+from server.core.policy import Actor, require_case_mediator
+from server.core.schemas import InviteIn, SessionIn
+from server.core.security import ROLE_GRANTS, TokenInvalid, decode_join_token, issue_join_token
+from server.services.cases import get_case, transition
 
 EXPERT_LINK_SECONDS = 2 * 3600
 SCHEDULED_GRACE_HOURS = 4
@@ -26,7 +26,7 @@ async def open_session(s: AsyncSession, actor: Actor, case_id: int, data: Sessio
     if data.scheduled_at is not None and data.scheduled_at.tzinfo is None:
         raise ValidationFailed("Give the time with its zone, e.g. 2026-12-01T09:00:00+08:00.",
                                fields={"scheduled_at": "timezone required"})
-    await _transition(s, actor, case, "open_session")
+    await transition(s, actor, case, "open_session")
     sess = MediationSession(case_id=case.id, room_id=uuid.uuid4().hex[:20], status="scheduled",
                             scheduled_at=data.scheduled_at, created_by=user.id)
     s.add(sess)
@@ -119,21 +119,37 @@ async def revoke_invite(s: AsyncSession, actor: Actor, session_id: int, invite_i
     if invite is None or invite.session_id != sess.id:
         raise NotFound("No such invitation in this session.")
     if invite.revoked_at is None:
-        invite.revoked_at = dt.datetime.now(dt.timezone.utc)
+        await withdraw_invite(s, actor.ref(), sess, invite)
         await audit.append(s, actor.ref(), "invite.revoked", case_id=case.id, session_id=sess.id,
                            data={"invite_id": invite.id, "role": invite.role, "name": invite.name})
     return invite
+
+
+async def withdraw_invite(s: AsyncSession, by: audit.ActorRef, sess: MediationSession, invite: Invite) -> None:
+    """The one place a link stops working: whoever holds it leaves the live room (InviteRevoked)."""
+    invite.revoked_at = dt.datetime.now(dt.timezone.utc)
+    await events.publish(s, events.InviteRevoked(case_id=sess.case_id, session_id=sess.id, room_id=sess.room_id,
+                                                 invite_id=invite.id))
+
+
+async def end(s: AsyncSession, sess: MediationSession, by: audit.ActorRef, *, via: str | None = None) -> None:
+    """The one place a session ends: the record, the audit chain, and the live room (SessionEnded,
+    acted on after the commit). Callers check who may end it; `via` says how ("room", "recusal", …)."""
+    if sess.status == "ended":
+        raise Conflict("This session has already ended.", code="session_ended")
+    sess.status = "ended"
+    sess.ended_at = dt.datetime.now(dt.timezone.utc)
+    await audit.append(s, by, "session.ended", case_id=sess.case_id, session_id=sess.id,
+                       data={"via": via} if via else {})
+    await events.publish(s, events.SessionEnded(case_id=sess.case_id, session_id=sess.id, room_id=sess.room_id,
+                                                via=via or "staff"))
 
 
 async def end_session(s: AsyncSession, actor: Actor, session_id: int) -> MediationSession:
     sess = await get_session(s, session_id, lock=True)
     case = await get_case(s, sess.case_id)
     require_case_mediator(actor, case)
-    if sess.status == "ended":
-        raise Conflict("This session has already ended.", code="session_ended")
-    sess.status = "ended"
-    sess.ended_at = dt.datetime.now(dt.timezone.utc)
-    await audit.append(s, actor.ref(), "session.ended", case_id=case.id, session_id=sess.id, data={})
+    await end(s, sess, actor.ref())
     return sess
 
 

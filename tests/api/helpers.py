@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.schemas import ExpertIn, InstitutionIn, UserIn
+from server.core.schemas import ExpertIn, InstitutionIn, UserIn
 from server.services import directory
 
 PASSWORD = "correct-horse-42"

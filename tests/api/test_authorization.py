@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from server.api import api
-from server.schemas import AssignIn, InviteIn, SessionIn
+from server.http.api.routes import api
+from server.core.schemas import AssignIn, InviteIn, SessionIn
 from server.services import cases as case_svc
 from server.services import sessions as session_svc
-from server.policy import Actor
+from server.core.policy import Actor
 
 from .helpers import file_case, login, png_bytes, seed
 
@@ -127,7 +127,7 @@ async def _fresh_case(client, db, w):
     cid = filed["case"]["id"]
     admin = Actor(user=None)
     async with db.session() as s:
-        from server.models import User
+        from server.core.models import User
         admin = Actor(user=await s.get(User, w.users["admin"]))
         med = Actor(user=await s.get(User, w.users["mediator"]))
         await case_svc.accept(s, admin, cid)
@@ -136,11 +136,11 @@ async def _fresh_case(client, db, w):
         inv, _ = await session_svc.create_invite(s, med, sess.id, InviteIn(role="observer", name="x"),
                                                  secret="matrix-test-secret-" + "k" * 32, default_seconds=60)
         case = await case_svc.get_case(s, cid)
-        from server.services import procedure
+        from server.services.procedure import rules as procedure
         recusal = await procedure.request_recusal(s, admin.ref(), case, case.parties[0], "测试用的回避申请")
         # A recording on record (rows only: allowed callers then get 404 "missing from storage").
         import datetime as dt
-        from server.models import RecordingFile, RecordingRun
+        from server.core.models import RecordingFile, RecordingRun
         run = RecordingRun(session_id=sess.id, run_key=f"s{sess.id}-20261129T000000", status="complete",
                            started_at=dt.datetime.now(dt.timezone.utc), manifest_sha256="0" * 64, signature="x",
                            public_key="x")
@@ -173,7 +173,7 @@ async def test_authorization_matrix(client, db):
     for name in ACTORS[1:]:
         headers[name] = await login(client, name)
     async with db.session() as s:
-        from server.schemas import UserIn
+        from server.core.schemas import UserIn
         from server.services import directory
         target = await directory.add_user(s, None, UserIn(username="target", password="long-enough-pw", role="clerk"))
     client.session.cookie_jar.clear()  # the bearer token alone decides who calls
@@ -238,7 +238,7 @@ async def test_cookie_sessions_need_the_csrf_header(client, db):
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_guessing_is_throttled(client, db):
-    from server.throttle import guard
+    from server.core.throttle import guard
     w = await seed(db)
     filed = await file_case(client, w.inst_a)
     try:

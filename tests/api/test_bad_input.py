@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from server.models import Base
+from server.core.models import Base
 
 from .helpers import case_body, file_case, login, seed
 

@@ -46,13 +46,13 @@ def test_institution_prefix_comes_from_the_name(tmp_path):
 def test_api_document_is_current():
     from pathlib import Path
 
-    from server.apidocs import markdown
+    from server.http.api.docs import markdown
     assert (Path(__file__).parents[2] / "docs" / "api.md").read_text(encoding="utf-8") == markdown(), \
-        "docs/api.md is stale: run python -m server.apidocs"
+        "docs/api.md is stale: run python -m server.http.api.docs"
 
 
 async def test_openapi_document_lists_every_route(client):
-    from server.api import api
+    from server.http.api.routes import api
     doc = await (await client.get("/api/v1/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
     for op in api.operations:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server import audit
+from server.core import audit
 
 from .helpers import case_body, seed
 

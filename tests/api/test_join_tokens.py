@@ -6,7 +6,7 @@ import datetime as dt
 import jwt
 import pytest
 
-from server.security import decode_join_token, issue_join_token, TokenInvalid
+from server.core.security import decode_join_token, issue_join_token, TokenInvalid
 
 from .helpers import file_case, login, seed
 

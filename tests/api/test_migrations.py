@@ -6,8 +6,8 @@ import uuid
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.db import downgrade, upgrade
-from server.models import Base
+from server.infra.db import downgrade, upgrade
+from server.core.models import Base
 
 
 async def _tables(url: str) -> set[str]:

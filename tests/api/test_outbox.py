@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server import outbox
-from server.db import Database
-from server.models import OutboxJob
+from server.infra import outbox
+from server.infra.db import Database
+from server.core.models import OutboxJob
 
 
 async def test_failing_receiver_gets_each_job_once_after_it_recovers(db, settings):

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from server.app import create_app
+from server.http.app import create_app
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

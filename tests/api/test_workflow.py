@@ -6,8 +6,8 @@ import json
 import aiohttp
 from sqlalchemy import func, select, update
 
-from server import audit
-from server.models import AuditEntry, Case
+from server.core import audit
+from server.core.models import AuditEntry, Case
 
 from .helpers import case_body, file_case, login, png_bytes, seed
 

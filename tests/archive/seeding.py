@@ -10,13 +10,13 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
-from server import audit
-from server.models import Case, User
-from server.policy import Actor
-from server.schemas import ApplicantIn, AssignIn, CaseIn, CloseIn, RejectIn, RespondentIn, SessionIn, WithdrawIn
+from server.core import audit
+from server.core.models import Case, User
+from server.core.policy import Actor
+from server.core.schemas import ApplicantIn, AssignIn, CaseIn, CloseIn, RejectIn, RespondentIn, SessionIn, WithdrawIn
 from server.services import cases as case_svc
 from server.services import sessions as session_svc
-from server.storage import FileStore
+from server.infra.files import FileStore
 
 UTC = dt.timezone.utc
 

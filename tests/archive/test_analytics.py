@@ -83,7 +83,7 @@ def as_map(rows, key="key"):
 
 @pytest.fixture
 async def seeded(db, client, settings, monkeypatch):
-    from server.storage import FileStore
+    from server.infra.files import FileStore
     world = await seed(db)
     clock = patch(monkeypatch)
     specs = analytics_specs()

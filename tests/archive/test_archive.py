@@ -7,10 +7,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from server import audit
-from server.api import api
-from server.models import AuditEntry, AuditHead, ChatMessage, MediationSession
-from server.services import archive as archive_svc
+from server.core import audit
+from server.http.api.routes import api
+from server.core.models import AuditEntry, AuditHead, ChatMessage, MediationSession
+from server.services.archive import records as archive_svc
 from tests.api.helpers import file_case, login, seed
 
 from .seeding import Spec, case_status, patch, seed_cases
@@ -31,7 +31,7 @@ def search_specs() -> list[Spec]:
 
 @pytest.fixture
 async def world_with_cases(db, settings, monkeypatch):
-    from server.storage import FileStore
+    from server.infra.files import FileStore
     world = await seed(db)
     clock = patch(monkeypatch)
     specs = search_specs()

@@ -2,6 +2,8 @@
 chat transcripts; from the page's button (API) and from `mediation cases export`."""
 from __future__ import annotations
 
+import asyncio
+
 import datetime as dt
 import hashlib
 import io
@@ -13,8 +15,8 @@ import zipfile
 
 from sqlalchemy import select
 
-from server import audit
-from server.models import AuditEntry, ChatMessage, MediationSession
+from server.core import audit
+from server.core.models import AuditEntry, ChatMessage, MediationSession
 from tests.api.helpers import login, png_bytes, seed
 
 from .test_integrity import _case_with_evidence
@@ -79,12 +81,14 @@ async def test_export_zip_from_the_api_and_the_command_line(client, db, settings
     out = settings.data_dir / "exports" / "case.zip"
     env = {**os.environ, "DATABASE_URL": settings.database_url, "MEDIATION_DATA_DIR": str(settings.data_dir),
            "EVIDENCE_DIR": str(settings.evidence_dir), "SECRET_KEY": settings.secret_key}
-    p = subprocess.run([sys.executable, "-m", "server.cli", "cases", "export", number.lower(), "--out", str(out)],
+    # Off the event loop: the app's workers in this process must finish their transactions meanwhile.
+    p = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "server.cli", "cases", "export", number.lower(), "--out", str(out)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "100%" in p.stderr  # progress
     assert str(out) in p.stdout and hashlib.sha256(out.read_bytes()).hexdigest() in p.stdout
     _check_zip(out.read_bytes(), number)
-    p = subprocess.run([sys.executable, "-m", "server.cli", "cases", "export", "XX-2000-000001"], env=env,
+    # Off the event loop: the app's workers in this process must finish their transactions meanwhile.
+    p = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "server.cli", "cases", "export", "XX-2000-000001"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "No such case" in p.stderr

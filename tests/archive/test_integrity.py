@@ -3,6 +3,8 @@ document (the agreement module's PDF, stood in for by a registered checker) are 
 `mediation audit verify` command says the same."""
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import json
 import os
@@ -12,8 +14,8 @@ import sys
 import aiohttp
 from sqlalchemy import select, update
 
-from server.models import AuditEntry, Case, Evidence
-from server.services import archive as archive_svc
+from server.core.models import AuditEntry, Case, Evidence
+from server.services.archive import records as archive_svc
 from tests.api.helpers import case_body, login, png_bytes, seed
 
 MINE = {"audit_chain", "evidence", "case_state", "agreement"}
@@ -124,14 +126,14 @@ async def test_each_alteration_is_reported(client, db, settings, tmp_path):
     # the command runs the same services the API does, which the API part above covers on both).
     if not settings.database_url.startswith("sqlite"):
         return
-    r = _cli(["audit", "verify"], settings)
+    r = await asyncio.to_thread(_cli, ["audit", "verify"], settings)
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"audit entry {accept.seq}" in r.stdout and "altered" in r.stdout
     assert f"evidence {ev[0].id}" in r.stdout and "hash_mismatch" in r.stdout
     assert "status" in r.stdout and "problem(s)" in r.stdout
-    r = _cli(["audit", "verify", "--case", number, "--json"], settings)
+    r = await asyncio.to_thread(_cli, ["audit", "verify", "--case", number, "--json"], settings)
     assert r.returncode == 1
     report = json.loads(r.stdout)
     assert report["scope"] == "case" and not report["ok"]
     assert len([p for c in report["checks"] for p in c["problems"] if c["name"] in MINE]) == 5
-    assert _cli(["audit", "verify", "--case", "XX-2000-000001"], settings).returncode == 2
+    assert (await asyncio.to_thread(_cli, ["audit", "verify", "--case", "XX-2000-000001"], settings)).returncode == 2

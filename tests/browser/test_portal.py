@@ -263,11 +263,11 @@ def test_every_text_of_the_portal_is_translated():
     hold no literal Chinese or English sentences."""
     from pathlib import Path
 
-    from server import pages
-    from server.schemas import CASE_TYPES, CATEGORIES, EXPERT_LEVELS, INSTITUTION_KINDS, INVITE_ROLES, ROLES
-    from server.workflow import STATUSES, TRANSITIONS
+    from server.http.pages import portal as pages
+    from server.core.schemas import CASE_TYPES, CATEGORIES, EXPERT_LEVELS, INSTITUTION_KINDS, INVITE_ROLES, ROLES
+    from server.core.workflow import STATUSES, TRANSITIONS
 
-    from server.i18n import catalog
+    from server.core.i18n import catalog
 
     root = Path(__file__).resolve().parents[2]
     # The merged catalogs (base plus every <part>.{lang}.json), as the server uses them.

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from server.db import Database
-from server.models import User
-from server.policy import Actor
-from server.schemas import AssignIn, CaseIn, InviteIn, SessionIn
+from server.core.config import Settings
+from server.infra.db import Database
+from server.system import build
+from server.core.models import User
+from server.core.policy import Actor
+from server.core.schemas import AssignIn, CaseIn, InviteIn, SessionIn
 from server.services import cases as case_svc
 from server.services import sessions as session_svc
-from server.storage import FileStore
+from server.infra.files import FileStore
 from tests.api.helpers import case_body, seed
 from tests.conftest import IN_CI, _reset_pg, run_sync
 
@@ -173,7 +175,7 @@ def make_nodes(pg_database, tmp_path):
 
 async def seed_session(database_url: str, tmp_path, nodes=()) -> Deployment:
     """A case with a mediator and two parties, and an open session, in the shared database."""
-    db = Database(database_url)
+    db = build(Settings.from_env(data_dir=tmp_path / "seed", database_url=database_url)).db
     w = await seed(db)
     async with db.session() as s:
         admin = Actor(user=await s.get(User, w.users["admin"]))

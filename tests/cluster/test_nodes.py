@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from sqlalchemy import select
 
-from server.models import AuditEntry, RecordingRun
+from server.core.models import AuditEntry, RecordingRun
 from tests.rooms.clients import Media, wait_for
 from tests.signaling.peer import Peer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from server.app import create_app
-from server.db import Database
+from server.http.app import create_app
+from server.infra.db import Database
 
 
 async def test_healthz_and_readyz_answer_without_session_work(client):

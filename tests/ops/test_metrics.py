@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 from sqlalchemy import select
 
-from server.app import create_app
-from server.models import RecordingFile
+from server.http.app import create_app
+from server.core.models import RecordingFile
 from tests.rooms.clients import wait_for
 from tests.signaling.peer import Peer, admitted
 

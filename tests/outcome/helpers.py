@@ -70,7 +70,7 @@ _HASHES: dict[str, str] = {}
 
 async def quick_seed(db):
     """tests.api.helpers.seed, hashing the shared test password once per process instead of once per account."""
-    from server.security import hash_secret
+    from server.core.security import hash_secret
     from server.services import directory
 
     async def cached(value: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from server.models import AuditEntry
+from server.core.models import AuditEntry
 
 from .helpers import (APPLICANT_ID, DRAFT, RESPONDENT_ID, blank_png, case_in_mediation, issue_respondent_link,
                       login, signature_png)
@@ -127,7 +127,7 @@ async def test_whole_flow_signed_pdf_verified(client, db, settings, tmp_path, mo
     from pyhanko.sign.validation.status import SignatureCoverageLevel
     from pyhanko_certvalidator import ValidationContext
 
-    from server.certs import load_identity
+    from server.infra.certs import load_identity
     ident = load_identity(settings.data_dir)
     assert ident.test_material and "TEST ONLY" in ident.subject
     sig = PdfFileReader(io.BytesIO(pdf)).embedded_signatures[0]
@@ -146,7 +146,7 @@ async def test_whole_flow_signed_pdf_verified(client, db, settings, tmp_path, mo
         text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
         assert "人民调解协议书" in text and "张伟" in text and "某劳务公司" in text and "调解员" in text
         # The PDF shows the text as finalised: the respondent's ID, recorded afterwards, is not in it.
-        from server.services.agreements import mask_id
+        from server.services.outcome.agreements import mask_id
         assert mask_id(RESPONDENT_ID) not in text.replace("\n", "") and mask_id(APPLICANT_ID) in text
         fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
         assert "NotoSerifCJKSC" in fonts or "NotoSansCJKSC" in fonts
@@ -194,17 +194,17 @@ async def test_whole_flow_signed_pdf_verified(client, db, settings, tmp_path, mo
     assert sealed.data["pdf_sha256"] == ag["pdf_sha256"]
     signed_hashes = {e.data["image_sha256"] for e in entries if e.action == "agreement.signed"}
     assert signed_hashes == {s["image_sha256"] for s in ag["signers"]}
-    from server.services import archive
-    from server.storage import FileStore
+    from server.services.archive import records as archive
+    from server.infra.files import FileStore
     async with db.read() as s:
         case = await archive.get_case(s, c.case_id)
         report = await archive.run_checks(s, FileStore(settings.evidence_dir), case=case, settings=settings)
     assert report.ok, report.to_json()
     assert any(r.name == "agreements" and r.checked == 1 for r in report.results)
     # The stored file altered on disk: the checker says so.
-    from server.services.court import OutcomeConfig
+    from server.services.outcome.court import OutcomeConfig
     async with db.read() as s:
-        from server.services.agreements import get_for_case
+        from server.services.outcome.agreements import get_for_case
         key = (await get_for_case(s, c.case_id)).pdf_key
     stored = OutcomeConfig.from_env(settings).agreements_dir / key
     stored.write_bytes(bytes(bad))

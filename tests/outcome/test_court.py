@@ -13,7 +13,7 @@ import zipfile
 from aiohttp import web
 from sqlalchemy import select, update
 
-from server.models import Agreement, AuditEntry, CourtSubmission, OutboxMessage
+from server.core.models import Agreement, AuditEntry, CourtSubmission, OutboxMessage
 
 from .helpers import case_in_mediation, effective_case, eventually, issue_respondent_link
 
@@ -92,7 +92,7 @@ async def test_joint_application_reaches_the_directory_outbox(client, db, settin
 
 
 async def test_thirty_day_rule_and_reminders(client, db):
-    from server.services import court as court_svc
+    from server.services.outcome import court as court_svc
     c = await effective_case(client, db)
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2, hours=1)
     async with db.session() as s:
@@ -135,7 +135,7 @@ class Court:
 
 async def test_http_court_down_then_up_delivered_exactly_once_across_a_restart(aiohttp_client, aiohttp_server,
                                                                                settings, db):
-    from server.app import create_app
+    from server.http.app import create_app
 
     court = Court()
     capp = web.Application()

@@ -9,7 +9,7 @@ import pytest
 
 from sqlalchemy import select
 
-from server.models import MediationSession
+from server.core.models import MediationSession
 from tests.signaling.peer import Peer
 
 from .helpers import DRAFT, case_in_mediation, eventually
@@ -24,7 +24,7 @@ def db_url(tmp_path, sqlite_template):
 
 
 async def test_draft_updates_reach_the_other_participant(aiohttp_client, settings, db):
-    from server.app import create_app
+    from server.http.app import create_app
 
     client = await aiohttp_client(create_app(dataclasses.replace(settings, identity_check=False), db=db))
     base = str(client.make_url("")).rstrip("/")

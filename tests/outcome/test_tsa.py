@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from server import certs, pdf
+from server.infra import certs
+from server.infra import pdf
 
 
 def _tsa_material(data_dir):

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import pytest
 import socketio
 
-from server.models import User
-from server.policy import Actor
-from server.schemas import AssignIn, CaseIn, InviteIn, SessionIn
+from server.core.models import User
+from server.core.policy import Actor
+from server.core.schemas import AssignIn, CaseIn, InviteIn, SessionIn
 from server.services import cases as case_svc
-from server.services import notify
+from server.services.notify import messages as notify
 from server.services import sessions as session_svc
 from tests.api.helpers import case_body, seed
 
@@ -143,7 +143,7 @@ async def make_world(app, db, settings, url: str) -> World:
 
 @pytest.fixture
 async def world(aiohttp_server, settings, db):
-    from server.app import create_app
+    from server.http.app import create_app
     app = create_app(settings, db=db)
     server = await aiohttp_server(app, host="127.0.0.1")
     wd = await make_world(app, db, settings, str(server.make_url("")).rstrip("/"))

@@ -7,9 +7,9 @@ import re
 import pytest
 from sqlalchemy import select
 
-from server.models import AuditEntry, IdentityCheck, NoticeAck, OnlineConsent
-from server.schemas import SessionIn
-from server.services import procedure
+from server.core.models import AuditEntry, IdentityCheck, NoticeAck, OnlineConsent
+from server.core.schemas import SessionIn
+from server.services.procedure import rules as procedure
 from server.services import sessions as session_svc
 
 from .conftest import APPLICANT_ID, wait_for
@@ -189,7 +189,7 @@ async def test_step_page_questions_do_not_use_up_a_link(world):
 async def test_one_time_code_by_sms_where_a_gateway_is_configured(world, aiohttp_server):
     from aiohttp import web
 
-    from server.services import notify
+    from server.services.notify import messages as notify
     got: list[dict] = []
 
     async def gateway(request):

@@ -13,13 +13,13 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from server import outbox
-from server.db import Database
-from server.models import OutboxJob, User
-from server.policy import Actor
-from server.schemas import CaseIn
+from server.infra import outbox
+from server.infra.db import Database
+from server.core.models import OutboxJob, User
+from server.core.policy import Actor
+from server.core.schemas import CaseIn
 from server.services import cases as case_svc
-from server.services import notify
+from server.services.notify import messages as notify
 
 from tests.api.helpers import case_body, file_case, login, seed
 
@@ -217,7 +217,7 @@ async def test_without_a_gateway_messages_go_to_the_outbox_folder(db, settings):
     assert msg["to"] == "13800001111" and case.number in msg["text"] and code in msg["text"]
     assert msg["event"] == "case_filed" and msg["lang"] == "zh-CN"
     # English, when the party asked for it.
-    from server.services import procedure
+    from server.services.procedure import rules as procedure
     async with db.session() as s:
         party = next(p for p in case.parties if p.side == "applicant")
         await procedure.set_contact(s, procedure.audit.SYSTEM, "party", party.id, procedure.ContactIn(lang="en"))

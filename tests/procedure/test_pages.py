@@ -7,7 +7,7 @@ import re
 
 from sqlalchemy import select
 
-from server.models import OnlineConsent, RecusalRequest
+from server.core.models import OnlineConsent, RecusalRequest
 
 from tests.api.helpers import PASSWORD, file_case, login, seed
 

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from server import audit
-from server.models import AuditEntry, Deadline, OutboxJob
-from server.services import deadlines
+from server.core import audit
+from server.core.models import AuditEntry, Deadline, OutboxJob
+from server.services.procedure import deadlines
 
 from tests.api.helpers import file_case, login, seed
 

@@ -10,8 +10,9 @@ import subprocess
 import aiohttp
 from sqlalchemy import select
 
-from server.models import AuditEntry, Transcript
-from server.services import archive, transcript as transcript_svc
+from server.core.models import AuditEntry, Transcript
+from server.services.archive import records as archive
+from server.services.procedure import transcript as transcript_svc
 
 from tests.api.helpers import PASSWORD
 

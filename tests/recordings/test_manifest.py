@@ -10,17 +10,7 @@ import stat
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from recordings import (
-    Manifest,
-    canonical_json,
-    load_or_create_signing_key,
-    load_signed_manifest,
-    manifest_digest,
-    manifest_key,
-    save_signed_manifest,
-    sign_manifest,
-    verify_recording,
-)
+from recordings import Manifest, canonical_json, load_or_create_signing_key, load_signed_manifest, manifest_digest, manifest_key, save_signed_manifest, sign_manifest, verify_recording
 
 from .conftest import SESSION
 

@@ -21,8 +21,8 @@ from sqlalchemy import select as sql_select
 
 from recordings import DirectoryStore, RecordingError, SessionRecorder, read_owner, verify_recording
 from recordings.manifest import owner_key
-from server.models import AuditEntry, Case, MediationSession, RecordingRun
-from server.schemas import InstitutionIn, UserIn
+from server.core.models import AuditEntry, Case, MediationSession, RecordingRun
+from server.core.schemas import InstitutionIn, UserIn
 from server.services import directory
 from server.services import recordings as rec_svc
 

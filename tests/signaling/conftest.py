@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from server.models import User
-from server.policy import Actor
-from server.schemas import AssignIn, InviteIn, SessionIn
+from server.core.models import User
+from server.core.policy import Actor
+from server.core.schemas import AssignIn, InviteIn, SessionIn
 from server.services import cases as case_svc
 from server.services import sessions as session_svc
 from tests.api.helpers import case_body, seed
@@ -57,7 +57,7 @@ def db_url(request, tmp_path, sqlite_template):
 
 @pytest.fixture
 async def live(aiohttp_server, settings, db):
-    from server.app import create_app
+    from server.http.app import create_app
 
     app = create_app(settings, db=db)
     server = await aiohttp_server(app, host="127.0.0.1")
@@ -65,7 +65,7 @@ async def live(aiohttp_server, settings, db):
     async with db.session() as s:
         admin = Actor(user=await s.get(User, w.users["admin"]))
         mediator = Actor(user=await s.get(User, w.users["mediator"]))
-        from server.schemas import CaseIn
+        from server.core.schemas import CaseIn
         case, _ = await case_svc.file_case(s, app["evidence_store"], CaseIn.model_validate(case_body(
             w.inst_a, respondents=[{"name": "李四", "phone": "13900002222"}])), [], max_bytes=1, max_files=0)
         await case_svc.accept(s, admin, case.id)

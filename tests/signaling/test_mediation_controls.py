@@ -5,7 +5,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from server.models import AuditEntry, Expert
+from server.core.models import AuditEntry, Expert
 from tests.rooms.clients import wait_for
 
 from .peer import Peer, admitted

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from server.models import AuditEntry, RecordingFile, RecordingRun
+from server.core.models import AuditEntry, RecordingFile, RecordingRun
 from server.services import recordings as rec_svc
 from tests.rooms.clients import wait_for
 

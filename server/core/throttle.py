@@ -1,0 +1,49 @@
+"""Slows down guessing: too many failed logins or access-code checks for one key in a window."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+
+from server.core.errors import AppError
+
+MAX_FAILURES = 10
+WINDOW_SECONDS = 15 * 60
+
+
+class TooManyAttempts(AppError):
+    status = 429
+    code = "too_many_attempts"
+
+
+class Throttle:
+    """In-process counters (per node); enough to make online guessing pointless."""
+
+    def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW_SECONDS):
+        self.max_failures = max_failures
+        self.window = window
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        q = self._failures[key]
+        cutoff = time.monotonic() - self.window
+        while q and q[0] < cutoff:
+            q.popleft()
+        return q
+
+    def check(self, key: str) -> None:
+        q = self._recent(key)
+        if len(q) >= self.max_failures:
+            wait = int(q[0] + self.window - time.monotonic()) // 60 + 1
+            raise TooManyAttempts(f"Too many failed attempts. Try again in {wait} minutes.",
+                                  fields={"retry_after_minutes": wait})
+
+    def fail(self, key: str) -> None:
+        self._recent(key).append(time.monotonic())
+        if len(self._failures) > 100_000:  # bound memory under a spray of random keys
+            self._failures.clear()
+
+    def succeed(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+guard = Throttle()

@@ -1,0 +1,53 @@
+"""Writes docs/api.md from the route registry, so the document cannot drift from the code.
+
+Run `python -m server.http.api.docs` after changing a route; a test checks the file is current.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from server.http.api.routes import api
+
+INTRO = """# HTTP API (`/api/v1`)
+
+Generated from the route registry by `python -m server.http.api.docs`; the same registry serves the
+OpenAPI document at `/api/v1/openapi.json`.
+
+- Bodies are JSON (`Content-Type: application/json`); `POST /cases` also takes
+  `multipart/form-data` with a `case` field (the JSON) and up to five `evidence` files.
+- Errors: a 4xx/5xx status with `{"error": {"code", "message", "fields"?}}`; `fields` maps a
+  dotted field path (`applicant.phone`) to what is wrong. A refused request changes nothing.
+  Codes: `validation_failed` (422), `invalid_json` (422), `unsupported_media_type` (415),
+  `too_large` (413), `unauthorized`/`bad_credentials`/`bad_access_code` (401), `forbidden`/
+  `csrf_failed` (403), `not_found` (404), `conflict`/`illegal_transition`/`session_ended` (409).
+- Staff authenticate with `POST /auth/login`; send `Authorization: Bearer <token>`, or rely on
+  the `mediation_session` cookie (HttpOnly, SameSite=Lax) and then also send the login's
+  `csrf_token` as `X-CSRF-Token` on every write.
+- The applicant reads their case with `GET /cases/{number}` and the header `X-Access-Code`
+  (optionally `X-Phone`), and withdraws it with `POST /cases/{number}/withdraw`.
+- Join links are `PUBLIC_URL/join/<token>`; the token is an HS256 JWT (audience
+  `mediation-join`) with `sid` (session id), `room`, `sub` (participant), `role`, `name`,
+  `grants`, `jti` and `exp`. It is refused once expired, revoked or its session has ended.
+
+| method | path | who may call | what |
+|---|---|---|---|
+"""
+
+
+def markdown() -> str:
+    rows = [f"| {op.method} | `{api.prefix}{op.path}` | {op.who} | {op.summary}"
+            + (f"; body: `{op.body.__name__}`" if op.body else "") + " |" for op in api.operations]
+    return INTRO + "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/api.md")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(markdown(), encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Server-rendered portal pages (zh-CN by default, en), one module per audience or domain."""

@@ -1,0 +1,27 @@
+"""The synchronized player: all participants' recordings of a session on one timeline."""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from server.http.api.recordings import session_recordings
+from server.core.errors import NotFound, Unauthorized
+from server.http.pages.portal import render
+
+
+async def player(request: web.Request) -> web.Response:
+    who = request["actor"]
+    if not who.is_staff:
+        raise Unauthorized("Please log in as staff.")
+    raw = request.match_info["session_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound("No such session.")
+    async with request.app["db"].read() as s:
+        data = await session_recordings(s, who, int(raw))
+    return render(request, "recordings/player.html", data=data,
+                  data_json=json.dumps(data, ensure_ascii=False).replace("</", "<\\/"))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/staff/sessions/{session_id}/player", player, name="player")

@@ -1,0 +1,515 @@
+"""Portal pages and parts for the procedural rules (server/services/procedure/rules.py).
+
+- /join/<token>/checks: the step page a participant goes through before the live room
+  (consent to online mediation, identity, notices) on a phone, over socket.io; it ends with a
+  link to /room/<token>. It also takes a request for a different mediator.
+- Staff case page part (web/templates/procedure/case_panel.html, included by staff/case.html):
+  the mediator's conflict-of-interest declaration, scheduling with notifications and .ics, party
+  access codes, consent given offline, contacts; intake's decisions on recusal requests;
+  deadlines. The staff lists show deadline flags (procedure/list_flags.html).
+- The applicant's page on /lookup (procedure/lookup_panel.html): consent to online mediation,
+  the scheduled sessions with .ics files, an e-mail address for notices, a recusal request.
+
+The parts are included into the existing templates; their data is loaded by a middleware for
+those pages into a context variable that the `procedure()` template function returns, so
+the pages' own handlers need not know about them.
+"""
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import re
+from urllib.parse import quote
+
+from aiohttp import web
+from sqlalchemy import select
+
+from server.http.pages import portal as pages
+from server.core.errors import AppError, Conflict, NotFound, ValidationFailed
+from server.core.models import Case, ConflictDeclaration, Party, PartyCredential, RecusalRequest, Transcript, User
+from server.http.pages.portal import _applicant, _db, _path_id, _read, _sign, _unsign, redirect, render
+from server.core.policy import Actor, require_staff
+from server.core.schemas import parse
+from server.services import cases as case_svc
+from server.services.procedure import deadlines
+from server.services.notify import messages as notify
+from server.services.procedure import rules as procedure
+from server.services import sessions as session_svc
+from server.services.procedure import transcript as transcript_svc
+
+_DATA: contextvars.ContextVar[dict] = contextvars.ContextVar("procedure_page_data", default={})
+SCHEDULED_COOKIE = "mediation_scheduled"
+CASE_PAGE = re.compile(r"^/staff/cases/(\d{1,18})(?:/[a-z_]+)?$")
+LISTS = ("/staff/queue", "/staff/my", "/staff/cases")
+
+
+# --- data for the included parts ------------------------------------------------------------------------------
+
+async def _case_data(request, case_id: int) -> dict:
+    actor: Actor = request["actor"]
+    now = dt.datetime.now(dt.timezone.utc)
+    async with _read(request) as s:
+        try:
+            case = await case_svc.view(s, actor, case_id)
+        except AppError:
+            return {}
+        overview = await procedure.case_overview(s, actor, case.id, now)
+        user = actor.user
+        is_mediator = user.role == "mediator" and case.mediator_id == user.id
+        is_intake = user.role == "admin" or (user.role == "intake" and user.institution_id == case.institution_id)
+        creds = {c.party_id: c.issued_at for c in (await s.execute(select(PartyCredential).where(
+            PartyCredential.party_id.in_([p.id for p in case.parties] or [0])))).scalars()}
+        contacts = {p.id: await procedure.contact_of(s, "party", p.id) for p in case.parties}
+        sessions = await session_svc.list_sessions(s, case.id)
+        plans = await procedure.plans_for(s, case.id)
+        transcripts = {t.session_id: t for t in (await s.execute(select(Transcript).where(
+            Transcript.case_id == case.id))).scalars()}
+        mediators = (await case_svc.mediator_workloads(s, actor, case.institution_id)
+                     if is_intake and any(r["status"] == "pending" for r in overview["recusals"]) else [])
+        history = (await s.execute(select(ConflictDeclaration).where(ConflictDeclaration.case_id == case.id)
+                                   .order_by(ConflictDeclaration.id))).scalars().all()
+        names = {u.id: (u.name or u.username) for u in (await s.execute(select(User).where(
+            User.id.in_([d.mediator_id for d in history] or [0])))).unique().scalars()}
+    party_names = {p.id: p.name for p in case.parties}
+    return {
+        "case_id": case.id, "status": case.status, "is_mediator": is_mediator, "is_intake": is_intake,
+        "overview": overview,
+        "parties": [{"id": p.id, "name": p.name, "side": p.side, "phone": bool(p.phone),
+                     "code_issued_at": creds.get(p.id), "email": (contacts[p.id].email if contacts[p.id] else ""),
+                     "lang": (contacts[p.id].lang if contacts[p.id] else ""),
+                     "consent": next(c["consent"] for c in overview["consents"] if c["party_id"] == p.id)}
+                    for p in case.parties],
+        "party_names": party_names,
+        "sessions": [{"id": x.id, "status": x.status, "scheduled_at": x.scheduled_at,
+                      "plan": plans.get(x.id), "transcript": transcripts.get(x.id)} for x in sessions],
+        "mediators": [m for m in mediators if m["id"] != case.mediator_id],
+        "declarations": [{"mediator": names.get(d.mediator_id, ""), "conflict": d.conflict, "reason": d.reason,
+                          "at": d.created_at} for d in history],
+        "can_schedule": is_mediator and case.status in ("assigned", "in_mediation")
+                        and overview["declaration"] is not None and not overview["declaration"]["conflict"],
+        "sms_enabled": notify.config().sms_enabled,
+    }
+
+
+async def _list_data(request) -> dict:
+    actor: Actor = request["actor"]
+    now = dt.datetime.now(dt.timezone.utc)
+    async with _read(request) as s:
+        rows = await deadlines.list_for(s, actor, now=now)
+        flags: dict[int, list[dict]] = {}
+        for case, d in rows:
+            flags.setdefault(case.id, []).append(deadlines.flag(d, now))
+        undeclared: set[int] = set()
+        if actor.user.role == "mediator":
+            mine = (await s.execute(select(Case).where(Case.mediator_id == actor.user.id,
+                                                       Case.status.in_(("assigned", "in_mediation"))))
+                    ).unique().scalars().all()
+            for c in mine:
+                if await procedure.declaration_of(s, c) is None:
+                    undeclared.add(c.id)
+        pending = {}
+        if actor.user.role in ("intake", "admin"):
+            for r in await procedure.recusals(s, actor, status="pending"):
+                pending[r.case_id] = pending.get(r.case_id, 0) + 1
+    return {"flags": flags, "undeclared": undeclared, "recusals": pending,
+            "overdue": sum(1 for v in flags.values() for f in v if f["state"] == "overdue")}
+
+
+async def _lookup_data(request) -> dict:
+    async with _read(request) as s:
+        found = await _applicant(request, s)
+        if found is None:
+            return {}
+        who, case = found
+        applicant = next(p for p in case.parties if p.side == "applicant")
+        consent = await procedure.consent_of(s, applicant.id)
+        plans = await procedure.plans_for(s, case.id)
+        sessions = [x for x in await session_svc.list_sessions(s, case.id)
+                    if x.status != "ended" and (x.scheduled_at or x.id in plans)]
+        reqs = [procedure.recusal_json(r) for r in (await s.execute(
+            select(RecusalRequest).where(RecusalRequest.case_id == case.id,
+                                                   RecusalRequest.party_id == applicant.id)
+            .order_by(RecusalRequest.id))).scalars()]
+        contact = await procedure.contact_of(s, "party", applicant.id)
+    return {"case_id": case.id, "status": case.status, "mediator": case.mediator.name if case.mediator else "",
+            "consent": consent, "email": contact.email if contact else "",
+            "sessions": [{"id": x.id, "status": x.status, "starts_at": plans[x.id].starts_at if x.id in plans else x.scheduled_at,
+                          "minutes": plans[x.id].duration_minutes if x.id in plans else None} for x in sessions],
+            "recusals": reqs, "can_recuse": case.mediator_id is not None and case.status in ("assigned", "in_mediation")
+            and not any(r["status"] == "pending" for r in reqs)}
+
+
+@web.middleware
+async def data_middleware(request: web.Request, handler):
+    data: dict | None = None
+    try:
+        if request.get("actor") is not None and request["actor"].user is not None:
+            m = CASE_PAGE.match(request.path)
+            if m:
+                data = {"case": await _case_data(request, int(m.group(1)))}
+            elif request.path in LISTS and request.method == "GET":
+                data = {"lists": await _list_data(request)}
+        elif request.path == "/lookup/case" and request.method == "GET":
+            data = {"lookup": await _lookup_data(request)}
+    except AppError:
+        data = None
+    except Exception:  # noqa: BLE001 - the procedure part must never take the page down with it
+        import logging
+        logging.getLogger("mediation.procedure").exception("procedure part of %s failed", request.path)
+        data = None
+    if data is None:
+        return await handler(request)
+    token = _DATA.set(data)
+    try:
+        return await handler(request)
+    finally:
+        _DATA.reset(token)
+
+
+def _template_data() -> dict:
+    return _DATA.get()
+
+
+# --- the step page ----------------------------------------------------------------------------------------------
+
+STEP_KEYS = ("procedure.page.", "procedure.notice.", "procedure.offline.", "procedure.error.", "procedure.refusal.")
+
+
+async def checks_page(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    t = request["t"]
+    cfg = request.app["settings"]
+    from server.core.i18n import catalog
+    from server.core.security import TokenInvalid
+    try:
+        if not 10 <= len(token) <= 4096:
+            raise TokenInvalid("token_invalid", "This join link is not valid.")
+        async with _read(request) as s:
+            p = await procedure.peek_pass(s, cfg.secret_key, token)
+            case = await case_svc.get_case(s, p.case_id)
+            info = {"name": p.name, "role": p.role, "number": case.number, "title": case.title,
+                    "institution": case.institution.name}
+    except TokenInvalid as exc:
+        status = 404 if exc.code == "token_invalid" else 410
+        return render(request, "join.html", status=status, error_code=exc.code, info=None)
+    keys = set(catalog(request["lang"])) | set(catalog("zh-CN"))
+    strings = {k: t(k) for k in sorted(keys) if k.startswith(STEP_KEYS)}
+    config = {"token": token, "lang": request["lang"], "strings": strings, "room_url": f"/room/{token}",
+              "identity_check": bool(cfg.identity_check)}
+    resp = render(request, "procedure/checks.html", info=info, config_json=json.dumps(config, ensure_ascii=False)
+                  .replace("</", "<\\/"))
+    resp.headers["Referrer-Policy"] = "no-referrer"  # the token is in the address
+    return resp
+
+
+# --- staff: the case part ---------------------------------------------------------------------------------------
+
+def _back(case_id: int, anchor: str = "procedure") -> str:
+    return f"/staff/cases/{case_id}#{anchor}"
+
+
+async def _form(request) -> dict:
+    post = await request.post()
+    return {k: (v.strip()[:2000] if isinstance(v, str) else "") for k, v in post.items() if k != "csrf_token"}
+
+
+def _problem(request, exc: AppError) -> str:
+    t = request["t"]
+    key = f"procedure.error.{exc.code}"
+    if exc.code in ("validation_failed", "bad_request") and exc.fields:
+        return t("procedure.error.form")
+    if key in pages.catalog(request["lang"]) or key in pages.catalog("zh-CN"):
+        return t(key)
+    return pages._error_text(request, exc)
+
+
+async def declare(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    case_id = _path_id(request, "case_id")
+    form = await _form(request)
+    t = request["t"]
+    try:
+        data = parse(procedure.ConflictIn, {"conflict": form.get("conflict") == "yes", "reason": form.get("reason", "")})
+        async with _db(request).session() as s:
+            await procedure.declare_conflict(s, actor, case_id, data)
+    except AppError as exc:
+        return redirect(request, _back(case_id), msg=_problem(request, exc), kind="error")
+    if data.conflict:
+        return redirect(request, "/staff/my", msg=t("procedure.flash.conflict_declared"))
+    return redirect(request, _back(case_id), msg=t("procedure.flash.no_conflict"))
+
+
+def _local_start(request, date: str, time: str):
+    try:
+        naive = dt.datetime.fromisoformat(f"{date}T{time}")
+    except ValueError:
+        raise ValidationFailed("Give the date and time.", fields={"starts_at": "invalid"})
+    return naive.replace(tzinfo=pages._tz(request))
+
+
+def _schedule_input(request, form: dict) -> procedure.ScheduleIn:
+    starts = _local_start(request, form.get("date", ""), form.get("time", ""))
+    minutes = form.get("duration", "60")
+    return parse(procedure.ScheduleIn, {"starts_at": starts.isoformat(),
+                                        "duration_minutes": int(minutes) if minutes.isdigit() else 0,
+                                        "notify": form.get("notify") == "yes"})
+
+
+def _scheduled_redirect(request, case_id: int, result: procedure.Scheduled, msg_key: str) -> web.Response:
+    links = [{"name": x.name, "side": x.side, "url": x.url, "code": x.code} for x in result.links]
+    resp = redirect(request, f"/staff/procedure/sessions/{result.session.id}/scheduled",
+                    msg=request["t"](msg_key))
+    pages._set_cookie(request, resp, SCHEDULED_COOKIE,
+                      _sign(request, "scheduled", {"sid": result.session.id, "case_id": case_id, "links": links}, 600),
+                      path=f"/staff/procedure/sessions/{result.session.id}/scheduled", max_age=600, samesite="Strict")
+    return resp
+
+
+async def schedule(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    case_id = _path_id(request, "case_id")
+    form = await _form(request)
+    try:
+        data = _schedule_input(request, form)
+        async with _db(request).session() as s:
+            result = await procedure.schedule(s, actor, case_id, data, settings=request.app["settings"])
+    except AppError as exc:
+        return redirect(request, _back(case_id, "schedule"), msg=_problem(request, exc), kind="error")
+    return _scheduled_redirect(request, case_id, result, "procedure.flash.scheduled")
+
+
+async def reschedule(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    sid = _path_id(request, "session_id")
+    form = await _form(request)
+    async with _read(request) as s:
+        sess = await session_svc.get_session(s, sid)
+        case_id = (await case_svc.view(s, actor, sess.case_id)).id
+    try:
+        data = _schedule_input(request, form)
+        async with _db(request).session() as s:
+            result = await procedure.reschedule(s, actor, sid, data, settings=request.app["settings"])
+    except AppError as exc:
+        return redirect(request, _back(case_id, f"session-{sid}"), msg=_problem(request, exc), kind="error")
+    return _scheduled_redirect(request, case_id, result, "procedure.flash.rescheduled")
+
+
+async def scheduled_page(request: web.Request) -> web.Response:
+    """The links and access codes of a scheduling, shown once to the mediator (like the filing's code)."""
+    require_staff(request["actor"])
+    sid = _path_id(request, "session_id")
+    data = _unsign(request, "scheduled", request.cookies.get(SCHEDULED_COOKIE))
+    if not data or data.get("sid") != sid:
+        async with _read(request) as s:
+            sess = await session_svc.get_session(s, sid)
+            case = await case_svc.view(s, request["actor"], sess.case_id)
+        return redirect(request, _back(case.id, f"session-{sid}"))
+    resp = render(request, "procedure/scheduled.html", data=data, hide_lang_switch=True)
+    resp.del_cookie(SCHEDULED_COOKIE, path=f"/staff/procedure/sessions/{sid}/scheduled")
+    return resp
+
+
+async def party_code(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    case_id, party_id = _path_id(request, "case_id"), _path_id(request, "party_id")
+    try:
+        async with _db(request).session() as s:
+            code = await procedure.issue_party_code_for(s, actor, case_id, party_id)
+            party = await s.get(Party, party_id)
+            name = party.name
+    except AppError as exc:
+        return redirect(request, _back(case_id), msg=_problem(request, exc), kind="error")
+    return redirect(request, _back(case_id), msg=request["t"]("procedure.flash.code", name=name, code=code))
+
+
+async def party_consent(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    case_id, party_id = _path_id(request, "case_id"), _path_id(request, "party_id")
+    form = await _form(request)
+    try:
+        data = parse(procedure.StaffConsentIn, {"agree": form.get("agree") == "yes", "how": form.get("how", ""),
+                                                "note": form.get("note", "")})
+        async with _db(request).session() as s:
+            await procedure.consent_by_staff(s, actor, case_id, party_id, data)
+    except AppError as exc:
+        return redirect(request, _back(case_id), msg=_problem(request, exc), kind="error")
+    return redirect(request, _back(case_id), msg=request["t"]("procedure.flash.consent_recorded"))
+
+
+async def party_contact(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    case_id, party_id = _path_id(request, "case_id"), _path_id(request, "party_id")
+    form = await _form(request)
+    try:
+        data = parse(procedure.ContactIn, {"email": form.get("email", ""), "lang": form.get("lang") or None})
+        async with _db(request).session() as s:
+            await procedure.set_party_contact(s, actor, case_id, party_id, data)
+    except AppError as exc:
+        return redirect(request, _back(case_id), msg=_problem(request, exc), kind="error")
+    return redirect(request, _back(case_id), msg=request["t"]("procedure.flash.contact_saved"))
+
+
+async def recusal_decide(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    rid = _path_id(request, "request_id")
+    form = await _form(request)
+    async with _read(request) as s:
+        req = await s.get(RecusalRequest, rid)
+        if req is None:
+            raise NotFound("No such request.")
+        case_id = req.case_id
+    mediator = form.get("mediator_id", "")
+    try:
+        data = parse(procedure.RecusalDecisionIn, {"grant": form.get("decision") == "grant", "note": form.get("note", ""),
+                                                   "mediator_id": int(mediator) if mediator.isdigit() else None})
+        async with _db(request).session() as s:
+            await procedure.decide_recusal(s, actor, rid, data)
+    except AppError as exc:
+        return redirect(request, _back(case_id), msg=_problem(request, exc), kind="error")
+    key = "procedure.flash.recusal_granted" if data.grant else "procedure.flash.recusal_refused"
+    return redirect(request, _back(case_id), msg=request["t"](key))
+
+
+def _ics_response(text: str, name: str) -> web.Response:
+    return web.Response(body=text.encode("utf-8"), headers={
+        "Content-Type": "text/calendar; charset=utf-8", "Cache-Control": "no-store",
+        "Content-Disposition": f"attachment; filename=\"{name}\""})
+
+
+async def staff_ics(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    sid = _path_id(request, "session_id")
+    async with _read(request) as s:
+        sess = await session_svc.get_session(s, sid)
+        await case_svc.view(s, actor, sess.case_id)
+        text, _ = await procedure.session_ics(s, sid, request["lang"], request["t"])
+    return _ics_response(text, f"session-{sid}.ics")
+
+
+async def transcript_pdf(request: web.Request) -> web.StreamResponse:
+    actor = request["actor"]
+    require_staff(actor)
+    sid = _path_id(request, "session_id")
+    async with _read(request) as s:
+        sess = await session_svc.get_session(s, sid)
+        case = await case_svc.view(s, actor, sess.case_id)
+        tr = await s.get(Transcript, sid)
+    if tr is None or tr.status != "final":
+        raise NotFound("This transcript is not final yet.")
+    path = transcript_svc.pdf_path(request.app["settings"].data_dir, tr)
+    if not path.exists():
+        raise NotFound("The transcript file is missing.")
+    name = f"{case.number}-transcript-{sid}.pdf"
+    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "X-Content-SHA256": tr.pdf_sha256,
+                                           "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})
+
+
+async def deadlines_page(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    now = dt.datetime.now(dt.timezone.utc)
+    async with _read(request) as s:
+        rows = await deadlines.list_for(s, actor, now=now)
+        items = [{"case": {"id": c.id, "number": c.number, "title": c.title, "status": c.status},
+                  "flag": deadlines.flag(d, now)} for c, d in rows]
+    return render(request, "procedure/deadlines.html", items=items, rules=deadlines.rules_table())
+
+
+# --- the applicant on /lookup -------------------------------------------------------------------------------------
+
+async def _applicant_or_back(request, s):
+    found = await _applicant(request, s)
+    if found is None:
+        raise _Expired()
+    return found
+
+
+class _Expired(Exception):
+    pass
+
+
+async def lookup_post(request: web.Request) -> web.Response:
+    t = request["t"]
+    what = request.match_info["what"]
+    form = await _form(request)
+    try:
+        async with _db(request).session() as s:
+            who, case = await _applicant_or_back(request, s)
+            if what == "consent":
+                await procedure.consent_by_applicant(s, who, case.id, form.get("agree") == "yes")
+                msg = t("procedure.flash.consent_yes" if form.get("agree") == "yes" else "procedure.flash.consent_no")
+            elif what == "recusal":
+                data = parse(procedure.RecusalIn, {"reason": form.get("reason", "")})
+                await procedure.recusal_by_applicant(s, who, case.id, data.reason)
+                msg = t("procedure.flash.recusal_sent")
+            elif what == "contact":
+                applicant = next(p for p in case.parties if p.side == "applicant")
+                data = parse(procedure.ContactIn, {"email": form.get("email", ""), "lang": request["lang"]})
+                await procedure.set_party_contact(s, who, case.id, applicant.id, data)
+                msg = t("procedure.flash.contact_saved")
+            else:
+                raise NotFound("No such action.")
+    except _Expired:
+        return redirect(request, "/lookup", msg=t("lookup.expired"), kind="info")
+    except (ValidationFailed, Conflict) as exc:
+        return redirect(request, "/lookup/case#procedure", msg=_problem(request, exc), kind="error")
+    return redirect(request, "/lookup/case#procedure", msg=msg)
+
+
+async def lookup_ics(request: web.Request) -> web.Response:
+    sid = _path_id(request, "session_id")
+    async with _read(request) as s:
+        found = await _applicant(request, s)
+        if found is None:
+            return redirect(request, "/lookup", msg=request["t"]("lookup.expired"), kind="info")
+        sess = await session_svc.get_session(s, sid)
+        if sess.case_id != found[1].id:
+            raise NotFound("No such session.")
+        text, _ = await procedure.session_ics(s, sid, request["lang"], request["t"])
+    return _ics_response(text, f"session-{sid}.ics")
+
+
+def _asset_version() -> str:
+    import hashlib
+
+    import web as webpkg
+    h = hashlib.sha256()
+    for name in ("procedure.css", "procedure.js"):
+        p = webpkg.STATIC / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:10]
+
+
+# --- wiring -------------------------------------------------------------------------------------------------------
+
+def setup(app: web.Application) -> None:
+    """Called from server/http/pages/routes.py."""
+    r = app.router
+    r.add_get("/join/{token}/checks", checks_page)
+    r.add_post("/staff/procedure/cases/{case_id}/declare", declare)
+    r.add_post("/staff/procedure/cases/{case_id}/schedule", schedule)
+    r.add_post("/staff/procedure/sessions/{session_id}/reschedule", reschedule)
+    r.add_get("/staff/procedure/sessions/{session_id}/scheduled", scheduled_page)
+    r.add_get("/staff/procedure/sessions/{session_id}/calendar.ics", staff_ics)
+    r.add_get("/staff/procedure/sessions/{session_id}/transcript.pdf", transcript_pdf)
+    r.add_post("/staff/procedure/cases/{case_id}/parties/{party_id}/code", party_code)
+    r.add_post("/staff/procedure/cases/{case_id}/parties/{party_id}/consent", party_consent)
+    r.add_post("/staff/procedure/cases/{case_id}/parties/{party_id}/contact", party_contact)
+    r.add_post("/staff/procedure/recusals/{request_id}/decide", recusal_decide)
+    r.add_get("/staff/deadlines", deadlines_page)
+    r.add_post("/lookup/procedure/{what}", lookup_post)
+    r.add_get("/lookup/procedure/sessions/{session_id}/calendar.ics", lookup_ics)
+    app.middlewares.append(data_middleware)
+    env = app["jinja"]
+    env.globals["procedure"] = _template_data
+    env.globals["procedure_asset_v"] = _asset_version()

@@ -1,0 +1,123 @@
+"""The live mediation room page: GET /room/{token}.
+
+The page itself is static HTML plus web/static/room.js; everything live (joining, the
+lobby, media, chat, the mediator's controls) goes over socket.io (signaling/hub.py). Here we
+only check the join link lightly (signature, expiry, revocation, session state) so that a
+dead link gets a clear translated page instead of a room that cannot be entered; the real
+check happens again on `join`. The token is in the URL, so the page sends no Referer.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+from yarl import URL
+
+import web as webpkg
+
+from server.core.errors import NotFound
+from server.http.pages.portal import _fmt_dt
+from server.core.i18n import LANGS, catalog
+from server.core.schemas import CATEGORIES
+from server.core.security import TokenInvalid
+from server.services import cases as case_svc
+from server.services import sessions as session_svc
+
+ROLES = ("party", "mediator", "expert", "observer")
+# Scripts and styles only from this origin; media and websockets to this origin (ws: is covered
+# by 'self' in CSP level 3); no framing.
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; style-src 'self'; "
+       "script-src 'self'; connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+       "form-action 'self'")
+
+
+def _csp(request: web.Request) -> str:
+    """With several nodes the page's socket may go to the node hosting the room (or, when that
+    node dies, to another one): those origins, and only those, may be connected to."""
+    hub = request.app.get("hub")
+    sources = ["'self'"]
+    if hub is not None and hub.cluster.multi:
+        for url in hub.cluster.node_urls():
+            if url.startswith(("http://", "https://")):
+                sources += [url, "ws" + url[4:]]
+    return CSP.format(connect=" ".join(dict.fromkeys(sources)))
+
+
+def _asset_version() -> str:
+    h = hashlib.sha256()
+    for name in ("room.css", "room.js"):
+        p = webpkg.STATIC / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:10]
+
+
+ASSET_VERSION = _asset_version()
+
+
+def _strings(lang: str, t) -> dict[str, str]:
+    """Every text room.js shows: the room.* keys, plus the specialty names for expert invitations."""
+    keys = set(catalog(lang)) | set(catalog("zh-CN"))
+    out = {k: t(k) for k in sorted(keys) if k.startswith("room.")}
+    for code in CATEGORIES:
+        out[f"category.{code}"] = t(f"category.{code}")
+    for level in ("county", "town"):
+        out[f"level.{level}"] = t(f"level.{level}")
+    return out
+
+
+def _lang_urls(request: web.Request) -> dict[str, str]:
+    base: URL = request.rel_url
+    return {lang: str(base.update_query(lang=lang)) for lang in LANGS}
+
+
+async def room_page(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    t = request["t"]
+    lang = request["lang"]
+    cfg = request.app["settings"]
+    error_code = None
+    info = None
+    try:
+        if not 10 <= len(token) <= 4096:
+            raise TokenInvalid("token_invalid", "This join link is not valid.")
+        async with request.app["db"].read() as s:
+            try:
+                claims, invite, sess = await session_svc.verify_join_token(s, cfg.secret_key, token)
+                case = await case_svc.get_case(s, sess.case_id)
+            except NotFound:
+                raise TokenInvalid("token_invalid", "This join link is not valid.")
+            info = {"name": str(claims.get("name") or invite.name or ""), "role": str(claims.get("role") or ""),
+                    "number": case.number, "title": case.title,
+                    "scheduled": _fmt_dt(request, sess.scheduled_at) if sess.scheduled_at else ""}
+    except TokenInvalid as exc:
+        error_code = exc.code
+    status = 200 if error_code is None else (404 if error_code == "token_invalid" else 410)
+    config = None
+    if error_code is None:
+        config = {
+            "token": token,
+            "lang": lang,
+            "name": info["name"],
+            "role": info["role"],
+            "strings": _strings(lang, t),
+            "roles": {r: t(f"room.role.{r}") for r in ROLES},
+            "specialties": list(CATEGORIES),
+        }
+    html = request.app["jinja"].get_template("room.html").render(
+        t=t, lang=lang, lang_urls=_lang_urls(request), error_code=error_code, info=info, config=config,
+        asset_v=ASSET_VERSION,
+        role_label=t(f"room.role.{info['role']}") if info and info["role"] in ROLES else "",
+    )
+    resp = web.Response(text=html, content_type="text/html", status=status)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Content-Security-Policy"] = _csp(request)
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Permissions-Policy"] = "camera=(self), microphone=(self), display-capture=(self)"
+    return resp
+
+
+def setup(app: web.Application) -> None:
+    # The join link itself opens the room (check-in first); /room/ is kept as an alias.
+    app.router.add_get("/join/{token}", room_page, name="join")
+    app.router.add_get("/room/{token}", room_page, name="room")

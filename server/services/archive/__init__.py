@@ -1,0 +1,1 @@
+"""The clerks archive (search, the case record, integrity checks, export) and the analytics."""

@@ -1,0 +1,1 @@
+"""Shared test and benchmark support (import-linter contract, helpers)."""
