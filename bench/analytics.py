@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
-from server.audit import GENESIS, entry_digest  # noqa: E402
-from server.schemas import CASE_TYPES, CATEGORIES  # noqa: E402
+from server.core.audit import GENESIS, entry_digest  # noqa: E402
+from server.core.schemas import CASE_TYPES, CATEGORIES  # noqa: E402
 
 INSTITUTIONS = 8
 MEDIATORS_PER_INSTITUTION = 5
@@ -205,8 +205,8 @@ async def seed_postgres(url: str, data: dict) -> None:
 # --- timing -------------------------------------------------------------------------------------------
 
 async def add_clerk(url: str) -> None:
-    from server.db import Database
-    from server.schemas import UserIn
+    from server.infra.db import Database
+    from server.core.schemas import UserIn
     from server.services import directory
     db = Database(url)
     try:
@@ -231,7 +231,7 @@ async def set_indexes(url: str, present: bool) -> None:
 
 
 async def timed(client, headers, path: str, runs: int, cold: bool = True) -> float:
-    from server.services import analytics as analytics_svc
+    from server.services.archive import analytics as analytics_svc
     r = await client.get(path, headers=headers)  # warm-up (and a correctness check)
     assert r.status == 200, (path, r.status, await r.text())
     await r.read()
@@ -250,10 +250,10 @@ async def timed(client, headers, path: str, runs: int, cold: bool = True) -> flo
 async def measure(url: str, data_dir: Path, runs: int, n_cases: int) -> list[tuple[str, float | None, float]]:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from server.app import create_app
-    from server.config import Settings
-    from server.db import Database
-    from server.services import archive as archive_svc
+    from server.http.app import create_app
+    from server.core.config import Settings
+    from server.infra.db import Database
+    from server.services.archive import records as archive_svc
 
     settings = Settings.from_env(data_dir=data_dir, database_url=url, secret_key="bench-secret-" + "x" * 40)
     db = Database(url)
@@ -307,7 +307,7 @@ async def measure(url: str, data_dir: Path, runs: int, n_cases: int) -> list[tup
         out.append((f"search, {deep:,} rows deep: OFFSET page vs keyset cursor", deep_offset, deep_ours))
         t0 = time.perf_counter()
         async with db.read() as s:
-            from server.audit import verify_chain
+            from server.core.audit import verify_chain
             problems = await verify_chain(s)
         assert problems == [], problems[:3]
         out.append(("`mediation audit verify` chain recompute (whole log)", None, (time.perf_counter() - t0) * 1000))
@@ -318,7 +318,7 @@ async def measure(url: str, data_dir: Path, runs: int, n_cases: int) -> list[tup
 
 
 async def run_one(kind: str, data: dict, args) -> tuple[list, float, int]:
-    from server.db import upgrade
+    from server.infra.db import upgrade
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     pg_name = None
     try:

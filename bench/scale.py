@@ -136,7 +136,7 @@ async def _create_database(name: str) -> str:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from server.db import upgrade
+    from server.infra.db import upgrade
     eng = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         async with eng.connect() as c:
@@ -163,14 +163,14 @@ async def _seed(url: str, shapes: list[tuple[int, int]], evidence_dir: Path) -> 
     """One case (applicant + 3 respondents), one open session and its invite links per shape
     (parties, observers), through the services as tests/cluster/conftest.py does. Returns per
     session {room_id, members: [{role, token}]}, mediator first."""
-    from server import security
-    from server.db import Database
-    from server.models import User
-    from server.policy import Actor
-    from server.schemas import AssignIn, CaseIn, InviteIn, SessionIn
+    from server.core import security
+    from server.infra.db import Database
+    from server.core.models import User
+    from server.core.policy import Actor
+    from server.core.schemas import AssignIn, CaseIn, InviteIn, SessionIn
     from server.services import cases as case_svc
     from server.services import sessions as session_svc
-    from server.storage import FileStore
+    from server.infra.files import FileStore
     from tests.api.helpers import case_body, seed
 
     # The applicant's access code (argon2, ~0.1 s of CPU on purpose) is never used here: hash one

@@ -29,6 +29,8 @@ hands out unbuffered files. A SIGKILL loses about FLUSH_INTERVAL + CLUSTER_MS of
 media (more only while a stream's frames are held to decide a timing question:
 START_WINDOW at a stream's start, CONFIRM_WINDOW after a stall); the file decodes
 up to there. `recover()` (recover.py) finalises such files on the next start.
+
+One module (~980 lines): the per-track remuxers, the segment clock and the crash-safe writer share state per run.
 """
 
 from __future__ import annotations
