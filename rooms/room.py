@@ -77,6 +77,16 @@ class Room:
 
     # ------------------------------------------------------------------ people
 
+    def entry_area(self, role: str, *, direct: bool = False, remembered: Optional[str] = None) -> str:
+        """The one rule of where someone enters: back where they were (a reconnect, or a room
+        restored on another node) while that area still exists; else the mediator and an
+        expert invited for direct entry go to the main area, everybody else waits in the lobby."""
+        if remembered is not None and (remembered in (MAIN, LOBBY) or remembered in self.caucuses):
+            return remembered
+        if remembered is not None:
+            return MAIN  # their caucus was closed meanwhile
+        return MAIN if role == "mediator" or (role == "expert" and direct) else LOBBY
+
     def join(
         self,
         participant_id: str,
@@ -85,14 +95,15 @@ class Room:
         *,
         grants: Optional[set[str]] = None,
         area: Optional[str] = None,
+        direct: bool = False,
+        remembered: Optional[str] = None,
     ) -> Participant:
-        """Add a participant. By default the mediator enters the main area and
-        everybody else waits in the lobby until admitted."""
+        """Add a participant where `entry_area` says, unless `area` is given."""
         self._require_open()
         if participant_id in self.participants:
             raise RoomError("conflict", f"participant {participant_id} is already in the room")
         if area is None:
-            area = MAIN if role == "mediator" else LOBBY
+            area = self.entry_area(role, direct=direct, remembered=remembered)
         self._require_area(area)
         participant = make_participant(participant_id, name, role, grants, area)
         self.participants[participant_id] = participant

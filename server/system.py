@@ -22,7 +22,6 @@ from server.infra.db import Database
 from server.infra.files import FileStore
 from server.infra.outbox import Worker
 from server.services import recordings as rec_svc
-from server.services.archive import records as archive
 from server.services.notify import messages as notify
 from server.services.outcome import court as court_svc
 from server.services.outcome import records as outcome_records

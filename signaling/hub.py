@@ -486,11 +486,9 @@ class Hub:
                 if live.room.participants[pid].area != LOBBY:
                     live.remembered[pid] = live.room.participants[pid].area
                 await live.room.remove(pid, reason="replaced")
-            default = MAIN if p.role == "mediator" or (p.role == "expert" and p.direct) else LOBBY
-            area = live.remembered.get(pid, default)
-            if area not in (MAIN, LOBBY) and area not in live.room.caucuses:
-                area = MAIN
-            participant = live.room.join(pid, p.name, p.role, grants=p.grants & GRANTS, area=area)
+            participant = live.room.join(pid, p.name, p.role, grants=p.grants & GRANTS, direct=p.direct,
+                                         remembered=live.remembered.get(pid))
+            area = participant.area
             live.sids[pid] = sid
             live.passes[pid] = p
             live.reconnect_until.pop(pid, None)

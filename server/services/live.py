@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit
-from server.core.errors import Conflict, Forbidden
+from server.core.errors import Forbidden
 from server.core.models import ChatMessage, Invite, MediationSession, User
 from server.core.security import TokenInvalid
 from server.services.cases import get_case

@@ -30,7 +30,8 @@ async def status_counts(s: AsyncSession, actor: Actor, *, mine: bool = False) ->
     return {status: n for status, n in (await s.execute(q)).all()}
 
 
-def _passes(check, actor: Actor, case: Case) -> bool:
+def may(check, actor: Actor, case: Case) -> bool:
+    """Whether a policy check (server/core/policy.py) lets the viewer act on this case."""
     try:
         check(actor, case)
     except AppError:
@@ -45,9 +46,9 @@ def allowed_actions(actor: Actor, case: Case) -> set[str]:
         if actor.applicant_case_id == case.id and case.status in TRANSITIONS["withdraw"][0]:
             out.add("withdraw")
         return out
-    if _passes(require_intake_for, actor, case):
+    if may(require_intake_for, actor, case):
         out.update(a for a in _INTAKE_ACTIONS if case.status in TRANSITIONS[a][0])
-    if _passes(require_case_mediator, actor, case):
+    if may(require_case_mediator, actor, case):
         out.update(a for a in _MEDIATOR_ACTIONS if case.status in TRANSITIONS[a][0])
         out.add("manage_sessions")
     return out

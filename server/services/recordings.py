@@ -21,8 +21,11 @@ from recordings.storage import DirectoryStore
 
 from server.core import audit
 from server.core.errors import NotFound
-from server.core.models import MediationSession, RecordingFile, RecordingRun
+from server.core import serialize as ser
+from server.core.models import AuditEntry, MediationSession, RecordingFile, RecordingRun
 from server.services.archive import records as archive
+from server.services.cases import view as view_case
+from server.services.sessions import get_session
 
 log = logging.getLogger("mediation.recordings")
 
@@ -294,3 +297,21 @@ def register_with_archive() -> None:
     archive.register_record_section("recordings", section, [])
     archive.register_checker("recordings", check)
     archive.register_export_files("recordings", export)
+
+
+TIMELINE = ("participant.joined", "participant.left", "participant.admitted", "participant.moved",
+            "participant.removed", "participant.denied", "recording.requested", "recording.consent",
+            "recording.refused", "recording.started", "recording.stopped", "recording.interrupted",
+            "recording.caucus", "caucus.created", "caucus.closed", "session.ended", "session.interrupted")
+
+
+async def session_view(s: AsyncSession, who, session_id: int) -> dict:
+    """A session's recording runs beside what happened in it (the player and its API)."""
+    sess = await get_session(s, session_id)
+    case = await view_case(s, who, sess.case_id)
+    runs = [run_json(run, files) for run, files in await runs_of(s, sess.id)]
+    events = (await s.execute(select(AuditEntry).where(AuditEntry.session_id == sess.id,
+                                                       AuditEntry.action.in_(TIMELINE))
+                              .order_by(AuditEntry.seq))).scalars().all()
+    return {"session": ser.session(sess), "case": {"id": case.id, "number": case.number, "title": case.title},
+            "runs": runs, "timeline": [ser.audit_entry(e) for e in events]}

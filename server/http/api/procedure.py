@@ -8,16 +8,15 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from aiohttp import web
-from sqlalchemy import select
 
 from server.core import serialize as ser
 from server.http.api.base import actor, api, case_for, db, settings
-from server.core.errors import NotFound, Unauthorized, ValidationFailed
+from server.core.errors import Unauthorized, ValidationFailed
 from server.http.util import json_body, path_int, respond
-from server.core.models import OutboxJob, Transcript
 from server.core.policy import require_staff
 from server.core.schemas import parse
 from server.services import cases as case_svc
+from server.services.notify import messages as notify
 from server.services.procedure import deadlines
 from server.services.procedure import rules as procedure
 from server.services import sessions as session_svc
@@ -279,16 +278,9 @@ async def transcript_pdf(request: web.Request) -> web.StreamResponse:
     require_staff(actor(request))
     sid = path_int(request, "session_id")
     async with db(request).read() as s:
-        sess = await session_svc.get_session(s, sid)
-        case = await case_svc.view(s, actor(request), sess.case_id)
-        tr = await s.get(Transcript, sid)
-    if tr is None or tr.status != "final":
-        raise NotFound("This transcript is not final yet.")
-    path = transcript_svc.pdf_path(settings(request).data_dir, tr)
-    if not path.exists():
-        raise NotFound("The transcript file is missing.")
-    name = quote(f"{case.number}-transcript-{sid}.pdf")
-    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "X-Content-SHA256": tr.pdf_sha256,
+        path, number, sha256 = await transcript_svc.final_pdf(s, actor(request), sid, settings(request).data_dir)
+    name = quote(f"{number}-transcript-{sid}.pdf")
+    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "X-Content-SHA256": sha256,
                                            "Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
 
 
@@ -311,9 +303,7 @@ async def case_notifications(request: web.Request) -> web.Response:
     case_id = path_int(request, "case_id")
     async with db(request).read() as s:
         await case_svc.view(s, actor(request), case_id)
-        rows = (await s.execute(select(OutboxJob).where(OutboxJob.kind.in_(("notify.sms", "notify.email")),
-                                                        OutboxJob.payload["case_id"].as_integer() == case_id)
-                                .order_by(OutboxJob.id))).scalars().all()
+        rows = await notify.jobs_for_case(s, case_id)
     out = [{"id": j.id, "event": j.payload.get("event"), "medium": j.payload.get("medium"),
             "to": j.payload.get("masked_to"), "status": j.status, "attempts": j.attempts,
             "created_at": ser.iso(j.created_at), "send_after": ser.iso(j.next_attempt_at),

@@ -85,7 +85,7 @@ async def search_page(request: web.Request) -> web.Response:
         scope = case_scope(actor)
         if scope is not None:  # an institution's clerk: only their institution to choose from
             insts = [i for i in insts if i["id"] == actor.user.institution_id]
-        mediators = await _mediators(s, actor)
+        mediators = await archive_svc.mediator_choices(s, actor)
     base = q.params()
     form = {**{k: request.query.get(k, "") for k in archive_svc.SEARCH_PARAMS}, **base}
 
@@ -98,16 +98,6 @@ async def search_page(request: web.Request) -> web.Response:
                   next_url=link(after=page.next_cursor) if page.next_cursor else None,
                   prev_url=link(before=page.prev_cursor) if page.prev_cursor else None,
                   first_url=link() if (q.after or q.before) else None, searched=bool(base))
-
-
-async def _mediators(s, actor) -> list[dict]:
-    from sqlalchemy import select
-
-    from server.core.models import User
-    q = select(User).where(User.role == "mediator").order_by(User.name)
-    if actor.user.role == "clerk" and actor.user.institution_id is not None:
-        q = q.where(User.institution_id == actor.user.institution_id)
-    return [{"id": u.id, "name": u.name or u.username} for u in (await s.execute(q)).unique().scalars()]
 
 
 # --- one case's record -----------------------------------------------------------------------------------

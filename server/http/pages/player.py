@@ -5,7 +5,7 @@ import json
 
 from aiohttp import web
 
-from server.http.api.recordings import session_recordings
+from server.services import recordings as rec_svc
 from server.core.errors import NotFound, Unauthorized
 from server.http.pages.portal import render
 
@@ -18,7 +18,7 @@ async def player(request: web.Request) -> web.Response:
     if not raw.isdigit() or len(raw) > 18:
         raise NotFound("No such session.")
     async with request.app["db"].read() as s:
-        data = await session_recordings(s, who, int(raw))
+        data = await rec_svc.session_view(s, who, int(raw))
     return render(request, "recordings/player.html", data=data,
                   data_json=json.dumps(data, ensure_ascii=False).replace("</", "<\\/"))
 

@@ -23,17 +23,15 @@ import re
 from urllib.parse import quote
 
 from aiohttp import web
-from sqlalchemy import select
 
 from server.http.pages import portal as pages
 from server.core.errors import AppError, Conflict, NotFound, ValidationFailed
-from server.core.models import Case, ConflictDeclaration, Party, PartyCredential, RecusalRequest, Transcript, User
 from server.http.pages.portal import _applicant, _db, _path_id, _read, _sign, _unsign, redirect, render
-from server.core.policy import Actor, require_staff
+from server.core.policy import require_staff
 from server.core.schemas import parse
 from server.services import cases as case_svc
 from server.services.procedure import deadlines
-from server.services.notify import messages as notify
+from server.services.procedure import panels
 from server.services.procedure import rules as procedure
 from server.services import sessions as session_svc
 from server.services.procedure import transcript as transcript_svc
@@ -47,73 +45,13 @@ LISTS = ("/staff/queue", "/staff/my", "/staff/cases")
 # --- data for the included parts ------------------------------------------------------------------------------
 
 async def _case_data(request, case_id: int) -> dict:
-    actor: Actor = request["actor"]
-    now = dt.datetime.now(dt.timezone.utc)
     async with _read(request) as s:
-        try:
-            case = await case_svc.view(s, actor, case_id)
-        except AppError:
-            return {}
-        overview = await procedure.case_overview(s, actor, case.id, now)
-        user = actor.user
-        is_mediator = user.role == "mediator" and case.mediator_id == user.id
-        is_intake = user.role == "admin" or (user.role == "intake" and user.institution_id == case.institution_id)
-        creds = {c.party_id: c.issued_at for c in (await s.execute(select(PartyCredential).where(
-            PartyCredential.party_id.in_([p.id for p in case.parties] or [0])))).scalars()}
-        contacts = {p.id: await procedure.contact_of(s, "party", p.id) for p in case.parties}
-        sessions = await session_svc.list_sessions(s, case.id)
-        plans = await procedure.plans_for(s, case.id)
-        transcripts = {t.session_id: t for t in (await s.execute(select(Transcript).where(
-            Transcript.case_id == case.id))).scalars()}
-        mediators = (await case_svc.mediator_workloads(s, actor, case.institution_id)
-                     if is_intake and any(r["status"] == "pending" for r in overview["recusals"]) else [])
-        history = (await s.execute(select(ConflictDeclaration).where(ConflictDeclaration.case_id == case.id)
-                                   .order_by(ConflictDeclaration.id))).scalars().all()
-        names = {u.id: (u.name or u.username) for u in (await s.execute(select(User).where(
-            User.id.in_([d.mediator_id for d in history] or [0])))).unique().scalars()}
-    party_names = {p.id: p.name for p in case.parties}
-    return {
-        "case_id": case.id, "status": case.status, "is_mediator": is_mediator, "is_intake": is_intake,
-        "overview": overview,
-        "parties": [{"id": p.id, "name": p.name, "side": p.side, "phone": bool(p.phone),
-                     "code_issued_at": creds.get(p.id), "email": (contacts[p.id].email if contacts[p.id] else ""),
-                     "lang": (contacts[p.id].lang if contacts[p.id] else ""),
-                     "consent": next(c["consent"] for c in overview["consents"] if c["party_id"] == p.id)}
-                    for p in case.parties],
-        "party_names": party_names,
-        "sessions": [{"id": x.id, "status": x.status, "scheduled_at": x.scheduled_at,
-                      "plan": plans.get(x.id), "transcript": transcripts.get(x.id)} for x in sessions],
-        "mediators": [m for m in mediators if m["id"] != case.mediator_id],
-        "declarations": [{"mediator": names.get(d.mediator_id, ""), "conflict": d.conflict, "reason": d.reason,
-                          "at": d.created_at} for d in history],
-        "can_schedule": is_mediator and case.status in ("assigned", "in_mediation")
-                        and overview["declaration"] is not None and not overview["declaration"]["conflict"],
-        "sms_enabled": notify.config().sms_enabled,
-    }
+        return await panels.case_panel(s, request["actor"], case_id, dt.datetime.now(dt.timezone.utc))
 
 
 async def _list_data(request) -> dict:
-    actor: Actor = request["actor"]
-    now = dt.datetime.now(dt.timezone.utc)
     async with _read(request) as s:
-        rows = await deadlines.list_for(s, actor, now=now)
-        flags: dict[int, list[dict]] = {}
-        for case, d in rows:
-            flags.setdefault(case.id, []).append(deadlines.flag(d, now))
-        undeclared: set[int] = set()
-        if actor.user.role == "mediator":
-            mine = (await s.execute(select(Case).where(Case.mediator_id == actor.user.id,
-                                                       Case.status.in_(("assigned", "in_mediation"))))
-                    ).unique().scalars().all()
-            for c in mine:
-                if await procedure.declaration_of(s, c) is None:
-                    undeclared.add(c.id)
-        pending = {}
-        if actor.user.role in ("intake", "admin"):
-            for r in await procedure.recusals(s, actor, status="pending"):
-                pending[r.case_id] = pending.get(r.case_id, 0) + 1
-    return {"flags": flags, "undeclared": undeclared, "recusals": pending,
-            "overdue": sum(1 for v in flags.values() for f in v if f["state"] == "overdue")}
+        return await panels.list_flags(s, request["actor"], dt.datetime.now(dt.timezone.utc))
 
 
 async def _lookup_data(request) -> dict:
@@ -121,23 +59,7 @@ async def _lookup_data(request) -> dict:
         found = await _applicant(request, s)
         if found is None:
             return {}
-        who, case = found
-        applicant = next(p for p in case.parties if p.side == "applicant")
-        consent = await procedure.consent_of(s, applicant.id)
-        plans = await procedure.plans_for(s, case.id)
-        sessions = [x for x in await session_svc.list_sessions(s, case.id)
-                    if x.status != "ended" and (x.scheduled_at or x.id in plans)]
-        reqs = [procedure.recusal_json(r) for r in (await s.execute(
-            select(RecusalRequest).where(RecusalRequest.case_id == case.id,
-                                                   RecusalRequest.party_id == applicant.id)
-            .order_by(RecusalRequest.id))).scalars()]
-        contact = await procedure.contact_of(s, "party", applicant.id)
-    return {"case_id": case.id, "status": case.status, "mediator": case.mediator.name if case.mediator else "",
-            "consent": consent, "email": contact.email if contact else "",
-            "sessions": [{"id": x.id, "status": x.status, "starts_at": plans[x.id].starts_at if x.id in plans else x.scheduled_at,
-                          "minutes": plans[x.id].duration_minutes if x.id in plans else None} for x in sessions],
-            "recusals": reqs, "can_recuse": case.mediator_id is not None and case.status in ("assigned", "in_mediation")
-            and not any(r["status"] == "pending" for r in reqs)}
+        return await panels.lookup_panel(s, found[1])
 
 
 @web.middleware
@@ -320,8 +242,7 @@ async def party_code(request: web.Request) -> web.Response:
     try:
         async with _db(request).session() as s:
             code = await procedure.issue_party_code_for(s, actor, case_id, party_id)
-            party = await s.get(Party, party_id)
-            name = party.name
+            name = (await procedure.party_of_case(s, case_id, party_id)).name
     except AppError as exc:
         return redirect(request, _back(case_id), msg=_problem(request, exc), kind="error")
     return redirect(request, _back(case_id), msg=request["t"]("procedure.flash.code", name=name, code=code))
@@ -362,10 +283,7 @@ async def recusal_decide(request: web.Request) -> web.Response:
     rid = _path_id(request, "request_id")
     form = await _form(request)
     async with _read(request) as s:
-        req = await s.get(RecusalRequest, rid)
-        if req is None:
-            raise NotFound("No such request.")
-        case_id = req.case_id
+        case_id = await procedure.recusal_case_id(s, rid)
     mediator = form.get("mediator_id", "")
     try:
         data = parse(procedure.RecusalDecisionIn, {"grant": form.get("decision") == "grant", "note": form.get("note", ""),
@@ -400,16 +318,9 @@ async def transcript_pdf(request: web.Request) -> web.StreamResponse:
     require_staff(actor)
     sid = _path_id(request, "session_id")
     async with _read(request) as s:
-        sess = await session_svc.get_session(s, sid)
-        case = await case_svc.view(s, actor, sess.case_id)
-        tr = await s.get(Transcript, sid)
-    if tr is None or tr.status != "final":
-        raise NotFound("This transcript is not final yet.")
-    path = transcript_svc.pdf_path(request.app["settings"].data_dir, tr)
-    if not path.exists():
-        raise NotFound("The transcript file is missing.")
-    name = f"{case.number}-transcript-{sid}.pdf"
-    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "X-Content-SHA256": tr.pdf_sha256,
+        path, number, sha256 = await transcript_svc.final_pdf(s, actor, sid, request.app["settings"].data_dir)
+    name = f"{number}-transcript-{sid}.pdf"
+    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "X-Content-SHA256": sha256,
                                            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})
 
 

@@ -308,6 +308,14 @@ async def record_sections(s: AsyncSession, case: Case) -> dict[str, Any]:
     return out
 
 
+async def mediator_choices(s: AsyncSession, actor: Actor) -> list[dict]:
+    """Mediators to filter the archive by: a clerk of an institution sees that institution's."""
+    q = select(User).where(User.role == "mediator").order_by(User.name)
+    if actor.user.role == "clerk" and actor.user.institution_id is not None:
+        q = q.where(User.institution_id == actor.user.institution_id)
+    return [{"id": u.id, "name": u.name or u.username} for u in (await s.execute(q)).unique().scalars()]
+
+
 def chat_message(m: ChatMessage) -> dict:
     return {"id": m.id, "at": ser.iso(m.created_at), "participant_id": m.participant_id, "name": m.name,
             "role": m.role, "area": m.area, "text": m.text}

@@ -36,8 +36,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.infra import outbox
+from server.infra.files import atomic_write
 from server.core.i18n import LANGS, translator
-from server.core.models import Case, Contact, Deadline, Institution, OutboxJob, Party, User
+from server.core.models import Case, Contact, Institution, OutboxJob, Party, User
 
 log = logging.getLogger("mediation.notify")
 
@@ -124,9 +125,7 @@ class FolderChannel(Channel):
     async def send(self, msg: dict, key: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:150] + ".json"
-        tmp = self.folder / (name + ".tmp")
-        tmp.write_text(json.dumps({**msg, "key": key}, ensure_ascii=False, indent=2), encoding="utf-8")
-        tmp.replace(self.folder / name)
+        atomic_write(self.folder / name, json.dumps({**msg, "key": key}, ensure_ascii=False, indent=2).encode())
 
 
 class SmsGateway(Channel):
@@ -360,3 +359,10 @@ async def case_event(s: AsyncSession, case: Case, action: str, data: dict) -> No
     elif action == "unassign":
         await send(s, "case_returned", await intake_recipients(s, case.institution_id),
                    {**ctx, "reason": data.get("reason_text", "")}, key=key, case_id=case.id)
+
+
+async def jobs_for_case(s: AsyncSession, case_id: int) -> list[OutboxJob]:
+    """The SMS and e-mail jobs about one case, oldest first (callers check who may see the case)."""
+    return list((await s.execute(select(OutboxJob).where(OutboxJob.kind.in_(("notify.sms", "notify.email")),
+                                                         OutboxJob.payload["case_id"].as_integer() == case_id)
+                                 .order_by(OutboxJob.id))).scalars().all())

@@ -643,8 +643,7 @@ async def _take_effect(s: AsyncSession, case: Case, ag: Agreement, sigs: list[Ag
     now = sealed["at"]
     ag.status = "effective"
     ag.effective_at = now
-    # One clock: the deadline service's "confirmation" rule (started by the settle step below).
-    ag.confirmation_deadline = deadlines.due_at("confirmation", now)
+    ag.confirmation_deadline = now + dt.timedelta(days=CONFIRMATION_DAYS)
     ag.pdf_key, ag.pdf_sha256, ag.pdf_size = sealed["key"], sealed["sha256"], sealed["size"]
     ag.seal = sealed["seal"]
     await audit.append(s, audit.SYSTEM, "agreement.effective", case_id=case.id, data={
@@ -655,7 +654,9 @@ async def _take_effect(s: AsyncSession, case: Case, ag: Agreement, sigs: list[Ag
         # The same step as a mediator's "settled": the procedural rules follow (server/system.py).
         await transition(s, None, case, "settle", {
             "via": "agreement", "agreement_id": ag.id,
-            "confirmation_deadline": deadlines.due_date(deadlines.RULES["confirmation"], now).isoformat()})
+            "confirmation_deadline": ag.confirmation_deadline.astimezone(deadlines.tz()).date().isoformat()})
+        # One clock: the confirmation deadline the settle step started runs out when the agreement's does.
+        await deadlines.set_due(s, case.id, "confirmation", ag.confirmation_deadline)
     await audit.append(s, audit.SYSTEM, "agreement.sealed", case_id=case.id, data={
         "agreement_id": ag.id, "pdf_sha256": ag.pdf_sha256, "size": ag.pdf_size, "certificate": ag.seal})
 

@@ -144,11 +144,6 @@ def due_date(rule: Rule, start: dt.datetime, cal: WorkCalendar | None = None) ->
     return cal.next_working(d0 + dt.timedelta(days=rule.days))
 
 
-def due_at(rule_name: str, start: dt.datetime) -> dt.datetime:
-    """The moment a rule's deadline started at `start` runs out (the end of its due day)."""
-    return _day_start(due_date(RULES[rule_name], start) + dt.timedelta(days=1))
-
-
 def _day_start(d: dt.date) -> dt.datetime:
     return dt.datetime.combine(d, dt.time(0, 0), tzinfo=tz()).astimezone(dt.timezone.utc)
 
@@ -215,6 +210,17 @@ async def on_case_action(s: AsyncSession, case_id: int, action: str, at: dt.date
     for name, rule in RULES.items():
         if action in rule.starts_on:
             await start(s, case_id, name, at)
+
+
+async def set_due(s: AsyncSession, case_id: int, rule_name: str, due_at: dt.datetime) -> None:
+    """Make an open deadline run out at a moment fixed elsewhere (the agreement's confirmation
+    deadline, server/services/outcome/agreements.py), so the two never disagree."""
+    d = (await s.execute(select(Deadline).where(Deadline.case_id == case_id, Deadline.rule == rule_name,
+                                                Deadline.status == "open"))).scalar_one_or_none()
+    if d is not None:
+        d.due_at = due_at
+        d.due_on = due_at.astimezone(tz()).date().isoformat()
+        await s.flush()
 
 
 async def for_cases(s: AsyncSession, case_ids: list[int] | None, *, include_closed: bool = False) -> dict[int, list[Deadline]]:

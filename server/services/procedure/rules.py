@@ -172,6 +172,17 @@ async def _party(s: AsyncSession, case: Case, party_id: int) -> Party:
     return party
 
 
+async def party_of_case(s: AsyncSession, case_id: int, party_id: int) -> Party:
+    return await _party(s, await _case(s, case_id), party_id)
+
+
+async def recusal_case_id(s: AsyncSession, request_id: int) -> int:
+    req = await s.get(RecusalRequest, request_id)
+    if req is None:
+        raise NotFound("No such request.")
+    return req.case_id
+
+
 def _norm_name(v: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", v or "")).casefold()
 

@@ -33,9 +33,12 @@ from server.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.core.i18n import translator
 from server.core.models import AuditEntry, Case, MediationSession, Transcript, TranscriptEntry, TranscriptSignoff, utcnow
 from server.services.procedure import deadlines
+from server.infra.files import atomic_write
 from server.services.archive import records as archive
+from server.services.cases import view as view_case
 from server.services.live import Pass
 from server.services.procedure.rules import party_of_pass
+from server.services.sessions import get_session
 
 FONT_PATH = Path(os.environ.get("PDF_FONT_DIR", "/usr/share/fonts/opentype/noto")) / "NotoSansCJK-Regular.ttc"
 FONT_INDEX = 2  # Noto Sans CJK SC in the collection
@@ -214,12 +217,8 @@ async def finalize(s: AsyncSession, tr: Transcript, *, data_dir: Path, by: audit
     pdf = await asyncio.to_thread(render_pdf, case=case, session=sess, transcript=tr, rows=rows, signoffs=sign,
                                   mediator=mediator)
     digest = hashlib.sha256(pdf).hexdigest()
-    folder = Path(data_dir) / "transcripts"
-    folder.mkdir(parents=True, exist_ok=True)
     key = f"{case.id}-{sess.id}-r{tr.revision}-{digest[:16]}.pdf"
-    tmp = folder / (key + ".tmp")
-    tmp.write_bytes(pdf)
-    tmp.replace(folder / key)
+    await asyncio.to_thread(atomic_write, Path(data_dir) / "transcripts" / key, pdf)
     tr.status, tr.finalized_at, tr.pdf_key, tr.pdf_sha256 = "final", utcnow(), key, digest
     await audit.append(s, by, "transcript.finalized", case_id=case.id, session_id=sess.id,
                        data={"revision": tr.revision, "mode": tr.mode, "content_sha256": tr.content_sha256,
@@ -424,3 +423,16 @@ def register_with_archive() -> None:
     archive.register_record_section("transcripts", section, [])
     archive.register_checker("transcripts", check)
     archive.register_export_files("transcripts", files)
+
+
+async def final_pdf(s: AsyncSession, actor, session_id: int, data_dir: Path) -> tuple[Path, str, str]:
+    """The final transcript's PDF of a session for staff who may see the case: (path, case number, SHA-256)."""
+    sess = await get_session(s, session_id)
+    case = await view_case(s, actor, sess.case_id)
+    tr = await s.get(Transcript, session_id)
+    if tr is None or tr.status != "final":
+        raise NotFound("This transcript is not final yet.")
+    path = pdf_path(data_dir, tr)
+    if not path.exists():
+        raise NotFound("The transcript file is missing.")
+    return path, case.number, tr.pdf_sha256
