@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,14 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.rooms.clients import Media  # noqa: E402
 from tests.signaling.peer import Peer  # noqa: E402
+from tests.support.servers import ServerProcess, clean_env  # noqa: E402
 
 PASSWORD = "demo-pass-2026"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _api(base: str, method: str, path: str, body=None, token=None) -> dict:
@@ -51,24 +44,14 @@ def _api(base: str, method: str, path: str, body=None, token=None) -> dict:
         return json.loads(r.read())
 
 
-def _start_server(ice_servers: str | None) -> tuple[subprocess.Popen, str, tempfile.TemporaryDirectory]:
+def _start_server(ice_servers: str | None) -> tuple[ServerProcess, str, tempfile.TemporaryDirectory]:
     tmp = tempfile.TemporaryDirectory()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(MEDIATION_DATA_DIR=tmp.name, IDENTITY_CHECK="off")
+    env = clean_env(MEDIATION_DATA_DIR=tmp.name, IDENTITY_CHECK="off")
     if ice_servers:
         env["ICE_SERVERS"] = ice_servers
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--demo", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            _api(base, "GET", "/institutions")
-            return proc, base, tmp
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    proc = ServerProcess(env, Path(tmp.name) / "server.log", args=("--demo",), ready_path="/api/v1/institutions")
+    proc.start()
+    return proc, proc.url, tmp
 
 
 def _links(base: str, runs: int) -> tuple[str, list[str]]:
@@ -131,8 +114,7 @@ def main() -> int:
         try:
             times = asyncio.run(_measure(base, args.runs, media))
         finally:
-            proc.terminate()
-            proc.wait(10)
+            proc.stop(timeout=10)
             tmp.cleanup()
         rows.append((label, times))
     silent.close()

@@ -38,8 +38,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.servers import ServerProcess, free_port as _free_port  # noqa: E402
+
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "scale-bench-secret-" + "k" * 32
@@ -61,12 +61,6 @@ MEDIA_ROOM_STREAMS = 12  # 3 participants, each subscribing to the other two's a
 
 
 # ============================================================================ small helpers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_self() -> float:
@@ -278,41 +272,17 @@ runpy.run_module("server.cli", run_name="__main__", alter_sys=True)
 """
 
 
-class Node:
+class Node(ServerProcess):
+    """A node of the benchmark's deployment: tests/support/servers.py's launcher, run through
+    NODE_LAUNCHER so garbage-collection pauses are logged."""
+
     def __init__(self, node_id: str, port: int, data_dir: Path, env: dict):
-        self.node_id, self.port, self.data_dir, self.env = node_id, port, data_dir, env
-        self.proc: subprocess.Popen | None = None
+        super().__init__(env, data_dir / "server.log", port=port, name=f"node {node_id}",
+                         python_args=("-c", NODE_LAUNCHER))
+        self.node_id, self.data_dir = node_id, data_dir
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "server.log"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def start(self) -> None:
-        with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", NODE_LAUNCHER, "serve", "--port", str(self.port)],
-                                         cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.node_id} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"node {self.node_id} not ready within {timeout} s:\n{self.log()[-3000:]}")
-            time.sleep(0.2)
+    def start(self) -> None:  # the benchmark starts every node first, then waits for each
+        self.spawn()
 
     def gc_pauses(self, t_from: float, t_to: float) -> list[float]:
         """Garbage-collection pauses (ms) logged between two wall-clock times."""
@@ -323,13 +293,7 @@ class Node:
         return out
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop(timeout=20)
 
 
 def start_nodes(n: int, *, database_url: str, prefix: str, workdir: Path, tag: str, **env_extra) -> list[Node]:

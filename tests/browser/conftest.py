@@ -9,16 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.support.servers import ServerFailed, ServerProcess, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,10 +38,6 @@ def _missing(what: str):
     pytest.skip(what)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -98,39 +91,20 @@ class Server:
 @contextlib.contextmanager
 def running_server(data_dir: Path, *, identity_check: str = "off", drop_env: tuple[str, ...] = ()):
     """`mediation serve --demo` in a subprocess on a free loopback port, until the block ends."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_URL", "RECORDINGS_DIR", "EVIDENCE_DIR",
-                        *drop_env)}
-    env.update(MEDIATION_DATA_DIR=str(data_dir), PUBLIC_URL=url, IDENTITY_CHECK=identity_check, PYTHONUNBUFFERED="1")
-    log_path = data_dir / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--demo", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    srv = Server(url=url, data_dir=data_dir, log_path=log_path)
+    env = clean_env(*drop_env, MEDIATION_DATA_DIR=str(data_dir), PUBLIC_URL=url, IDENTITY_CHECK=identity_check)
+    proc = ServerProcess(env, data_dir / "server.log", port=port, args=("--demo",),
+                         ready_path="/api/v1/institutions")
+    srv = Server(url=url, data_dir=data_dir, log_path=proc.log_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{srv.log()[-4000:]}", pytrace=False)
-            try:
-                with urllib.request.urlopen(url + "/api/v1/institutions", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within 60 s:\n{srv.log()[-4000:]}", pytrace=False)
-            time.sleep(0.2)
+        try:
+            proc.start()
+        except ServerFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(timeout=10)
 
 
 @pytest.fixture(scope="session")

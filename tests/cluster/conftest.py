@@ -7,14 +7,7 @@ deployment do. In CI a missing PostgreSQL or Redis is a failure, not a skip.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,75 +24,25 @@ from server.services import sessions as session_svc
 from server.infra.files import FileStore
 from tests.api.helpers import case_body, seed
 from tests.conftest import IN_CI, _reset_pg, run_sync
+from tests.support.servers import ServerFailed, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "cluster-test-secret-" + "k" * 32
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Node(ServerProcess):
+    """One node of a test deployment (tests/support/servers.py starts and stops it)."""
 
+    def __init__(self, node_id: str, port: int, data_dir: Path, env: dict):
+        super().__init__(env, data_dir / "server.log", port=port, name=f"node {node_id}")
+        self.node_id, self.data_dir = node_id, data_dir
 
-@dataclass
-class Node:
-    node_id: str
-    port: int
-    data_dir: Path
-    env: dict
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        path = self.data_dir / "server.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def start(self) -> "Node":
-        log = open(self.data_dir / "server.log", "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"node {self.node_id} exited with {self.proc.returncode}:\n{self.log()[-4000:]}",
-                            pytrace=False)
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"node {self.node_id} was not ready within 60 s:\n{self.log()[-4000:]}", pytrace=False)
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no goodbye to Redis, files left as they were."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    async def terminate(self) -> int:
-        """SIGTERM, as an orchestrator stops a node; returns the exit code (the clients of
-        this event loop keep running meanwhile)."""
-        import asyncio
-        self.proc.terminate()
-        return await asyncio.to_thread(self.proc.wait, 30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def start(self, timeout: float = 60) -> "Node":
+        try:
+            return super().start(timeout)
+        except ServerFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
 
 
 @dataclass
@@ -149,7 +92,7 @@ def make_nodes(pg_database, tmp_path):
     started: list[Node] = []
 
     def make(n: int, **env_extra) -> list[Node]:
-        ports = [_free_port() for _ in range(n)]
+        ports = [free_port() for _ in range(n)]
         base_env = {k: v for k, v in os.environ.items()
                     if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_URL", "RECORDINGS_DIR",
                                  "EVIDENCE_DIR", "NODE_ID", "NODE_URL", "MEDIATION_DATA_DIR")}

@@ -220,7 +220,7 @@ def test_a_second_process_with_a_node_id_in_use_refuses_to_start(make_nodes, tmp
     import subprocess
     import sys
 
-    from tests.cluster.conftest import ROOT, _free_port
+    from tests.support.servers import ROOT, free_port as _free_port
     (node,) = make_nodes(1)
     port = _free_port()
     env = dict(node.env, NODE_URL=f"http://127.0.0.1:{port}", MEDIATION_DATA_DIR=str(tmp_path))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from recordings.probe import decodable_seconds
-from tests.browser.conftest import _free_port
+from tests.support.servers import free_port as _free_port
 from tests.rooms.clients import wait_for
 
 from .peer import Peer
