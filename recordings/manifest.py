@@ -10,6 +10,8 @@ Stored as ``<session_key>/manifest.json`` holding the signed document::
 
 The signature covers `canonical_json(manifest)`. `manifest_digest()` (SHA-256 of the
 same bytes) is what goes into the case's audit chain.
+
+One module (~400 lines): the manifest's format, signing and verification belong together.
 """
 
 from __future__ import annotations

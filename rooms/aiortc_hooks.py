@@ -22,6 +22,15 @@ Send side (`install_sender_packer`): the sender's encoder is preset to a
 audio as is) and raises if anything ever asks it to encode. A viewer's PLI/FIR,
 which aiortc would turn into "force a keyframe in my encoder", is routed to a
 callback instead (the room relays it to the producer).
+
+ICE consent (`install_consent_freshness`, applied at import): aioice sends each RFC 7675
+consent check once and gives up on it after 0.5 s, so a link with a round trip over half a
+second loses consent after six checks (~30 s) although every answer arrives. Here each check
+is a STUN transaction with retransmissions, checks overlap, and consent is lost only after
+30 s (aioice's interval × failures) without any answer. This applies to every aioice
+connection in the process: the server's and the test clients'.
+
+One module (~510 lines) on purpose: every private aiortc internal we rely on is here, behind one version pin and fingerprint check.
 """
 
 from __future__ import annotations
@@ -35,7 +44,12 @@ import time
 import types
 from typing import Callable, Optional
 
+import random
+
+import aioice
 import aiortc
+from aioice import ice as _ice
+from aioice import stun as _stun
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import get_capabilities, is_rtx
 from aiortc.codecs.base import Encoder
@@ -53,6 +67,9 @@ from .stats import STATS
 logger = logging.getLogger(__name__)
 
 REQUIRED_AIORTC_VERSION = "1.16.0"
+REQUIRED_AIOICE_VERSION = "0.13.0"
+# aioice's own consent check, even when this module runs a second time (python -m rooms.aiortc_hooks).
+_AIOICE_QUERY_CONSENT = getattr(_ice.Connection.query_consent, "aioice_original", _ice.Connection.query_consent)
 
 # Video reassembly window in packets. Must be a power of two. 256 packets hold a
 # large keyframe; a gap that NACK/RTX cannot fill within this window is dropped
@@ -78,6 +95,8 @@ FINGERPRINTS: dict[str, str] = {
     "aiortc.rtcpeerconnection.RTCPeerConnection.createAnswer": "f535f80c96a1acaa",
     "aiortc.rtcpeerconnection.RTCPeerConnection.createOffer": "3aa9df8d94497820",
     "aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription": "42c5e2eb7ca58b5f",
+    "aioice.ice.Connection.query_consent": "fe49173a650a378a",
+    "aioice.ice.Connection.build_request": "cd68d42d3765c2d1",
 }
 
 _FINGERPRINTED = {
@@ -97,6 +116,9 @@ _FINGERPRINTED = {
     "aiortc.rtcpeerconnection.RTCPeerConnection.createAnswer": RTCPeerConnection.createAnswer,
     "aiortc.rtcpeerconnection.RTCPeerConnection.createOffer": RTCPeerConnection.createOffer,
     "aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription": RTCPeerConnection.setRemoteDescription,
+    # The original, before install_consent_freshness replaces it.
+    "aioice.ice.Connection.query_consent": _AIOICE_QUERY_CONSENT,
+    "aioice.ice.Connection.build_request": _ice.Connection.build_request,
 }
 
 # Private instance attributes read or written below (checked by probe_hooks()).
@@ -137,6 +159,15 @@ def check_hooks() -> None:
             f"aiortc {aiortc.__version__} is installed, rooms/ requires exactly "
             f"{REQUIRED_AIORTC_VERSION}"
         )
+    if aioice.__version__ != REQUIRED_AIOICE_VERSION:
+        problems.append(
+            f"aioice {aioice.__version__} is installed, rooms/ requires exactly "
+            f"{REQUIRED_AIOICE_VERSION}"
+        )
+    init = inspect.getsource(_ice.Connection.__init__)
+    for name in ("self._nominated", "self._query_consent_task", "self.remote_password"):
+        if name not in init:
+            problems.append(f"aioice.ice.Connection.__init__ no longer sets {name}")
     for cls, names in (
         (RTCRtpReceiver, ("receive", "stop", "_handle_rtp_packet", "_send_rtcp_pli", "_run_rtcp")),
         (RTCRtpSender, ("_next_encoded_frame", "_send_keyframe", "_handle_rtcp_packet", "_run_rtp", "replaceTrack")),
@@ -501,6 +532,56 @@ def codec_capabilities(codec: RTCRtpCodecParameters) -> list[RTCRtpCodecCapabili
     if kind == "video":
         out += [c for c in caps if is_rtx(c)][:1]
     return out
+
+
+# --- ICE consent freshness that survives long round trips (RFC 7675) -------------------------------
+
+CONSENT_RETRANSMISSIONS = 4  # one check's transaction: sent at 0, 0.5, 1.5, 3.5 and 7.5 s
+
+
+async def _query_consent(self: _ice.Connection) -> None:  # type: ignore[no-untyped-def]
+    """Replaces aioice's Connection.query_consent (see the module docstring)."""
+    assert self.remote_password is not None
+    interval = _ice.CONSENT_INTERVAL
+    timeout = interval * _ice.CONSENT_FAILURES  # 30 s with aioice's 5 s x 6
+    last_answer = time.monotonic()
+    checks: set[asyncio.Future] = set()
+
+    async def check(pair) -> None:
+        nonlocal last_answer
+        request = self.build_request(pair, nominate=False)
+        try:
+            await pair.protocol.request(request, pair.remote_addr,
+                                        integrity_key=self.remote_password.encode("utf8"),
+                                        retransmissions=CONSENT_RETRANSMISSIONS)
+            last_answer = time.monotonic()
+        except _stun.TransactionError:
+            pass
+        except (ConnectionError, OSError):
+            pass  # the socket went away: the timeout below decides
+
+    try:
+        while True:
+            await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+            for pair in list(self._nominated.values()):
+                task = asyncio.ensure_future(check(pair))
+                checks.add(task)
+                task.add_done_callback(checks.discard)
+            if time.monotonic() - last_answer >= timeout:
+                logger.info("ICE consent expired: no answer for %.0f s", time.monotonic() - last_answer)
+                self._query_consent_task = None
+                return await self.close()
+    finally:
+        for task in list(checks):
+            task.cancel()
+
+
+def install_consent_freshness() -> None:
+    _query_consent.aioice_original = _AIOICE_QUERY_CONSENT  # type: ignore[attr-defined]
+    _ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
+
+
+install_consent_freshness()
 
 
 if __name__ == "__main__":  # pragma: no cover

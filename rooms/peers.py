@@ -10,6 +10,8 @@
 
 Both use bundlePolicy=MAX_BUNDLE (with aiortc's BALANCED, two video m-lines in one
 offer mis-route the second stream) and the configured ICE servers only.
+
+One module (~500 lines): the publish and subscribe connections share renegotiation and ICE handling.
 """
 
 from __future__ import annotations

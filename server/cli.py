@@ -1,4 +1,6 @@
-"""The `mediation` command line."""
+"""The `mediation` command line.
+
+One module (~450 lines): every command's argument parsing and output in one place, each command a small function over the system (server/system.py)."""
 from __future__ import annotations
 
 import argparse

@@ -9,6 +9,8 @@ two nodes never host one room. The session's live state (who was admitted where,
 recording consent) is kept with the entry, so a room comes back on another node as it was.
 Commands that must reach a room wherever it is (end it, withdraw a link, push the agreement)
 are published to every node; each one acts on the rooms it hosts.
+
+One module (~460 lines): the registry's local and Redis forms share one interface and the placement script.
 """
 from __future__ import annotations
 

@@ -508,7 +508,8 @@ class Hub:
         for observe in self.join_observers:
             observe(time.monotonic() - started)
         return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
-                "room": self.state_for(live, pid), "in_lobby": area == LOBBY, "ice_servers": self.settings.ice_servers,
+                "room": self.state_for(live, pid), "in_lobby": area == LOBBY,
+                "ice_servers": live_svc.ice_servers_for(self.settings, p),
                 "session_id": p.session_id, "node": {"id": self.settings.node_id, "url": self.settings.node_url},
                 "nodes": self.cluster.node_urls()}
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rooms.announce import parse_addresses
 
 
 def _default_data_dir() -> Path:
@@ -44,6 +47,11 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "mediation:"  # keys and channels of this deployment on a shared Redis
     ice_servers: list[dict] = field(default_factory=list)
+    # TURN relay for participants behind firewalls (coturn's use-auth-secret): the URLs handed to
+    # every participant with short-lived credentials (server/services/live.py). The server's own
+    # connections never relay through it.
+    turn_urls: list[str] = field(default_factory=list)
+    turn_secret: str = ""
     identity_check: bool = True
     display_tz: str = "Asia/Shanghai"
     cookie_secure: bool = False
@@ -85,6 +93,8 @@ class Settings:
             redis_url=os.environ.get("REDIS_URL") or None,
             redis_prefix=os.environ.get("REDIS_PREFIX", "mediation:"),
             ice_servers=ice,
+            turn_urls=[u.strip() for u in os.environ.get("TURN_URLS", "").split(",") if u.strip()],
+            turn_secret=os.environ.get("TURN_SECRET", ""),
             identity_check=os.environ.get("IDENTITY_CHECK", "on").lower() not in ("off", "0", "false", "no"),
             cookie_secure=public_url.startswith("https://"),
             max_evidence_bytes=int(os.environ.get("MAX_EVIDENCE_MB", "10")) * 1024 * 1024,
@@ -101,13 +111,38 @@ class Settings:
         )
         values.update(overrides)
         try:  # a typo here would otherwise refuse every join, not the start
-            from rooms.announce import parse_addresses
             parse_addresses(values["media_addresses"])
         except ValueError as exc:
             raise SystemExit(f"MEDIA_ADDRESSES: {exc}") from None
+        try:  # and a broken relay would only show when a party behind a firewall cannot get in
+            check_turn(values["turn_urls"], values["turn_secret"])
+        except ValueError as exc:
+            raise SystemExit(f"TURN_URLS / TURN_SECRET: {exc}") from None
         if not values.get("node_url"):
             values["node_url"] = values["public_url"]
         return cls(**values)
+
+
+_TURN_URL = re.compile(r"^(turns?):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+                       r"(?::(\d{1,5}))?(?:\?transport=(udp|tcp))?$")
+
+
+def check_turn(urls: list[str], secret: str) -> None:
+    """TURN URLs as RFC 7065 writes them (turn:host[:port][?transport=udp|tcp], turns:host[:port]),
+    and a shared secret long enough to sign credentials with; both or neither."""
+    for url in urls:
+        m = _TURN_URL.match(url)
+        if m is None:
+            raise ValueError(f"not a TURN URL: {url!r} (e.g. turn:turn.example.org:3478?transport=tcp, "
+                             "turns:turn.example.org:443)")
+        if m.group(3) is not None and not 1 <= int(m.group(3)) <= 65535:
+            raise ValueError(f"bad port in {url!r}")
+        if m.group(1) == "turns" and m.group(4) == "udp":
+            raise ValueError(f"turns: runs over TLS on TCP, not UDP: {url!r}")
+    if urls and len(secret) < 16:
+        raise ValueError("TURN_URLS needs TURN_SECRET (coturn's static-auth-secret, at least 16 characters)")
+    if secret and not urls:
+        raise ValueError("TURN_SECRET is set but TURN_URLS is empty")
 
 
 def normalise_db_url(url: str) -> str:

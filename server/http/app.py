@@ -18,7 +18,7 @@ from server.http import health, metrics
 from server.http.api.base import SESSION_COOKIE
 from server.http.api.routes import api
 from server.http.pages import routes as pages
-from server.http.pages.portal import render_error
+from server.http.pages.common import render_error
 from server.http.util import respond
 from server.infra.db import Database
 from server.services import directory

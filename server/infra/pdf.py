@@ -9,6 +9,8 @@ Signing: pyHanko, PAdES baseline (ETSI.CAdES.detached, SHA-256) as the instituti
 3161 timestamp when a TSA URL is configured. Verification: pyHanko's validator against the
 configured trust roots; a file passes only when every signature is intact, valid, trusted and
 covers the entire file.
+
+One module (~440 lines): the agreement's and court applications' layout share the font and page machinery and the PAdES signing.
 """
 from __future__ import annotations
 

@@ -5,7 +5,10 @@ for the REST API (a participant is not a staff login, so the checks are on the i
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -40,6 +43,20 @@ class Pass:
 
     def ref(self) -> audit.ActorRef:
         return audit.ActorRef("participant", self.participant_id, self.name)
+
+
+def ice_servers_for(settings, p: Pass) -> list[dict]:
+    """The ICE servers a participant's browser uses: the configured ones, plus the TURN relay with
+    credentials of coturn's use-auth-secret scheme (username `expiry:participant`, password the
+    base64 HMAC-SHA1 of it under TURN_SECRET). They expire with the participant's link and name
+    only this participant, so they open the relay and nothing else."""
+    servers = [dict(x) for x in settings.ice_servers]
+    if settings.turn_urls:
+        username = f"{p.expires_at}:{p.participant_id}"
+        digest = hmac.new(settings.turn_secret.encode(), username.encode(), hashlib.sha1).digest()
+        servers.append({"urls": list(settings.turn_urls), "username": username,
+                        "credential": base64.b64encode(digest).decode()})
+    return servers
 
 
 async def check_pass(s: AsyncSession, secret: str, token: str, *, known: bool) -> Pass:

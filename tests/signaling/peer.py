@@ -6,7 +6,8 @@ import collections
 from typing import Any
 
 import socketio
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import (RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection,
+                    RTCSessionDescription)
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from tests.rooms.clients import EncodedTrack, client_configuration
@@ -19,7 +20,10 @@ class Peer:
     EVENTS = ("room.state", "rtc.offer", "chat.message", "lobby.waiting", "removed", "session.ended",
               "help.requested", "muted", "recording.consent_request", "recording.refused", "room.moved")
 
-    def __init__(self, base_url: str, token: str, media=None, *, rejoin: bool = False, fallback: tuple = ()):
+    def __init__(self, base_url: str, token: str, media=None, *, rejoin: bool = False, fallback: tuple = (),
+                 relay_only: bool = False):
+        """relay_only: like a browser behind a firewall, use only the TURN relay the join ack names
+        (its ice_servers, iceTransportPolicy "relay"); the connections are made after joining."""
         self.base_url = base_url      # the node this client talks to now
         self.entry_url = base_url     # where it came in
         self.fallback = list(fallback)
@@ -37,12 +41,26 @@ class Peer:
         self.events: dict[str, list] = collections.defaultdict(list)
         self.state: dict | None = None
         self.pub: RTCPeerConnection | None = None
-        self.sub = RTCPeerConnection(client_configuration())
+        self.relay_only = relay_only
+        self.ice_servers: list[dict] = []
+        self._configured = asyncio.Event()
+        self.sub = None if relay_only else RTCPeerConnection(client_configuration())
+        if not relay_only:
+            self._configured.set()
         self.tracks: dict[str, dict] = {}
         self.decoded: collections.Counter = collections.Counter()  # (kind, publisher id) -> frames
         self._tasks: list[asyncio.Task] = []
         self.me: dict | None = None
-        self.sub.on("track", self._on_track)
+        if self.sub is not None:
+            self.sub.on("track", self._on_track)
+
+    def _configuration(self) -> RTCConfiguration:
+        if not self.relay_only:
+            return client_configuration()
+        servers = [RTCIceServer(urls=x["urls"], username=x.get("username"), credential=x.get("credential"))
+                   for x in self.ice_servers]
+        return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                                iceTransportPolicy=RTCIceTransportPolicy.RELAY)
 
     def _client(self) -> socketio.AsyncClient:
         sio = socketio.AsyncClient(reconnection=False)
@@ -66,7 +84,7 @@ class Peer:
             await self.pub.close()
             self.pub = None
         await self.sub.close()
-        self.sub = RTCPeerConnection(client_configuration())
+        self.sub = RTCPeerConnection(self._configuration())
         self.sub.on("track", self._on_track)
         self.tracks.clear()
         urls = [self.entry_url, *self.fallback, *self.nodes]
@@ -134,11 +152,16 @@ class Peer:
             self.me = ack["participant"]
             self.node = ack.get("node")
             self.nodes = [u for u in ack.get("nodes", []) if u]
+            self.ice_servers = ack.get("ice_servers") or []
+            if self.sub is None:
+                self.sub = RTCPeerConnection(self._configuration())
+                self.sub.on("track", self._on_track)
+                self._configured.set()
         return ack
 
     async def publish(self, video: bool = True, audio: bool = True) -> dict:
         self.published = (video, audio)
-        self.pub = RTCPeerConnection(client_configuration())
+        self.pub = RTCPeerConnection(self._configuration())
         if video:
             track = EncodedTrack("video", self.media.vp8)
             sender = self.pub.addTransceiver(track, direction="sendonly").sender
@@ -164,6 +187,7 @@ class Peer:
         sender._handle_rtcp_packet = handle
 
     async def _answer(self, offer: dict) -> None:
+        await self._configured.wait()
         await self.sub.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type=offer["type"]))
         for row in offer.get("tracks", []):
             self.tracks[row["mid"]] = row
@@ -197,7 +221,8 @@ class Peer:
             await self.sio.disconnect()
         if self.pub:
             await self.pub.close()
-        await self.sub.close()
+        if self.sub is not None:
+            await self.sub.close()
 
 
 async def admitted(base_url: str, media, mediator: "Peer", token: str) -> "Peer":

@@ -14,7 +14,7 @@ from aiohttp import web
 from server.core import serialize as ser
 from server.core.errors import ValidationFailed
 from server.core.i18n import catalog
-from server.http.pages.portal import _path_id, _read, _timeline_item, _tr, _tz, render
+from server.http.pages.common import _path_id, _read, _timeline_item, _tr, _tz, render
 from server.core.policy import case_scope
 from server.core.schemas import CASE_TYPES, CATEGORIES
 from server.services.archive import analytics as analytics_svc

@@ -15,7 +15,8 @@ import datetime as dt
 
 from aiohttp import web
 
-from server.http.pages import portal as P
+from server.core import serialize as ser
+from server.http.pages import common as P
 from server.http.api.outcome import pdf_response, runtime, verify_bytes
 from server.core.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
 from server.core.policy import require_staff
@@ -83,7 +84,7 @@ async def _render_staff(request, case_id: int, *, errors=None, form=None, banner
         comments = [agr.comment_view(c) for c in await agr.comments(s, ag.id)] if ag else []
         subs = [court_svc.submission_view(x, m, case) for x, m in await court_svc.list_submissions(s, case.id)]
         actions = queries.allowed_actions(actor, case)
-        case_d = P.ser.case_full(case, staff=True)
+        case_d = ser.case_full(case, staff=True)
         templates = {k: "\n".join(agr.template_terms(case, k)) for k in agr.TEMPLATES}
         view = agr.view(ag, case, sigs) if ag else None
         options = court_svc.court_options(rt.cfg, case)
@@ -266,7 +267,7 @@ async def _render_party(request, page: PartyPage, *, errors=None, banner="", sta
         party = next(p for p in case.parties if p.id == who.party_id)
         options = court_svc.court_options(rt.cfg, case)
         default = court_svc.default_court(rt.cfg, case)
-        case_d = P.ser.case_full(case, staff=False)
+        case_d = ser.case_full(case, staff=False)
     me_row = next((r for r in (view or {}).get("signers", []) if r["key"] == f"party:{who.party_id}"), None)
     confirmation = next((x for x in subs if x["kind"] == "judicial_confirmation"), None)
     filing = next((x for x in subs if x["kind"] == "litigation_filing"), None)

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from server.services import recordings as rec_svc
 from server.core.errors import NotFound, Unauthorized
-from server.http.pages.portal import render
+from server.http.pages.common import render
 
 
 async def player(request: web.Request) -> web.Response:

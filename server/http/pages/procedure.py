@@ -13,6 +13,8 @@
 The parts are included into the existing templates; their data is loaded by a middleware for
 those pages into a context variable that the `procedure()` template function returns, so
 the pages' own handlers need not know about them.
+
+One module (~430 lines): the step page, the staff parts and the applicant's part share the data middleware.
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from server.http.pages import portal as pages
+from server.http.pages import common as pages
 from server.core.errors import AppError, Conflict, NotFound, ValidationFailed
-from server.http.pages.portal import _applicant, _db, _path_id, _read, _sign, _unsign, redirect, render
+from server.http.pages.common import _applicant, _db, _path_id, _read, _sign, _unsign, redirect, render
 from server.core.policy import require_staff
 from server.core.schemas import parse
 from server.services import cases as case_svc

@@ -16,7 +16,7 @@ from yarl import URL
 import web as webpkg
 
 from server.core.errors import NotFound
-from server.http.pages.portal import _fmt_dt
+from server.http.pages.common import _fmt_dt
 from server.core.i18n import LANGS, catalog
 from server.core.schemas import CATEGORIES
 from server.core.security import TokenInvalid

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.http.pages import archive, outcome, player, portal, procedure, room
+from server.http.pages import admin, archive, common, outcome, player, portal, procedure, room, staff
 
 
 def setup(app: web.Application) -> None:
-    portal.setup(app)      # residents, staff, admin
+    portal.setup(app)      # residents: home, filing, lookup and withdrawal
+    staff.setup(app)       # staff login, case lists, the case page, sessions and join links
+    admin.setup(app)       # institutions, users, experts
+    common.setup(app)      # the friendly 404/405 pages and the templates' pairs()
     archive.setup(app)     # the clerks' archive and the analytics dashboard
     procedure.setup(app)   # consent, identity, notices, deadlines, scheduling
     outcome.setup(app)     # the agreement, signatures, court hand-off

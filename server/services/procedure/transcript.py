@@ -11,6 +11,8 @@ When the last party has confirmed, the transcript is rendered to a PDF (Noto San
 kept under `$MEDIATION_DATA_DIR/transcripts/`, and its SHA-256 goes into the audit chain
 (`transcript.finalized`). An entry added after closing reopens it (a new revision; earlier
 confirmations no longer count). Each entry's text hash is logged as it is written.
+
+One module (~440 lines): entries, review, sign-off and the PDF (with its font subset) are one document's life.
 """
 from __future__ import annotations
 
