@@ -435,9 +435,16 @@ class Hub:
 
     async def join(self, sid: str, data: ev.Join) -> dict:
         started = time.monotonic()
-        if sid in self.by_sid:
-            return fail("already_joined", "This connection has already joined.")
         claims = decode_join_token(self.settings.secret_key, data.token)
+        if sid in self.by_sid:
+            # The same join again on this connection (a double tap, a retried step): the same
+            # answer, nothing changed. Another link on a joined connection is refused.
+            room_id, pid = self.by_sid[sid]
+            live = self.rooms.get(room_id)
+            part = live.room.participants.get(pid) if live else None
+            if part is not None and str(claims.get("sub")) == pid and str(claims.get("room", "")) == room_id:
+                return self._join_ack(live, pid, live.passes[pid], part)
+            return fail("already_joined", "This connection has already joined.")
         room_id = str(claims.get("room", ""))
         existing = self.rooms.get(room_id)
         sub = str(claims.get("sub"))
@@ -507,8 +514,11 @@ class Hub:
                 log.exception("on_joined hook failed for %s", pid)
         for observe in self.join_observers:
             observe(time.monotonic() - started)
+        return self._join_ack(live, pid, p, participant)
+
+    def _join_ack(self, live: LiveRoom, pid: str, p, participant) -> dict:
         return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
-                "room": self.state_for(live, pid), "in_lobby": area == LOBBY,
+                "room": self.state_for(live, pid), "in_lobby": participant.area == LOBBY,
                 "ice_servers": live_svc.ice_servers_for(self.settings, p),
                 "session_id": p.session_id, "node": {"id": self.settings.node_id, "url": self.settings.node_url},
                 "nodes": self.cluster.node_urls()}

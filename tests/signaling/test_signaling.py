@@ -77,8 +77,15 @@ async def test_bad_events_get_error_acks_and_change_nothing(live, media):
         assert (await stranger.call("join", {"token": 5}))["error"]["code"] == "bad_request"
         assert (await stranger.call("join", "not an object"))["error"]["code"] == "bad_request"
 
-        assert (await mediator.join())["ok"]
-        assert (await mediator.join())["error"]["code"] == "already_joined"
+        first = await mediator.join()
+        assert first["ok"]
+        # The same join again on this connection (a double tap) is idempotent: the same answer,
+        # nobody added; another link on this connection is refused.
+        again = await mediator.join()
+        assert again["ok"] and again["participant"] == first["participant"]
+        assert len(live.app["hub"].rooms[live.room_id].room.participants) == 1
+        other = await live.token("party", party_id=live.party_ids[0])
+        assert (await mediator.call("join", {"token": other}))["error"]["code"] == "already_joined"
         for event, data, code in [
             ("rtc.offer", {"sdp": "v=0 garbage sdp", "type": "offer"}, None),
             ("rtc.offer", {"sdp": "v=0 garbage sdp", "type": "answer"}, "bad_request"),
