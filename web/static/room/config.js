@@ -1,0 +1,13 @@
+/* The page's configuration: the JSON blob #room-config the server renders into room.html (the
+ * join token, language, name, role, every room.* text), and the client's fixed numbers.
+ * A leaf module: everything else reads it, it reads nothing. The page loads the room's
+ * script only when the blob is there (a live join link); CFG is null otherwise. */
+
+var cfgEl = document.getElementById("room-config");
+export var CFG = cfgEl ? JSON.parse(cfgEl.textContent) : null;
+export var S = (CFG && CFG.strings) || {};
+export var VIDEO_MAX_BITRATE = 600000;   // REMB from viewers does not reach us through the SFU: cap it here
+export var AUDIO_MAX_BITRATE = 48000;
+export var ACK_MS = 10000;
+export var STORE_KEY = CFG ? "mediation-room-entered:" + CFG.token.slice(-24) : null;
+export var canPublishRole = !!CFG && CFG.role !== "observer";
