@@ -18,24 +18,29 @@ TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 
 
 class Coturn:
-    def __init__(self, workdir: Path, secret: str, realm: str = "mediation.test"):
+    def __init__(self, workdir: Path, secret: str, realm: str = "mediation.test", *, listen_ip: str = "127.0.0.1",
+                 netns: str | None = None, port: int | None = None):
+        """In the network lab (tests/support/netlab.py) pass `netns` (the server namespace) and
+        the lab address to listen and relay on."""
         self.workdir = Path(workdir)
         self.secret = secret
         self.realm = realm
-        self.port = free_port()
+        self.listen_ip = listen_ip
+        self.netns = netns
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "turnserver.log"
 
     @property
     def urls(self) -> list[str]:
-        return [f"turn:127.0.0.1:{self.port}?transport=udp", f"turn:127.0.0.1:{self.port}?transport=tcp"]
+        return [f"turn:{self.listen_ip}:{self.port}?transport=udp", f"turn:{self.listen_ip}:{self.port}?transport=tcp"]
 
     def config(self) -> str:
         relay_low = 49152 + (self.port % 1000) * 10
         return "\n".join([
             f"listening-port={self.port}",
-            "listening-ip=127.0.0.1",
-            "relay-ip=127.0.0.1",
+            f"listening-ip={self.listen_ip}",
+            f"relay-ip={self.listen_ip}",
             f"min-port={relay_low}",
             f"max-port={relay_low + 9}",
             "use-auth-secret",
@@ -64,19 +69,31 @@ class Coturn:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "turnserver.conf"
         conf.write_text(self.config())
-        self.proc = subprocess.Popen([TURNSERVER, "-c", str(conf)], stdout=subprocess.DEVNULL,
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen([*prefix, TURNSERVER, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"turnserver exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                self._probe()
+                return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"turnserver did not listen within {timeout} s:\n{self.log()[-3000:]}")
+
+    def _probe(self) -> None:
+        if self.netns:
+            from tests.support.netlab import inside
+            with inside(self.netns):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with sock:
+            sock.settimeout(0.5)
+            sock.connect((self.listen_ip, self.port))
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

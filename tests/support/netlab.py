@@ -181,6 +181,7 @@ class Lab:
         self.links: list[EmulatedLink] = []
         self._procs: list[subprocess.Popen] = []
         self._servers: list[asyncio.AbstractServer] = []
+        self._loops: list = []
         self.server = self.namespace("s")
 
     def namespace(self, short: str) -> Namespace:
@@ -231,7 +232,37 @@ class Lab:
         self._servers.append(server)
         return server.sockets[0].getsockname()[1]
 
+    def forward_in_thread(self, ns: Namespace, host: str, port: int) -> int:
+        """`forward` for synchronous tests (Playwright's sync API): the forwarder runs on an event
+        loop of its own in a background thread until the lab closes."""
+        import threading
+        loop = asyncio.new_event_loop()
+        ready: "asyncio.Future[int]" = loop.create_future()
+
+        def run():
+            asyncio.set_event_loop(loop)
+
+            async def start():
+                ready.set_result(await self.forward(ns, host, port))
+
+            loop.create_task(start())
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, daemon=True, name=f"forward-{ns.name}")
+        thread.start()
+        self._loops.append((loop, thread))
+        deadline = time.monotonic() + 5
+        while not ready.done():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the forwarder did not start")
+            time.sleep(0.01)
+        return ready.result()
+
     def close(self) -> None:
+        for loop, thread in self._loops:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+        self._loops.clear()
         for server in self._servers:
             server.close()
         for proc in reversed(self._procs):

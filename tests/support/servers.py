@@ -44,7 +44,10 @@ def clean_env(*drop: str, **extra: str) -> dict[str, str]:
 
 class ServerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, *, port: int | None = None, args: tuple[str, ...] = (),
-                 name: str = "server", ready_path: str = "/readyz", python_args: tuple[str, ...] | None = None):
+                 name: str = "server", ready_path: str = "/readyz", python_args: tuple[str, ...] | None = None,
+                 prefix: tuple[str, ...] = ()):
+        """`prefix` runs the command through another (e.g. `ip netns exec NS` in the network lab,
+        where the test then reaches the server through a forwarder: set `probe_url`)."""
         self.port = port or free_port()
         self.env = {"PYTHONUNBUFFERED": "1", **env}
         self.log_path = Path(log_path)
@@ -53,11 +56,13 @@ class ServerProcess:
         self.ready_path = ready_path
         # How Python runs the CLI: `-m server.cli` unless a benchmark wraps it (e.g. with a GC probe).
         self.python_args = python_args or ("-m", "server.cli")
+        self.prefix = tuple(prefix)
+        self.probe_url: str | None = None
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.probe_url or f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -70,7 +75,7 @@ class ServerProcess:
     def spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen([sys.executable, *self.python_args, "serve", *self.args,
+            self.proc = subprocess.Popen([*self.prefix, sys.executable, *self.python_args, "serve", *self.args,
                                           "--port", str(self.port)],
                                          cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
