@@ -263,7 +263,7 @@ def test_every_text_of_the_portal_is_translated():
     hold no literal Chinese or English sentences."""
     from pathlib import Path
 
-    from server.http.pages import portal as pages
+    from server.http.pages import admin, common, portal, staff
     from server.core.schemas import CASE_TYPES, CATEGORIES, EXPERT_LEVELS, INSTITUTION_KINDS, INVITE_ROLES, ROLES
     from server.core.workflow import STATUSES, TRANSITIONS
 
@@ -276,13 +276,14 @@ def test_every_text_of_the_portal_is_translated():
     used = set()
     for text in templates.values():
         used |= set(re.findall(r"""\bt\(\s*['"]([a-zA-Z0-9_.\-]+)['"]\s*[,)]""", text))
-    used |= set(re.findall(r"""(?:\bt|\["t"\])\(\s*"([a-zA-Z0-9_.\-]+)"\s*[,)]""", Path(pages.__file__).read_text("utf-8")))
-    used |= {k for _, k in pages.INVITE_DURATIONS} | set(pages._SERVICE_FIELD_MESSAGES.values())
+    for pages in (common, portal, staff, admin):  # the page modules that were one portal.py
+        used |= set(re.findall(r"""(?:\bt|\["t"\])\(\s*"([a-zA-Z0-9_.\-]+)"\s*[,)]""", Path(pages.__file__).read_text("utf-8")))
+    used |= {k for _, k in staff.INVITE_DURATIONS} | set(common._SERVICE_FIELD_MESSAGES.values())
     codes = {"status": STATUSES, "status_help": STATUSES, "case_type": CASE_TYPES, "case_type_hint": CASE_TYPES,
              "category": CATEGORIES, "role": ROLES, "jrole": INVITE_ROLES, "inst_kind": INSTITUTION_KINDS,
              "level": EXPERT_LEVELS, "party.side": ["applicant", "respondent"],
              "session.status": ["scheduled", "live", "ended"], "do": list(TRANSITIONS),
-             "chip": [name for name, _ in pages.CHIPS], "list.title": ["queue", "cases", "my"],
+             "chip": [name for name, _ in staff.CHIPS], "list.title": ["queue", "cases", "my"],
              "invite.state": ["active", "expired", "revoked", "used"],
              "flash": ["accept", "reject", "transfer", "assign", "archive", "close", "session"],
              "action.case": ["filed", *[a for a in TRANSITIONS if a != "withdraw"], "withdraw"],
