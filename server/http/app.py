@@ -127,6 +127,10 @@ async def headers_middleware(request: web.Request, handler):
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
     resp.headers.setdefault("X-Frame-Options", "DENY")
+    if request.path.startswith("/static/room/"):
+        # The room's ES modules import each other without a version: revalidate every load, so a
+        # deploy never mixes old and new modules (a 304 costs little).
+        resp.headers["Cache-Control"] = "no-cache"
     return resp
 
 

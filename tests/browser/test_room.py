@@ -332,7 +332,7 @@ def test_every_room_text_is_translated():
     assert set(catalogs["zh-CN"]) == set(catalogs["en"])
     assert all(k.startswith("room.") for k in catalogs["en"])
     template = (ROOT / "web" / "templates" / "room.html").read_text("utf-8")
-    script = (ROOT / "web" / "static" / "room.js").read_text("utf-8")
+    script = "\n".join(p.read_text("utf-8") for p in sorted((ROOT / "web" / "static" / "room").glob("*.js")))
     used = {k for k in re.findall(r"""\bt\(\s*["'](room\.[\w.]+)["']""", template) if not k.endswith(".")}
     used |= {k for k in re.findall(r'"(room\.[\w.]+)"', script) if not k.endswith(".")} - {"room.state", "room.moved"}  # event names
     # Keys the script builds from a prefix.

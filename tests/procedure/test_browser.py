@@ -133,7 +133,7 @@ def test_declining_shows_the_offline_alternative(server, new_page):
 
 
 def test_the_room_page_meets_the_same_steps(server, new_page):
-    """The live room's own client (web/static/room.js) answers the refusals on the same connection."""
+    """The live room's own client (web/static/room/) answers the refusals on the same connection."""
     sc = _scheduled_case(server)
     page = new_page(PHONE, locale="zh-CN")
     page.goto(server.url + f"/room/{sc['link']['token']}")

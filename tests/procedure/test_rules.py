@@ -178,3 +178,19 @@ async def test_overdue_flags_appear_on_the_right_day_across_a_weekend_and_a_holi
         assert (await client.get("/api/v1/deadlines", headers=intake)).status == 200
     finally:
         deadlines.configure(calendar=deadlines.WorkCalendar.from_env())
+
+
+async def test_a_refused_step_on_a_staff_page_is_a_translated_message_not_a_server_error(client, db):
+    """A mediator not assigned to the case posts the conflict form (with its CSRF token): the page
+    answers with the refusal as a flash message, and nothing is declared."""
+    w = await seed(db)
+    filed = await file_case(client, w.inst_a)
+    r = await client.post("/api/v1/auth/login", json={"username": "mediator", "password": "correct-horse-42"})
+    assert r.status == 200
+    csrf = (await r.json())["csrf_token"]
+    r = await client.post(f"/staff/procedure/cases/{filed['case']['id']}/declare",
+                          data={"csrf_token": csrf, "conflict": "no"}, allow_redirects=False)
+    assert r.status in (302, 303), await r.text()
+    async with db.read() as s:
+        declared = (await s.execute(select(AuditEntry).where(AuditEntry.action.like("conflict.%")))).scalars().all()
+    assert declared == []

@@ -1,4 +1,4 @@
-/* The settlement agreement as a side panel of the live room (for room.js to attach; see docs/protocol.md).
+/* The settlement agreement as a side panel of the live room (for the room's script, web/static/room/, to attach; see docs/protocol.md).
  *
  *   window.mediationAgreementPanel.attach(socket, container, {t: fn(key) -> text, lang: "zh-CN"|"en",
  *                                                            caseId: number?, isMediator: fn() -> bool})

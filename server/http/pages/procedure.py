@@ -37,6 +37,9 @@ from server.services.procedure import panels
 from server.services.procedure import rules as procedure
 from server.services import sessions as session_svc
 from server.services.procedure import transcript as transcript_svc
+from server.core.i18n import catalog
+from server.core.security import TokenInvalid
+from server.http.util import has_key
 
 _DATA: contextvars.ContextVar[dict] = contextvars.ContextVar("procedure_page_data", default={})
 SCHEDULED_COOKIE = "mediation_scheduled"
@@ -104,8 +107,6 @@ async def checks_page(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     t = request["t"]
     cfg = request.app["settings"]
-    from server.core.i18n import catalog
-    from server.core.security import TokenInvalid
     try:
         if not 10 <= len(token) <= 4096:
             raise TokenInvalid("token_invalid", "This join link is not valid.")
@@ -143,7 +144,7 @@ def _problem(request, exc: AppError) -> str:
     key = f"procedure.error.{exc.code}"
     if exc.code in ("validation_failed", "bad_request") and exc.fields:
         return t("procedure.error.form")
-    if key in pages.catalog(request["lang"]) or key in pages.catalog("zh-CN"):
+    if has_key(request, key):
         return t(key)
     return pages._error_text(request, exc)
 

@@ -1,6 +1,6 @@
 """The live mediation room page: GET /room/{token}.
 
-The page itself is static HTML plus web/static/room.js; everything live (joining, the
+The page itself is static HTML plus the ES modules of web/static/room/; everything live (joining, the
 lobby, media, chat, the mediator's controls) goes over socket.io (signaling/hub.py). Here we
 only check the join link lightly (signature, expiry, revocation, session state) so that a
 dead link gets a clear translated page instead of a room that cannot be entered; the real
@@ -45,18 +45,20 @@ def _csp(request: web.Request) -> str:
 
 def _asset_version() -> str:
     h = hashlib.sha256()
-    for name in ("room.css", "room.js"):
-        p = webpkg.STATIC / name
+    # The room's stylesheet and every module of its script (web/static/room/).
+    for p in [webpkg.STATIC / "room.css", *sorted((webpkg.STATIC / "room").glob("*.js"))]:
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()[:10]
 
 
 ASSET_VERSION = _asset_version()
+# Preloaded together, so a phone fetches the script's modules in one round, not one per import level.
+ROOM_MODULES = sorted(p.name for p in (webpkg.STATIC / "room").glob("*.js") if p.name != "main.js")
 
 
 def _strings(lang: str, t) -> dict[str, str]:
-    """Every text room.js shows: the room.* keys, plus the specialty names for expert invitations."""
+    """Every text the room's script shows: the room.* keys, plus the specialty names for expert invitations."""
     keys = set(catalog(lang)) | set(catalog("zh-CN"))
     out = {k: t(k) for k in sorted(keys) if k.startswith("room.")}
     for code in CATEGORIES:
@@ -106,7 +108,7 @@ async def room_page(request: web.Request) -> web.Response:
         }
     html = request.app["jinja"].get_template("room.html").render(
         t=t, lang=lang, lang_urls=_lang_urls(request), error_code=error_code, info=info, config=config,
-        asset_v=ASSET_VERSION,
+        asset_v=ASSET_VERSION, room_modules=ROOM_MODULES,
         role_label=t(f"room.role.{info['role']}") if info and info["role"] in ROLES else "",
     )
     resp = web.Response(text=html, content_type="text/html", status=status)
