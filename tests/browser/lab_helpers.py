@@ -1,0 +1,106 @@
+"""The live room in the network lab (tests/support/netlab.py): the demo server inside the lab's
+server namespace, each browser inside a participant namespace on an emulated link."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.support import netlab
+from tests.support.servers import ServerProcess, clean_env
+
+from .conftest import CHROMIUM, CHROMIUM_ARGS, Server
+from .room_helpers import wait_js
+
+PORT = 8080
+
+SELECTED_PAIR_JS = """async (which) => {
+  const pc = window.mediationRoom && window.mediationRoom[which || 'subPc'];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach(r => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
+  if (!pair) stats.forEach(r => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId);
+  return {type: local && local.candidateType, protocol: local && (local.relayProtocol || local.protocol)};
+}"""
+
+# Video frames decoded on the subscribe connection, per publisher (the server's track table maps mids).
+DECODED_BY_JS = """async () => {
+  const R = window.mediationRoom; if (!R || !R.subPc) return {};
+  const byMid = {}; (R.trackTable || []).forEach(t => { byMid[t.mid] = t.participant_id; });
+  const out = {};
+  (await R.subPc.getStats()).forEach(r => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') {
+      const pid = byMid[r.mid] || '?'; out[pid] = (out[pid] || 0) + (r.framesDecoded || 0); } });
+  return out;
+}"""
+
+
+def require_lab(*extra: tuple[bool, str]) -> None:
+    reason = netlab.available()
+    checks = [(bool(reason), reason or ""), (not os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed"), *extra]
+    for missing, what in checks:
+        if missing:
+            if IN_CI:
+                pytest.fail(what)
+            pytest.skip(what)
+
+
+def start_server(lab: netlab.Lab, data, **env_extra: str) -> tuple[ServerProcess, Server]:
+    """`mediation serve --demo` inside the server namespace, reached through a loopback forwarder."""
+    data.mkdir(parents=True, exist_ok=True)
+    first = lab.links[0].server_addr if lab.links else "127.0.0.1"
+    env = clean_env(MEDIATION_DATA_DIR=str(data), IDENTITY_CHECK="off", PUBLIC_URL=f"http://{first}:{PORT}",
+                    **env_extra)
+    proc = ServerProcess(env, data / "server.log", port=PORT, args=("--demo", "--host", "0.0.0.0"),
+                         ready_path="/api/v1/institutions", prefix=("ip", "netns", "exec", lab.server.name))
+    proc.spawn()
+    proc.probe_url = f"http://127.0.0.1:{lab.forward_in_thread(lab.server, '127.0.0.1', PORT)}"
+    proc.wait_ready()
+    return proc, Server(url=proc.url, data_dir=data, log_path=proc.log_path)
+
+
+def browser_in(pw, ns: netlab.Namespace, link: netlab.EmulatedLink):
+    """Chromium inside a participant namespace; returns (browser, the server's origin as seen from there)."""
+    origin = f"http://{link.server_addr}:{PORT}"
+    args = CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required",
+                            f"--unsafely-treat-insecure-origin-as-secure={origin}",
+                            "--disable-features=WebRtcHideLocalIpsWithMdns"]
+    return pw.chromium.launch(executable_path=str(ns.wrapper(CHROMIUM)), headless=True, args=args), origin
+
+
+def page_in(browser, viewport):
+    mobile = viewport["width"] < 600
+    ctx = browser.new_context(viewport=viewport, is_mobile=mobile, has_touch=mobile)
+    ctx.grant_permissions(["camera", "microphone"])
+    ctx.set_default_timeout(20_000)
+    return ctx.new_page()
+
+
+def enter(page) -> str:
+    wait_js(page, "document.querySelector('#self-video').videoWidth > 0", "own preview", 20)
+    page.click("[data-testid=enter]")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        screen = page.evaluate("() => window.mediationRoom && window.mediationRoom.screen")
+        if screen not in ("precheck", "connecting", "step"):
+            return screen
+        if screen == "step" and page.locator("#step-yes").is_visible():
+            page.click("#step-yes")
+        time.sleep(0.1)
+    raise AssertionError("the page did not get past the join steps")
+
+
+def admit(mediator, party) -> str:
+    pid = wait_js(party, "window.mediationRoom.me && window.mediationRoom.me.id", "party id")
+    mediator.click(f"[data-testid=lobby-list] [data-testid=admit][data-pid='{pid}']")
+    wait_js(party, "window.mediationRoom.screen === 'room'", "party admitted", 20)
+    return pid
+
+
+def decoded_from(page, pid: str) -> int:
+    return page.evaluate(f"({DECODED_BY_JS})()").get(pid, 0)

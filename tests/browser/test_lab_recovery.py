@@ -1,0 +1,91 @@
+"""Staying in: a party's link goes down for 6 s, in real Chromium, in the network lab.
+
+The party's page must not reload or rejoin the room: once the link is back, the party
+decodes the mediator's video again and the mediator decodes the party's, within a few
+seconds; the party keeps its place (same participant, main room). Times are printed (the
+benchmark measures them), never asserted beyond "it came back"."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support import netlab
+
+from .conftest import DESKTOP, PHONE
+from .lab_helpers import admit, browser_in, decoded_from, enter, page_in, require_lab, start_server
+from .room_helpers import open_room, wait_decoding, wait_js
+
+pytestmark = pytest.mark.browser
+
+OUTAGE = 6.0
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    require_lab()
+    root = tmp_path_factory.mktemp("lab-recovery")
+    lab = netlab.Lab(root / "lab")
+    try:
+        mediator = lab.participant()
+        party = lab.participant()
+        proc, srv = start_server(lab, root / "server")
+        yield {"lab": lab, "server": srv, "mediator": mediator, "party": party}
+        proc.stop()
+    finally:
+        lab.close()
+
+
+def _until(check, timeout: float, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def test_a_six_second_outage_recovers_without_rejoining(deployment):
+    from playwright.sync_api import sync_playwright
+
+    links = open_room(deployment["server"], "断网六秒")
+    (m_ns, m_link), (p_ns, p_link) = deployment["mediator"], deployment["party"]
+    with sync_playwright() as pw:
+        m_browser, m_origin = browser_in(pw, m_ns, m_link)
+        p_browser, p_origin = browser_in(pw, p_ns, p_link)
+        try:
+            mediator = page_in(m_browser, DESKTOP)
+            party = page_in(p_browser, PHONE)
+            mediator.goto(f"{m_origin}/join/{links.mediator_token}")
+            assert enter(mediator) == "room"
+            m_id = wait_js(mediator, "window.mediationRoom.me && window.mediationRoom.me.id", "mediator id")
+            party.goto(f"{p_origin}/join/{links.party_tokens[0]}")
+            assert enter(party) == "lobby"
+            p_id = admit(mediator, party)
+            wait_decoding(party, "the party decodes the mediator", timeout=30)
+            wait_decoding(mediator, "the mediator decodes the party", timeout=30)
+            joins = party.evaluate("window.mediationRoom.joins")
+
+            p_link.outage(True)
+            time.sleep(OUTAGE)
+            base_party = decoded_from(party, m_id)
+            base_mediator = decoded_from(mediator, p_id)
+            p_link.outage(False)
+            t_back = time.monotonic()
+            party_back = _until(lambda: decoded_from(party, m_id) > base_party + 5, 30)
+            t_party = time.monotonic() - t_back
+            mediator_back = _until(lambda: decoded_from(mediator, p_id) > base_mediator + 5, 30)
+            t_mediator = time.monotonic() - t_back
+            print(f"\n6 s outage: the party decodes again {t_party:.1f} s after the link returned, "
+                  f"the mediator decodes the party again after {t_mediator:.1f} s; "
+                  f"party joins {joins} -> {party.evaluate('window.mediationRoom.joins')}, "
+                  f"errors {party.evaluate('window.mediationRoom.errors')}")
+            assert party_back, "the party never decoded the mediator again"
+            assert mediator_back, "the mediator never decoded the party again"
+            assert party.evaluate("window.mediationRoom.joins") == joins, "the page rejoined the room"
+            assert party.evaluate("window.mediationRoom.me.id") == p_id
+            assert party.evaluate("window.mediationRoom.screen") == "room"
+        finally:
+            p_browser.close()
+            m_browser.close()
