@@ -20,7 +20,7 @@ from server.core import events
 from server.core.config import Settings
 from server.infra.db import Database
 from server.infra.files import FileStore
-from server.infra.outbox import Worker
+from server.infra.outbox import Worker, cancel
 from server.services import recordings as rec_svc
 from server.services.notify import messages as notify
 from server.services.outcome import court as court_svc
@@ -62,13 +62,8 @@ class DeadlineScanner:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except BaseException:  # noqa: BLE001 - cancelled
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
 
 class System:

@@ -7,9 +7,6 @@ import asyncio
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import aiohttp
 from sqlalchemy import select, update
@@ -17,6 +14,7 @@ from sqlalchemy import select, update
 from server.core.models import AuditEntry, Case, Evidence
 from server.services.archive import records as archive_svc
 from tests.api.helpers import case_body, login, png_bytes, seed
+from tests.support.cli import run_cli
 
 MINE = {"audit_chain", "evidence", "case_state", "agreement"}
 
@@ -38,11 +36,7 @@ async def _case_with_evidence(client, db, w) -> dict:
     return filed
 
 
-def _cli(args, settings):
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "MEDIATION_DATA_DIR": str(settings.data_dir),
-           "EVIDENCE_DIR": str(settings.evidence_dir), "SECRET_KEY": settings.secret_key}
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+_cli = run_cli
 
 
 async def test_each_alteration_is_reported(client, db, settings, tmp_path):

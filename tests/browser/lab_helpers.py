@@ -2,6 +2,7 @@
 server namespace, each browser inside a participant namespace on an emulated link."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -62,6 +63,25 @@ def start_server(lab: netlab.Lab, data, **env_extra: str) -> tuple[ServerProcess
     proc.probe_url = f"http://127.0.0.1:{lab.forward_in_thread(lab.server, '127.0.0.1', PORT)}"
     proc.wait_ready()
     return proc, Server(url=proc.url, data_dir=data, log_path=proc.log_path)
+
+
+@contextlib.contextmanager
+def lab_deployment(root, *, participants: int = 2, prepare=None):
+    """A lab with `participants` participant namespaces and the demo server in the server
+    namespace. `prepare(lab, parts)` may set up more (firewalls, coturn) before the server
+    starts and returns (extra server environment, things to stop afterwards)."""
+    lab = netlab.Lab(root / "lab")
+    stops = []
+    try:
+        parts = [lab.participant() for _ in range(participants)]
+        env, stops = prepare(lab, parts) if prepare else ({}, [])
+        proc, srv = start_server(lab, root / "server", **env)
+        stops = [proc, *stops]
+        yield {"lab": lab, "server": srv, "parts": parts}
+    finally:
+        for thing in stops:
+            thing.stop()
+        lab.close()
 
 
 def browser_in(pw, ns: netlab.Namespace, link: netlab.EmulatedLink):

@@ -11,11 +11,10 @@ import time
 
 import pytest
 
-from tests.support import netlab
 from tests.support.coturn import TURNSERVER, Coturn
 
 from .conftest import DESKTOP, PHONE
-from .lab_helpers import SELECTED_PAIR_JS, admit, browser_in, enter, page_in, require_lab, start_server
+from .lab_helpers import SELECTED_PAIR_JS, admit, browser_in, enter, lab_deployment, page_in, require_lab
 from .room_helpers import open_room, wait_decoding, wait_js
 
 pytestmark = pytest.mark.browser
@@ -27,20 +26,15 @@ SECRET = "lab-turn-secret-" + "t" * 24
 def deployment(tmp_path_factory):
     require_lab((not os.path.exists(TURNSERVER), "coturn is not installed"))
     root = tmp_path_factory.mktemp("lab-firewall")
-    lab = netlab.Lab(root / "lab")
-    try:
-        mediator_ns, mediator_link = lab.participant()
-        party_ns, party_link = lab.participant()
+
+    def prepare(lab, parts):
+        (_m_ns, _m_link), (party_ns, party_link) = parts
         party_ns.block_udp()
         turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.server_addr, netns=lab.server.name).start()
-        proc, srv = start_server(lab, root / "server", TURN_SECRET=SECRET,
-                                 TURN_URLS=f"turn:{party_link.server_addr}:{turn.port}?transport=tcp")
-        yield {"lab": lab, "server": srv, "turn": turn, "mediator": (mediator_ns, mediator_link),
-               "party": (party_ns, party_link)}
-        proc.stop()
-        turn.stop()
-    finally:
-        lab.close()
+        return {"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{party_link.server_addr}:{turn.port}?transport=tcp"}, [turn]
+
+    with lab_deployment(root, prepare=prepare) as d:
+        yield {"server": d["server"], "mediator": d["parts"][0], "party": d["parts"][1]}
 
 
 def test_a_party_behind_a_udp_blocking_firewall_gets_in_through_turn_over_tcp(deployment):

@@ -10,10 +10,8 @@ import time
 
 import pytest
 
-from tests.support import netlab
-
 from .conftest import DESKTOP, PHONE
-from .lab_helpers import admit, browser_in, decoded_from, enter, page_in, require_lab, start_server
+from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab
 from .room_helpers import open_room, wait_decoding, wait_js
 
 pytestmark = pytest.mark.browser
@@ -24,16 +22,8 @@ OUTAGE = 6.0
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     require_lab()
-    root = tmp_path_factory.mktemp("lab-recovery")
-    lab = netlab.Lab(root / "lab")
-    try:
-        mediator = lab.participant()
-        party = lab.participant()
-        proc, srv = start_server(lab, root / "server")
-        yield {"lab": lab, "server": srv, "mediator": mediator, "party": party}
-        proc.stop()
-    finally:
-        lab.close()
+    with lab_deployment(tmp_path_factory.mktemp("lab-recovery")) as d:
+        yield {"server": d["server"], "mediator": d["parts"][0], "party": d["parts"][1]}
 
 
 def _until(check, timeout: float, interval: float = 0.1):

@@ -5,11 +5,7 @@ staff page (a form post with its CSRF token), the room or the command line.
 Each test here failed before the composition root and the event bus existed."""
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import zipfile
 
 import aiohttp
@@ -18,10 +14,11 @@ from sqlalchemy import select
 from server.core.models import Agreement, Deadline, OutboxJob
 from server.core.schemas import InviteIn
 from server.services import sessions as session_svc
-from tests.api.helpers import PASSWORD, login, seed
+from tests.api.helpers import PASSWORD, login
 from tests.outcome.helpers import effective_case
 from tests.rooms.clients import wait_for
 from tests.signaling.peer import Peer
+from tests.support.cli import run_cli_async
 
 
 async def _staff_browser(live, username: str) -> tuple[aiohttp.ClientSession, str]:
@@ -88,19 +85,6 @@ async def test_settling_through_the_signatures_follows_the_procedural_rules(clie
     assert (await r.json())["case"]["status"] == "settled"
 
 
-async def _cli(args, settings):
-    """The command line as a process. Run off the event loop: the app's workers in this process
-    must be able to finish their transactions meanwhile (SQLite has one writer)."""
-    return await asyncio.to_thread(_run_cli, args, settings)
-
-
-def _run_cli(args, settings):
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "MEDIATION_DATA_DIR": str(settings.data_dir),
-           "EVIDENCE_DIR": str(settings.evidence_dir), "SECRET_KEY": settings.secret_key}
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
-
-
 async def test_the_command_line_sees_the_same_archive_as_the_web_app(client, db, settings, tmp_path):
     c = await effective_case(client, db)
     clerk = await login(client, "clerk")
@@ -111,12 +95,12 @@ async def test_the_command_line_sees_the_same_archive_as_the_web_app(client, db,
     web_sections = set((await r.json()).keys())
     assert {"recordings", "agreements", "transcripts"} <= set(web_checks)
 
-    p = await _cli(["audit", "verify", "--case", c.number, "--json"], settings)
+    p = await run_cli_async(["audit", "verify", "--case", c.number, "--json"], settings)
     assert p.returncode == 0, p.stdout + p.stderr
     assert [x["name"] for x in json.loads(p.stdout)["checks"]] == web_checks
 
     out = tmp_path / "export.zip"
-    p = await _cli(["cases", "export", c.number, "--out", str(out)], settings)
+    p = await run_cli_async(["cases", "export", c.number, "--out", str(out)], settings)
     assert p.returncode == 0, p.stdout + p.stderr
     with zipfile.ZipFile(out) as z:
         manifest = json.loads(z.read("manifest.json"))

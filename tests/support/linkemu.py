@@ -19,7 +19,6 @@ become link delay); it is controlled through a UNIX socket with one JSON request
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import fcntl
 import heapq
 import json
@@ -33,28 +32,16 @@ from dataclasses import asdict, dataclass, field
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
-CLONE_NEWNET = 0x40000000
 MTU = 1500
 
 
 def open_tun_in(netns: str, name: str) -> int:
     """Create TUN device `name` inside network namespace `netns`; returns its file descriptor
-    (which stays bound to that namespace). Only this thread switches namespace, and back."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {netns}")
-        try:
-            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
-        finally:
-            if libc.setns(own, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back")
-    finally:
-        os.close(own)
-        os.close(target)
+    (which stays bound to that namespace)."""
+    from tests.support.netlab import inside
+    with inside(netns):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
     return fd
 
 
