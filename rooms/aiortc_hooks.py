@@ -23,6 +23,10 @@ audio as is) and raises if anything ever asks it to encode. A viewer's PLI/FIR,
 which aiortc would turn into "force a keyframe in my encoder", is routed to a
 callback instead (the room relays it to the producer).
 
+Media ports (`set_media_ports`): with a configured range (MEDIA_PORTS) every host candidate
+binds a UDP port inside it, so a firewall rule can allow exactly that range (server-reflexive
+discovery is then off; behind NAT, MEDIA_ADDRESSES announces the public address).
+
 ICE consent (`install_consent_freshness`, applied at import): aioice sends each RFC 7675
 consent check once and gives up on it after 0.5 s, so a link with a round trip over half a
 second loses consent after six checks (~30 s) although every answer arrives. Here each check
@@ -50,6 +54,8 @@ import aioice
 import aiortc
 from aioice import ice as _ice
 from aioice import stun as _stun
+from aioice import turn as _turn
+import socket as _socket_mod
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import get_capabilities, is_rtx
 from aiortc.codecs.base import Encoder
@@ -70,6 +76,8 @@ REQUIRED_AIORTC_VERSION = "1.16.0"
 REQUIRED_AIOICE_VERSION = "0.13.0"
 # aioice's own consent check, even when this module runs a second time (python -m rooms.aiortc_hooks).
 _AIOICE_QUERY_CONSENT = getattr(_ice.Connection.query_consent, "aioice_original", _ice.Connection.query_consent)
+_AIOICE_COMPONENT_CANDIDATES = getattr(_ice.Connection.get_component_candidates, "aioice_original",
+                                       _ice.Connection.get_component_candidates)
 
 # Video reassembly window in packets. Must be a power of two. 256 packets hold a
 # large keyframe; a gap that NACK/RTX cannot fill within this window is dropped
@@ -97,6 +105,7 @@ FINGERPRINTS: dict[str, str] = {
     "aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription": "42c5e2eb7ca58b5f",
     "aioice.ice.Connection.query_consent": "fe49173a650a378a",
     "aioice.ice.Connection.build_request": "cd68d42d3765c2d1",
+    "aioice.ice.Connection.get_component_candidates": "118597a9fcb703f9",
 }
 
 _FINGERPRINTED = {
@@ -119,6 +128,7 @@ _FINGERPRINTED = {
     # The original, before install_consent_freshness replaces it.
     "aioice.ice.Connection.query_consent": _AIOICE_QUERY_CONSENT,
     "aioice.ice.Connection.build_request": _ice.Connection.build_request,
+    "aioice.ice.Connection.get_component_candidates": _AIOICE_COMPONENT_CANDIDATES,
 }
 
 # Private instance attributes read or written below (checked by probe_hooks()).
@@ -582,6 +592,75 @@ def install_consent_freshness() -> None:
 
 
 install_consent_freshness()
+
+
+# --- host candidates inside a configured UDP port range --------------------------------------------
+
+_media_ports: Optional[tuple[int, int]] = None
+_next_port = 0
+
+
+def set_media_ports(ports: Optional[tuple[int, int]]) -> None:
+    """Bind every host candidate of this process inside [low, high] (None: any port)."""
+    global _media_ports
+    _media_ports = ports
+
+
+def check_media_ports(ports: tuple[int, int], host: str = "0.0.0.0") -> None:
+    """Raise OSError unless at least one port of the range can be bound now."""
+    import socket as _socket
+    for port in range(ports[0], ports[1] + 1):
+        with _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, port))
+                return
+            except OSError:
+                continue
+    raise OSError(f"every UDP port of {ports[0]}-{ports[1]} is in use")
+
+
+async def _bind_in_range(loop, factory, address: str):  # type: ignore[no-untyped-def]
+    global _next_port
+    low, high = _media_ports  # type: ignore[misc]
+    size = high - low + 1
+    for i in range(size):
+        port = low + (_next_port + i) % size
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(factory, local_addr=(address, port))
+        except OSError:
+            continue
+        _next_port = (port - low + 1) % size
+        return transport, protocol
+    raise OSError(f"no free UDP port left in the media range {low}-{high}")
+
+
+async def _component_candidates(self, component: int, addresses: list[str], timeout: int = 5):  # type: ignore[no-untyped-def]
+    """aioice's get_component_candidates, with host sockets bound inside the media range."""
+    if _media_ports is None:
+        return await _AIOICE_COMPONENT_CANDIDATES(self, component, addresses, timeout)
+    loop = asyncio.get_running_loop()
+    candidates = []
+    for address in addresses:
+        try:
+            transport, protocol = await _bind_in_range(loop, lambda: _ice.StunProtocol(self), address)
+        except OSError as exc:
+            logger.warning("ICE: cannot bind %s in the media range: %s", address, exc)
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(_socket_mod.SOL_SOCKET, _socket_mod.SO_RCVBUF, _turn.UDP_SOCKET_BUFFER_SIZE)
+        host, port = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = _ice.Candidate(
+            foundation=_ice.candidate_foundation("host", "udp", host), component=component, transport="udp",
+            priority=_ice.candidate_priority(component, "host"), host=host, port=port, type="host")
+        candidates.append(protocol.local_candidate)
+        self._protocols.append(protocol)
+    # TURN relays as aioice makes them (no host addresses left for it: no unranged sockets).
+    return candidates + await _AIOICE_COMPONENT_CANDIDATES(self, component, [], timeout)
+
+
+_component_candidates.aioice_original = _AIOICE_COMPONENT_CANDIDATES  # type: ignore[attr-defined]
+_ice.Connection.get_component_candidates = _component_candidates  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 import socketio
 from pydantic import BaseModel, ValidationError
 
+from rooms import aiortc_hooks as hooks
 from rooms.errors import RoomError
 from rooms.participant import GRANTS, LOBBY, MAIN
 from rooms.room import Room
@@ -34,7 +35,7 @@ from server.services import sessions as session_svc
 from signaling.agreement_events import broadcast_agreement, broadcast_comment
 
 from signaling import schemas as ev
-from signaling.cluster import CapacityError, make_cluster
+from signaling.cluster import CapacityError, StartError, make_cluster
 from signaling.recording import ConsentError, RecordingController
 
 log = logging.getLogger("mediation.signaling")
@@ -67,6 +68,12 @@ class LiveRoom:
 
 class Hub:
     def __init__(self, sio: socketio.AsyncServer, db, settings):
+        if settings.media_ports is not None:
+            try:  # a firewall lets only this range through: refuse to start if it cannot be used
+                hooks.check_media_ports(settings.media_ports)
+            except OSError as exc:
+                raise StartError(f"MEDIA_PORTS {settings.media_ports[0]}-{settings.media_ports[1]}: {exc}") from None
+        hooks.set_media_ports(settings.media_ports)
         self.sio = sio
         self.db = db
         self.settings = settings

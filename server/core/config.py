@@ -63,6 +63,7 @@ class Settings:
     node_id: str = "node-1"
     node_url: str = ""              # where clients reach this node; defaults to public_url
     media_addresses: list[str] = field(default_factory=list)  # announced for ICE (1:1 NAT)
+    media_ports: tuple[int, int] | None = None  # MEDIA_PORTS: the UDP range media binds in
     node_heartbeat: float = 1.0     # seconds between heartbeats
     node_ttl: float = 3.0           # a node silent this long is dead and loses its rooms
     node_max_streams: int = 600     # forwarded streams at which a node counts as full
@@ -104,6 +105,7 @@ class Settings:
             node_id=os.environ.get("NODE_ID") or f"{socket.gethostname()}-{os.environ.get('PORT', '8080')}",
             node_url=(os.environ.get("NODE_URL") or public_url).rstrip("/"),
             media_addresses=[a.strip() for a in os.environ.get("MEDIA_ADDRESSES", "").split(",") if a.strip()],
+            media_ports=os.environ.get("MEDIA_PORTS", "").strip() or None,
             node_heartbeat=float(os.environ.get("NODE_HEARTBEAT", "1.0")),
             node_ttl=float(os.environ.get("NODE_TTL", "3.0")),
             node_max_streams=int(os.environ.get("NODE_MAX_STREAMS", "600")),
@@ -114,6 +116,10 @@ class Settings:
             parse_addresses(values["media_addresses"])
         except ValueError as exc:
             raise SystemExit(f"MEDIA_ADDRESSES: {exc}") from None
+        try:
+            values["media_ports"] = parse_port_range(values["media_ports"])
+        except ValueError as exc:
+            raise SystemExit(f"MEDIA_PORTS: {exc}") from None
         try:  # and a broken relay would only show when a party behind a firewall cannot get in
             check_turn(values["turn_urls"], values["turn_secret"])
         except ValueError as exc:
@@ -125,6 +131,19 @@ class Settings:
 
 _TURN_URL = re.compile(r"^(turns?):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
                        r"(?::(\d{1,5}))?(?:\?transport=(udp|tcp))?$")
+
+
+def parse_port_range(raw) -> tuple[int, int] | None:
+    """MEDIA_PORTS: "40000-40999" (low-high, within 1024-65535), or unset for any port."""
+    if raw is None or isinstance(raw, tuple):
+        return raw
+    m = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", raw)
+    if m is None:
+        raise ValueError(f"{raw!r} is not a range like 40000-40999")
+    low, high = int(m.group(1)), int(m.group(2))
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError(f"{raw!r}: need 1024 <= low <= high <= 65535")
+    return low, high
 
 
 def check_turn(urls: list[str], secret: str) -> None:
