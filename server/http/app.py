@@ -93,10 +93,13 @@ async def context_middleware(request: web.Request, handler):
     if request.method in UNSAFE and not via_bearer:
         await _check_csrf(request)
     resp = await handler(request)
+    # Secure with an https:// PUBLIC_URL, like every other cookie (behind a TLS proxy the
+    # request itself arrives over plain HTTP, so PUBLIC_URL decides, not the request's scheme).
+    secure = request.app["settings"].cookie_secure
     if new_nonce and isinstance(resp, web.StreamResponse) and not resp.prepared:
-        resp.set_cookie(CSRF_COOKIE, new_nonce, httponly=True, samesite="Lax", path="/")
+        resp.set_cookie(CSRF_COOKIE, new_nonce, httponly=True, samesite="Lax", path="/", secure=secure)
     if request.query.get("lang") in ("zh-CN", "en") and isinstance(resp, web.StreamResponse) and not resp.prepared:
-        resp.set_cookie(LANG_COOKIE, lang, samesite="Lax", path="/", max_age=365 * 86400)
+        resp.set_cookie(LANG_COOKIE, lang, samesite="Lax", path="/", max_age=365 * 86400, secure=secure)
     return resp
 
 
