@@ -266,6 +266,7 @@ class ReceiverTap:
         self.frames = 0
         self.bytes = 0
         self.dropped_partial = 0
+        self.last_packet: Optional[float] = None  # time.monotonic() of the latest RTP packet
         self._last_ts32: Optional[int] = None
         self._last_ext = 0
         self._pli_tasks: set[asyncio.Task] = set()
@@ -321,6 +322,7 @@ class _VideoTapBuffer(JitterBuffer):
         tap = self._tap
         tap.media_ssrc = packet.ssrc
         tap.packets += 1
+        tap.last_packet = time.monotonic()
         pli_flag, _ = super().add(packet)
         if self._want_pli:
             self._want_pli = False
@@ -379,6 +381,7 @@ class _AudioTapBuffer:
         tap = self._tap
         tap.media_ssrc = packet.ssrc
         tap.packets += 1
+        tap.last_packet = time.monotonic()
         seq = packet.sequence_number
         if self._last_seq is not None and not uint16_gt(seq, self._last_seq):
             return False, None
@@ -474,8 +477,7 @@ def install_sender_packer(
     sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
     # _handle_rtcp_packet calls self._send_keyframe() on PLI and FIR.
     sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
-    if mime.lower().startswith("video/"):
-        _keyframe_when_viewer_returns(sender, on_keyframe_request)
+    _watch_viewer_rtcp(sender, on_keyframe_request if mime.lower().startswith("video/") else None)
     return encoder
 
 
@@ -486,18 +488,23 @@ def install_sender_packer(
 VIEWER_SILENCE = 2.0
 
 
-def _keyframe_when_viewer_returns(sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> None:
+def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], None]]) -> None:
     original = sender._handle_rtcp_packet
-    last = [time.monotonic()]
+    sender._rooms_last_rtcp = time.monotonic()  # type: ignore[attr-defined]
 
     async def handle(packet):  # type: ignore[no-untyped-def]
         now = time.monotonic()
-        if now - last[0] > VIEWER_SILENCE:
-            on_keyframe_request()
-        last[0] = now
+        if on_return is not None and now - sender._rooms_last_rtcp > VIEWER_SILENCE:  # type: ignore[attr-defined]
+            on_return()
+        sender._rooms_last_rtcp = now  # type: ignore[attr-defined]
         await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def sender_last_rtcp(sender: RTCRtpSender) -> Optional[float]:
+    """time.monotonic() of the latest RTCP from this sender's viewer (None: not a forwarding sender)."""
+    return getattr(sender, "_rooms_last_rtcp", None)
 
 
 def sender_encoder(sender: RTCRtpSender) -> Optional[Encoder]:

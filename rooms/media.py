@@ -93,6 +93,11 @@ class Producer:
     def primary_ssrc(self) -> Optional[int]:
         return self._tap.primary_ssrc
 
+    @property
+    def last_packet(self) -> Optional[float]:
+        """time.monotonic() of the latest packet from the publisher (None: nothing yet)."""
+        return self._tap.last_packet
+
     def _on_frame(self, frame: EncodedFrame) -> None:
         self.frames_in += 1
         self.bytes_in += len(frame.data)

@@ -394,6 +394,12 @@ class SubscribeSession(_CandidateBuffer):
         for consumer in list(self.consumers.values()):
             consumer.close()
 
+    def last_rtcp(self) -> Optional[float]:
+        """The latest RTCP from this viewer on any forwarding sender (None: none yet)."""
+        times = [hooks.sender_last_rtcp(slot.transceiver.sender) for slot in self.slots if slot.consumer is not None]
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
+
     @property
     def negotiating(self) -> bool:
         return self._task is not None and not self._task.done()

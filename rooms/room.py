@@ -9,6 +9,7 @@ RoomError for that caller and changes nothing for anyone else.
 from __future__ import annotations
 
 import asyncio
+import time
 import collections
 import logging
 from typing import Any, Callable, Optional
@@ -24,6 +25,11 @@ from .router import Router
 logger = logging.getLogger(__name__)
 
 Callback = Optional[Callable[..., Any]]
+
+
+# Media silence after which the others see a participant as reconnecting (viewers' receiver
+# reports come about every second, publishers' packets many times a second).
+RECONNECTING_AFTER = 3.0
 
 
 class Room:
@@ -275,11 +281,27 @@ class Room:
 
     # ------------------------------------------------------------------ state
 
+    def silent(self, participant_id: str, now: Optional[float] = None) -> bool:
+        """Nothing has come from this participant's media for RECONNECTING_AFTER seconds, although
+        it was sending or receiving media: its link is down, or it is changing networks."""
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            return False
+        heard = [p.last_packet for p in participant.producers.values() if not p.closed]
+        if participant.subscribe is not None:
+            heard.append(participant.subscribe.last_rtcp())
+        heard = [t for t in heard if t is not None]
+        if not heard:
+            return False
+        return (now if now is not None else time.monotonic()) - max(heard) > RECONNECTING_AFTER
+
     def state(self) -> dict:
         """The `room.state` payload."""
+        now = time.monotonic()
         return {
             "id": self.id,
-            "participants": [p.info() for p in self.participants.values()],
+            "participants": [{**p.info(), "connection": "reconnecting" if self.silent(p.id, now) else "connected"}
+                             for p in self.participants.values()],
             "caucuses": [{"id": cid, "name": name} for cid, name in self.caucuses.items()],
             "recording": self.recording,
         }

@@ -75,6 +75,8 @@ class Hub:
                 raise StartError(f"MEDIA_PORTS {settings.media_ports[0]}-{settings.media_ports[1]}: {exc}") from None
         hooks.set_media_ports(settings.media_ports)
         self.sio = sio
+        self._silent: dict[str, frozenset] = {}
+        self._watch: asyncio.Task | None = None
         self.db = db
         self.settings = settings
         self.rooms: dict[str, LiveRoom] = {}
@@ -417,7 +419,30 @@ class Hub:
         live.sids.clear()
         await live.room.close()
 
+    def start_watching(self) -> None:
+        self._watch = asyncio.get_running_loop().create_task(self.watch_connections())
+
+    async def watch_connections(self, interval: float = 1.0) -> None:
+        """Everyone sees who is reconnecting: when the set of participants whose media went
+        silent (rooms.Room.silent) changes, the room's state is pushed again."""
+        while True:
+            await asyncio.sleep(interval)
+            for room_id, live in list(self.rooms.items()):
+                if live.room.closed:
+                    continue
+                silent = frozenset(pid for pid in list(live.room.participants) if live.room.silent(pid))
+                if silent != self._silent.get(room_id, frozenset()):
+                    self._silent[room_id] = silent
+                    try:
+                        await self.push_state(live)
+                    except Exception:  # noqa: BLE001 - the next round tries again
+                        log.exception("pushing the connection state of room %s failed", room_id)
+            for room_id in [r for r in self._silent if r not in self.rooms]:
+                del self._silent[room_id]
+
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         if self.cluster.multi:
             # Hand the rooms over: the session goes on on another node.
             self.cluster.draining = True

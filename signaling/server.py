@@ -35,6 +35,7 @@ def create_socketio(app, db, settings) -> Hub:
 
     async def startup(_app):
         await hub.cluster.start()
+        hub.start_watching()
 
     async def shutdown(_app):
         await hub.close()

@@ -1,5 +1,6 @@
 """Staying in: a party's link goes down for 6 s, in real Chromium, in the network lab.
 
+While the link is down the others see the party as reconnecting (its tile stays, marked).
 The party's page must not reload or rejoin the room: once the link is back, the party
 decodes the mediator's video again and the mediator decodes the party's, within a few
 seconds; the party keeps its place (same participant, main room). Times are printed (the
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from .conftest import DESKTOP, PHONE
+from .conftest import ARTIFACTS, DESKTOP, PHONE
 from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab
 from .room_helpers import open_room, wait_decoding, wait_js
 
@@ -58,7 +59,15 @@ def test_a_six_second_outage_recovers_without_rejoining(deployment):
             joins = party.evaluate("window.mediationRoom.joins")
 
             p_link.outage(True)
-            time.sleep(OUTAGE)
+            t_down = time.monotonic()
+            # The others see the party as reconnecting, not as gone: its tile stays, marked.
+            marked = f"document.querySelector(\"[data-testid=tile][data-pid='{p_id}']\")?.dataset.connection"
+            assert _until(lambda: mediator.evaluate(marked) == "reconnecting", OUTAGE - 0.5), \
+                "the mediator's page never showed the party as reconnecting"
+            assert mediator.locator(f"[data-testid=tile][data-pid='{p_id}'] [data-testid=tile-reconnecting]").is_visible()
+            ARTIFACTS.mkdir(exist_ok=True)
+            mediator.screenshot(path=str(ARTIFACTS / "lab-outage-mediator.png"))
+            time.sleep(max(0.0, OUTAGE - (time.monotonic() - t_down)))
             base_party = decoded_from(party, m_id)
             base_mediator = decoded_from(mediator, p_id)
             p_link.outage(False)
@@ -76,6 +85,7 @@ def test_a_six_second_outage_recovers_without_rejoining(deployment):
             assert party.evaluate("window.mediationRoom.joins") == joins, "the page rejoined the room"
             assert party.evaluate("window.mediationRoom.me.id") == p_id
             assert party.evaluate("window.mediationRoom.screen") == "room"
+            assert _until(lambda: mediator.evaluate(marked) == "connected", 10), "still marked as reconnecting"
         finally:
             p_browser.close()
             m_browser.close()

@@ -115,7 +115,15 @@ export function renderGrid() {
     var noVideo = p.muted && p.muted.video;
     if (noAudio) { icons.appendChild(h("span", { title: t("room.tile.muted"), "data-testid": "tile-muted-audio" }, iconSvg("mic"))); }
     if (noVideo) { icons.appendChild(h("span", { title: t("room.tile.cam_off"), "data-testid": "tile-muted-video" }, iconSvg("cam"))); }
-    tile.setAttribute("aria-label", p.name + " · " + roleLabel(p.role) + (noAudio ? " · " + t("room.tile.muted") : ""));
+    // The server marks someone whose media went silent (link down, changing networks).
+    var reconnecting = p.connection === "reconnecting";
+    tile.setAttribute("data-connection", reconnecting ? "reconnecting" : "connected");
+    var status = tile.querySelector(".tile-status");
+    if (reconnecting && !status) {
+      tile.appendChild(h("div", { className: "tile-status", "data-testid": "tile-reconnecting", role: "status" }, t("room.tile.reconnecting")));
+    } else if (!reconnecting && status) { status.remove(); }
+    tile.setAttribute("aria-label", p.name + " · " + roleLabel(p.role) + (noAudio ? " · " + t("room.tile.muted") : "") +
+      (reconnecting ? " · " + t("room.tile.reconnecting") : ""));
     var entry = remote.get(p.id);
     attachStream(tile, entry ? entry.stream : null);
     if (soundBlocked) { tile._video.muted = true; }
