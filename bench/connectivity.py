@@ -3,6 +3,7 @@
 For each profile of the party's link, over several runs:
   direct        join -> first decoded frame (the party decodes the mediator)
   udp_blocked   the same with all UDP dropped by the party's firewall: TURN over TCP (coturn)
+  only_tcp_443  a network that lets only TCP to port 443 out: the site and TURN/TCP both on 443
   outage_6s     the link down for 6 s: time from the link's return until the party decodes the
                 mediator again, and until the mediator decodes the party again (no reload)
   rejoin        the baseline for an outage: what a page reload costs (reload -> first frame),
@@ -48,8 +49,8 @@ def _until(check, timeout: float) -> float | None:
 def one_run(pw, d, title: str, profile: str) -> dict:
     links = open_room(d["server"], title)
     (m_ns, m_link), (p_ns, p_link) = d["parts"]
-    m_browser, m_origin = browser_in(pw, m_ns, m_link)
-    p_browser, p_origin = browser_in(pw, p_ns, p_link)
+    m_browser, m_origin = browser_in(pw, m_ns, m_link, d["host"])
+    p_browser, p_origin = browser_in(pw, p_ns, p_link, d["host"])
     out: dict = {}
     try:
         mediator, party = page_in(m_browser, DESKTOP), page_in(p_browser, PHONE)
@@ -100,17 +101,23 @@ def main() -> int:
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for profile in ("direct", "udp_blocked", "outage_6s", "rejoin"):
+        for profile in ("direct", "udp_blocked", "only_tcp_443", "outage_6s", "rejoin"):
             root = Path(tmp) / profile
 
             def prepare(lab, parts, profile=profile, root=root):
-                if profile != "udp_blocked":
-                    return {}, []
                 party_ns, party_link = parts[1]
-                party_ns.block_udp()
-                turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.server_addr, netns=lab.server.name).start()
-                return {"TURN_SECRET": SECRET,
-                        "TURN_URLS": f"turn:{party_link.server_addr}:{turn.port}?transport=tcp"}, [turn]
+                if profile == "udp_blocked":
+                    party_ns.block_udp()
+                    turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.server_addr,
+                                  netns=lab.server.name).start()
+                    return {"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{turn.listen_ip}:{turn.port}?transport=tcp"}, [turn]
+                if profile == "only_tcp_443":
+                    party_ns.only_tcp_443()
+                    turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.add_server_address(),
+                                  netns=lab.server.name, port=443).start()
+                    return ({"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{turn.listen_ip}:443?transport=tcp"}, [turn],
+                            party_link.server_addr)
+                return {}, []
 
             results = []
             with lab_deployment(root, prepare=prepare) as d, sync_playwright() as pw:
@@ -138,7 +145,8 @@ What it measures: the network lab of the test suite (a network namespace per par
 one for the server, joined by a userspace link emulator; coturn in the server's namespace).
 A mediator on a clean link and a party (phone-sized Chromium, fake camera) whose link has the
 profile; runs of {args.runs}. `udp_blocked`: the party's firewall drops all UDP, media goes
-through TURN over TCP with the credentials of its join ack. `outage_6s`: the party's link is
+through TURN over TCP with the credentials of its join ack. `only_tcp_443`: only TCP to port
+443 leaves the party's network; the site and coturn (TURN over TCP) both listen on 443. `outage_6s`: the party's link is
 down for 6 s after media flows; times from the link's return. `rejoin`: the baseline, a page
 reload (what a full rejoin costs the party): reload → first decoded frame.
 Load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on 2 cores.

@@ -15,7 +15,9 @@ from tests.support.servers import ServerProcess, clean_env
 from .conftest import CHROMIUM, CHROMIUM_ARGS, Server
 from .room_helpers import wait_js
 
-PORT = 8080
+# The lab's web server listens on 443 (plain HTTP inside the lab), so a party on a network that
+# lets only TCP 443 out still reaches it.
+PORT = 443
 
 SELECTED_PAIR_JS = """async (which) => {
   const pc = window.mediationRoom && window.mediationRoom[which || 'subPc'];
@@ -51,16 +53,17 @@ def require_lab(*extra: tuple[bool, str]) -> None:
             pytest.skip(what)
 
 
-def start_server(lab: netlab.Lab, data, **env_extra: str) -> tuple[ServerProcess, Server]:
+def start_server(lab: netlab.Lab, data, host: str = "0.0.0.0", **env_extra: str) -> tuple[ServerProcess, Server]:
     """`mediation serve --demo` inside the server namespace, reached through a loopback forwarder."""
     data.mkdir(parents=True, exist_ok=True)
-    first = lab.links[0].server_addr if lab.links else "127.0.0.1"
+    first = host if host != "0.0.0.0" else (lab.links[0].server_addr if lab.links else "127.0.0.1")
     env = clean_env(MEDIATION_DATA_DIR=str(data), IDENTITY_CHECK="off", PUBLIC_URL=f"http://{first}:{PORT}",
                     **env_extra)
-    proc = ServerProcess(env, data / "server.log", port=PORT, args=("--demo", "--host", "0.0.0.0"),
+    proc = ServerProcess(env, data / "server.log", port=PORT, args=("--demo", "--host", host),
                          ready_path="/api/v1/institutions", prefix=("ip", "netns", "exec", lab.server.name))
     proc.spawn()
-    proc.probe_url = f"http://127.0.0.1:{lab.forward_in_thread(lab.server, '127.0.0.1', PORT)}"
+    probe_host = "127.0.0.1" if host == "0.0.0.0" else host
+    proc.probe_url = f"http://127.0.0.1:{lab.forward_in_thread(lab.server, probe_host, PORT)}"
     proc.wait_ready()
     return proc, Server(url=proc.url, data_dir=data, log_path=proc.log_path)
 
@@ -69,24 +72,28 @@ def start_server(lab: netlab.Lab, data, **env_extra: str) -> tuple[ServerProcess
 def lab_deployment(root, *, participants: int = 2, prepare=None):
     """A lab with `participants` participant namespaces and the demo server in the server
     namespace. `prepare(lab, parts)` may set up more (firewalls, coturn) before the server
-    starts and returns (extra server environment, things to stop afterwards)."""
+    starts and returns (extra server environment, things to stop afterwards[, the one address
+    the web server listens on: every participant then reaches that one])."""
     lab = netlab.Lab(root / "lab")
     stops = []
     try:
         parts = [lab.participant() for _ in range(participants)]
-        env, stops = prepare(lab, parts) if prepare else ({}, [])
-        proc, srv = start_server(lab, root / "server", **env)
+        env, stops, *host = prepare(lab, parts) if prepare else ({}, [])
+        proc, srv = start_server(lab, root / "server", *host, **env)
         stops = [proc, *stops]
-        yield {"lab": lab, "server": srv, "parts": parts}
+        yield {"lab": lab, "server": srv, "parts": parts, "host": host[0] if host else None}
     finally:
         for thing in stops:
             thing.stop()
         lab.close()
 
 
-def browser_in(pw, ns: netlab.Namespace, link: netlab.EmulatedLink):
-    """Chromium inside a participant namespace; returns (browser, the server's origin as seen from there)."""
-    origin = f"http://{link.server_addr}:{PORT}"
+def browser_in(pw, ns: netlab.Namespace, link: netlab.EmulatedLink, host: str | None = None):
+    """Chromium inside a participant namespace; returns (browser, the server's origin as seen from
+    there: its link's server address, or `host`, reached over the same link)."""
+    if host is not None and host != link.server_addr:
+        netlab._ip("-n", ns.name, "route", "replace", host, "dev", link.tun_p)
+    origin = f"http://{host or link.server_addr}:{PORT}"
     args = CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required",
                             f"--unsafely-treat-insecure-origin-as-secure={origin}",
                             "--disable-features=WebRtcHideLocalIpsWithMdns"]

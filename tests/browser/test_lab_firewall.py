@@ -1,9 +1,11 @@
-"""A party behind a firewall that blocks UDP, in real Chromium, in the network lab.
+"""A party behind a firewall, in real Chromium, in the network lab: one that drops all UDP, and
+one that lets only TCP to port 443 out (as many workplaces and schools do).
 
 The server and coturn run in the lab's server namespace; the mediator's Chromium runs in a
-namespace with a clean link, the party's in one whose firewall drops all UDP. The party
-gets in through TURN over TCP with the credentials of its join ack, and both decode each
-other's video; the party's selected candidate pair is a relayed one."""
+namespace with a clean link, the party's in one behind the firewall. The party gets in
+through TURN over TCP with the credentials of its join ack (for the 443-only network, coturn
+listens on 443 of an address of its own), and both decode each other's video; the party's
+selected candidate pair is relay/tcp."""
 from __future__ import annotations
 
 import os
@@ -22,29 +24,38 @@ pytestmark = pytest.mark.browser
 SECRET = "lab-turn-secret-" + "t" * 24
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+@pytest.fixture(scope="module", params=["udp_blocked", "only_tcp_443"])
+def deployment(request, tmp_path_factory):
     require_lab((not os.path.exists(TURNSERVER), "coturn is not installed"))
-    root = tmp_path_factory.mktemp("lab-firewall")
+    root = tmp_path_factory.mktemp(f"lab-{request.param}")
 
     def prepare(lab, parts):
         (_m_ns, _m_link), (party_ns, party_link) = parts
-        party_ns.block_udp()
-        turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.server_addr, netns=lab.server.name).start()
-        return {"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{party_link.server_addr}:{turn.port}?transport=tcp"}, [turn]
+        if request.param == "udp_blocked":
+            party_ns.block_udp()
+            turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.server_addr, netns=lab.server.name).start()
+            return {"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{turn.listen_ip}:{turn.port}?transport=tcp"}, [turn]
+        # Only TCP 443 leaves the party's network: the site and the relay both on 443, each on an
+        # address of its own (as an operator would run them on two hosts).
+        party_ns.only_tcp_443()
+        turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.add_server_address(), netns=lab.server.name,
+                      port=443).start()
+        return ({"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{turn.listen_ip}:{turn.port}?transport=tcp"}, [turn],
+                party_link.server_addr)
 
     with lab_deployment(root, prepare=prepare) as d:
-        yield {"server": d["server"], "mediator": d["parts"][0], "party": d["parts"][1]}
+        yield {"server": d["server"], "mediator": d["parts"][0], "party": d["parts"][1], "profile": request.param,
+               "host": d["host"]}
 
 
-def test_a_party_behind_a_udp_blocking_firewall_gets_in_through_turn_over_tcp(deployment):
+def test_a_party_behind_a_firewall_gets_in_through_turn_over_tcp(deployment):
     from playwright.sync_api import sync_playwright
 
     links = open_room(deployment["server"], "防火墙后的当事人")
     (m_ns, m_link), (p_ns, p_link) = deployment["mediator"], deployment["party"]
     with sync_playwright() as pw:
-        m_browser, m_origin = browser_in(pw, m_ns, m_link)
-        p_browser, p_origin = browser_in(pw, p_ns, p_link)
+        m_browser, m_origin = browser_in(pw, m_ns, m_link, deployment["host"])
+        p_browser, p_origin = browser_in(pw, p_ns, p_link, deployment["host"])
         try:
             mediator = page_in(m_browser, DESKTOP)
             party = page_in(p_browser, PHONE)
@@ -60,7 +71,7 @@ def test_a_party_behind_a_udp_blocking_firewall_gets_in_through_turn_over_tcp(de
             pair = wait_js(party, f"({SELECTED_PAIR_JS})('subPc')", "the party's selected candidate pair", 20)
             assert pair["type"] == "relay", pair
             assert (pair["protocol"] or "").lower() == "tcp", pair
-            print(f"\nUDP blocked: party decodes video {took:.1f} s after joining, through {pair}; "
+            print(f"\n{deployment['profile']}: party decodes video {took:.1f} s after joining, through {pair}; "
                   f"{seen['framesDecoded']} frames")
             # The media really crossed the party's emulated link (as TCP to the relay).
             assert p_link.stats()["up"]["delivered_packets"] > 0

@@ -165,6 +165,15 @@ class EmulatedLink:
     def stats(self) -> dict:
         return self._request({"stats": True})
 
+    def add_server_address(self) -> str:
+        """One more address of the server namespace on this link (e.g. for coturn beside the web
+        server, both on port 443); the participant reaches it over the same emulated link."""
+        self._extra = getattr(self, "_extra", 2) + 1
+        addr = f"10.77.{self.index}.{self._extra + 1}"
+        _ip("-n", self.server.name, "addr", "add", f"{addr}/32", "dev", self.tun_s)
+        _ip("-n", self.participant.name, "route", "add", addr, "dev", self.tun_p)
+        return addr
+
     def outage(self, down: bool) -> None:
         self.set(both={"down": down})
 
