@@ -80,7 +80,7 @@ case "${1:-}" in
     exec "$VENV/bin/mediation" serve --demo "$@"
     ;;
   test)
-    apt_install chromium fonts-noto-cjk poppler-utils postgresql redis-server coturn iproute2 nftables nginx
+    apt_install chromium firefox-esr pulseaudio fonts-noto-cjk poppler-utils postgresql redis-server coturn iproute2 nftables nginx
     start_postgres
     start_redis
     python_env test

@@ -87,6 +87,12 @@ class Producer:
         self._loop = asyncio.get_running_loop()
         self._last_pli = -math.inf
         self._pli_timer: Optional[asyncio.TimerHandle] = None
+        # Renewed connections (Producer.rebind): the new source's timestamps are shifted onto
+        # this producer's timeline, so viewers and recorders see one continuous track.
+        self._pts_offset = 0
+        self._rebase = False
+        self._last_pts: Optional[int] = None
+        self._last_arrival = 0.0
         tap.on_frame = self._on_frame
 
     @property
@@ -99,6 +105,11 @@ class Producer:
         return self._tap.last_packet
 
     def _on_frame(self, frame: EncodedFrame) -> None:
+        if self._rebase:
+            self._rebase_onto(frame)
+        if self._pts_offset:
+            frame.pts += self._pts_offset
+        self._last_pts, self._last_arrival = frame.pts, frame.arrival
         self.frames_in += 1
         self.bytes_in += len(frame.data)
         if frame.keyframe:
@@ -112,6 +123,32 @@ class Producer:
                 logger.exception("consumer %s failed; closing it", consumer.id)
                 consumer.close()
         self.frames_out += 1
+
+    def rebind(self, tap: "ReceiverTap", mid: Optional[str], track_id: Optional[str]) -> None:
+        """The publisher's connection was renewed (aiortc has no ICE restart, so a restart is
+        a new connection): the same track now comes through `tap`. Consumers stay attached and
+        wait for the next keyframe, which is asked for as soon as the new source is heard."""
+        if self.closed:
+            raise RuntimeError(f"producer {self.id} is closed")
+        self._tap.on_frame = None
+        self._tap = tap
+        self.mid, self.track_id = mid, track_id
+        self._rebase = True
+        tap.on_frame = self._on_frame
+        if self.kind == "video":
+            for consumer in self.consumers.values():
+                consumer.waiting_keyframe = True
+
+    def _rebase_onto(self, frame: EncodedFrame) -> None:
+        self._rebase = False
+        if self._last_pts is None:
+            self._pts_offset = 0
+        else:
+            gap = max(frame.arrival - self._last_arrival, 0.001)
+            self._pts_offset = self._last_pts + int(gap * frame.clock_rate) - frame.pts
+        if self.kind == "video" and self.consumers:
+            self._last_pli = -math.inf  # the new source: ask at once, whatever was asked before
+            self.request_keyframe()
 
     def attach(self, consumer: "Consumer") -> None:
         if self.closed:

@@ -39,6 +39,7 @@ class Participant:
     producers: dict[str, "Producer"] = field(default_factory=dict)
     publish: Optional["PublishSession"] = None
     subscribe: Optional["SubscribeSession"] = None
+    away: bool = False  # its signaling connection dropped; its place is held (Room.set_away)
 
     def can(self, grant: str) -> bool:
         return grant in self.grants

@@ -154,9 +154,12 @@ class PublishSession(_CandidateBuffer):
         configuration: RTCConfiguration,
         on_state: Callable[[str], None],
         on_closed_by_peer: Callable[[], None],
+        reclaim: Optional[Callable[[str, Any], Optional[Producer]]] = None,
     ) -> None:
         self.participant = participant
         self.pc = RTCPeerConnection(configuration)
+        # (kind, codec) -> a producer of the connection this one renews, to carry on (Room.renew).
+        self._reclaim = reclaim
         self._lock = asyncio.Lock()
         self._by_mid: dict[str, Producer] = {}
         self.closed = False
@@ -243,6 +246,12 @@ class PublishSession(_CandidateBuffer):
                 tap = hooks.receiver_tap(transceiver.receiver)
                 codec = hooks.negotiated_codecs(transceiver)[0]
                 track = transceiver.receiver.track
+                track_id = track.id if track is not None else None
+                reused = self._reclaim(transceiver.kind, codec) if self._reclaim is not None else None
+                if reused is not None:
+                    reused.rebind(tap, mid, track_id)
+                    self._by_mid[mid] = reused
+                    continue
                 producer = Producer(
                     producer_id=new_id("pr"),
                     participant_id=self.participant.id,
@@ -251,7 +260,7 @@ class PublishSession(_CandidateBuffer):
                     codec=codec,
                     tap=tap,
                     mid=mid,
-                    track_id=track.id if track is not None else None,
+                    track_id=track_id,
                 )
                 producer.paused = self.participant.muted.get(transceiver.kind, False)
                 self._by_mid[mid] = producer
@@ -263,6 +272,7 @@ class PublishSession(_CandidateBuffer):
         return list(self._by_mid.values())
 
     async def close(self) -> list[Producer]:
+        """Close the connection; its producers are returned, not closed (the caller decides)."""
         self.closed = True
         producers = list(self._by_mid.values())
         self._by_mid.clear()

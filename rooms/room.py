@@ -30,6 +30,9 @@ Callback = Optional[Callable[..., Any]]
 # Media silence after which the others see a participant as reconnecting (viewers' receiver
 # reports come about every second, publishers' packets many times a second).
 RECONNECTING_AFTER = 3.0
+# A renewed connection's producers wait this long for the new connection to carry them on;
+# then they are closed, as if the participant had stopped sending.
+RENEW_GRACE = 20.0
 
 
 class Room:
@@ -80,6 +83,10 @@ class Room:
         self._extra_consumers: dict[str, Consumer] = {}  # recorder and other sinks
         self._delivered: collections.Counter[tuple[str, str]] = collections.Counter()
         self._tasks: set[asyncio.Task] = set()
+        # participant id -> producers of a renewed publish connection not yet carried on.
+        self._parked: dict[str, list[Producer]] = {}
+        self._park_timers: dict[str, asyncio.TimerHandle] = {}
+        self.renew_grace = RENEW_GRACE
 
     # ------------------------------------------------------------------ people
 
@@ -114,17 +121,39 @@ class Room:
         participant = make_participant(participant_id, name, role, grants, area)
         self.participants[participant_id] = participant
         if participant.can("subscribe"):
-            participant.subscribe = SubscribeSession(
-                participant,
-                make_configuration(self._ice_servers),
-                self.router,
-                on_offer=self._deliver_offer,
-                on_state=lambda state, pid=participant_id: self._connection_state(pid, "subscribe", state),
-                on_consumer_closed=self._consumer_closed,
-            )
+            participant.subscribe = self._subscribe_session(participant)
         self._refresh_area(area)
         self._state_changed()
         return participant
+
+    async def renew(self, participant_id: str) -> None:
+        """Fresh media connections for someone who is coming back (a dropped link, a new
+        network address): aiortc cannot restart ICE, so a restart is a new connection. The
+        participant keeps its place; its producers keep their consumers (viewers' and
+        recorders') and are carried on by the next publish offer of the same kinds and codecs
+        (see docs/protocol.md, "Coming back")."""
+        participant = self.participant(participant_id)
+        self.set_away(participant_id, False)
+        old_pub, old_sub = participant.publish, participant.subscribe
+        participant.publish = None
+        if old_pub is not None:
+            await old_pub.close()
+        if participant.producers:
+            self._park(participant)
+        if old_sub is not None:
+            participant.subscribe = None
+            await old_sub.close()
+        if participant.can("subscribe"):
+            participant.subscribe = self._subscribe_session(participant)
+            participant.subscribe.sync()
+        self._state_changed()
+
+    def set_away(self, participant_id: str, away: bool) -> None:
+        """The participant's signaling connection dropped (True) or is back (False)."""
+        participant = self.participants.get(participant_id)
+        if participant is not None and participant.away != away:
+            participant.away = away
+            self._state_changed()
 
     def participant(self, participant_id: str) -> Participant:
         participant = self.participants.get(participant_id)
@@ -178,6 +207,7 @@ class Room:
         participant = self.participants.pop(participant_id, None)
         if participant is None:
             raise RoomError("not_found", f"no participant {participant_id} in room {self.id}")
+        self._unpark(participant_id)
         for producer in list(participant.producers.values()):
             self._close_producer(participant, producer)
         # Others stop consuming what is gone and renegotiate.
@@ -295,12 +325,19 @@ class Room:
             return False
         return (now if now is not None else time.monotonic()) - max(heard) > RECONNECTING_AFTER
 
+    def connection(self, participant_id: str, now: Optional[float] = None) -> str:
+        """"reconnecting" while its signaling is away or its media silent, else "connected"."""
+        participant = self.participants.get(participant_id)
+        if participant is not None and participant.away:
+            return "reconnecting"
+        return "reconnecting" if self.silent(participant_id, now) else "connected"
+
     def state(self) -> dict:
         """The `room.state` payload."""
         now = time.monotonic()
         return {
             "id": self.id,
-            "participants": [{**p.info(), "connection": "reconnecting" if self.silent(p.id, now) else "connected"}
+            "participants": [{**p.info(), "connection": self.connection(p.id, now)}
                              for p in self.participants.values()],
             "caucuses": [{"id": cid, "name": name} for cid, name in self.caucuses.items()],
             "recording": self.recording,
@@ -328,6 +365,8 @@ class Room:
             except RoomError:
                 pass
         self.closed = True
+        for participant_id in list(self._park_timers):
+            self._unpark(participant_id)
         for consumer in list(self._extra_consumers.values()):
             consumer.close()
         for task in list(self._tasks):
@@ -345,22 +384,70 @@ class Room:
                 make_configuration(self._ice_servers),
                 on_state=lambda state, pid=participant.id: self._connection_state(pid, "publish", state),
                 on_closed_by_peer=lambda pid=participant.id: self._publish_closed_by_peer(pid),
+                reclaim=lambda kind, codec, pid=participant.id: self._reclaim(pid, kind, codec),
             )
         return participant.publish
+
+    def _subscribe_session(self, participant: Participant) -> SubscribeSession:
+        return SubscribeSession(
+            participant,
+            make_configuration(self._ice_servers),
+            self.router,
+            on_offer=self._deliver_offer,
+            on_state=lambda state, pid=participant.id: self._connection_state(pid, "subscribe", state),
+            on_consumer_closed=self._consumer_closed,
+        )
+
+    def _park(self, participant: Participant) -> None:
+        self._unpark(participant.id)
+        self._parked[participant.id] = [p for p in participant.producers.values() if not p.closed]
+        self._park_timers[participant.id] = asyncio.get_running_loop().call_later(
+            self.renew_grace, self._park_expired, participant.id)
+
+    def _unpark(self, participant_id: str) -> list[Producer]:
+        timer = self._park_timers.pop(participant_id, None)
+        if timer is not None:
+            timer.cancel()
+        return self._parked.pop(participant_id, [])
+
+    def _reclaim(self, participant_id: str, kind: str, codec: Any) -> Optional[Producer]:
+        parked = self._parked.get(participant_id) or []
+        for producer in parked:
+            if (producer.kind == kind and not producer.closed and producer.mime == codec.mimeType.lower()
+                    and getattr(producer.codec, "parameters", None) == getattr(codec, "parameters", None)):
+                parked.remove(producer)
+                if not parked:
+                    self._unpark(participant_id)
+                return producer
+        return None
+
+    def _park_expired(self, participant_id: str) -> None:
+        # The renewed connection did not carry these on (the camera is off now, or the
+        # participant never came back): they are gone.
+        self._park_timers.pop(participant_id, None)
+        participant = self.participants.get(participant_id)
+        leftovers = self._parked.pop(participant_id, [])
+        if participant is None or not leftovers:
+            return
+        for producer in leftovers:
+            self._close_producer(participant, producer)
+        self._refresh_area(participant.area)
+        self._state_changed()
 
     def _connection_state(self, participant_id: str, target: str, state: str) -> None:
         self._emit(self.on_connection_state, participant_id, target, state)
 
     def _publish_closed_by_peer(self, participant_id: str) -> None:
-        # The client's publish connection went away without a leave: its producers
-        # are dead; stop everyone consuming them.
+        # The client's publish connection went away without a leave (its link dropped, or its
+        # page is making a new one): its producers wait renew_grace for a new connection to
+        # carry them on, then close; the next offer gets a fresh connection.
         participant = self.participants.get(participant_id)
-        if participant is None or not participant.producers:
+        if participant is None:
             return
-        for producer in list(participant.producers.values()):
-            self._close_producer(participant, producer)
-        self._refresh_area(participant.area)
-        self._state_changed()
+        if participant.publish is not None and participant.publish.closed:
+            participant.publish = None
+        if participant.producers:
+            self._park(participant)
 
     def _require_open(self) -> None:
         if self.closed:

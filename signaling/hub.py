@@ -42,6 +42,10 @@ log = logging.getLogger("mediation.signaling")
 
 RECONNECT_GRACE = 120.0  # seconds a dropped participant may come back on a single-use link
 EMPTY_ROOM_GRACE = 600.0  # seconds an empty room is kept before its memory is let go
+# A connection that drops without a `leave` keeps its place this long: its tile shows
+# "reconnecting", its producers keep their consumers, and a join with the same link within
+# it carries on (Room.renew) instead of entering anew (docs/protocol.md, "Coming back").
+HOLD_GRACE = 20.0
 
 
 def fail(code: str, message: str, **extra) -> dict:
@@ -64,6 +68,7 @@ class LiveRoom:
     drop_task: asyncio.Task | None = None
     handed_over: bool = False  # another node hosts this room now: stop writing its state
     save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one state write per room at a time
+    holds: dict[str, asyncio.Task] = field(default_factory=dict)  # dropped participant -> its release
 
 
 class Hub:
@@ -84,6 +89,7 @@ class Hub:
         self._create_lock = asyncio.Lock()
         self.empty_room_grace = EMPTY_ROOM_GRACE
         self.reconnect_grace = RECONNECT_GRACE
+        self.hold_grace = HOLD_GRACE
         # Checks a participant must pass before entering (procedure steps); each returns None
         # or a refusal dict. A refused pass waits in `pending` for the events that satisfy it.
         self.join_gates: list[Callable[[str, live_svc.Pass], Awaitable[dict | None]]] = []
@@ -180,8 +186,37 @@ class Hub:
         if where is None:
             return
         live = self.rooms.get(where[0])
-        if live is not None:
-            await self._release(live, where[1], reason="disconnected", sid=sid)
+        if live is None:
+            return
+        pid = where[1]
+        if live.sids.get(pid) == sid and pid in live.room.participants and self.hold_grace > 0:
+            self._hold(live, pid)
+            return
+        await self._release(live, pid, reason="disconnected", sid=sid)
+
+    def _hold(self, live: LiveRoom, pid: str) -> None:
+        """Keep a dropped participant's place for hold_grace (see HOLD_GRACE)."""
+        live.sids.pop(pid, None)
+        live.room.set_away(pid, True)
+
+        async def release_later():
+            await asyncio.sleep(self.hold_grace)
+            if live.holds.get(pid) is task:
+                del live.holds[pid]
+                if pid not in live.sids and not live.room.closed:
+                    await self._release(live, pid, reason="disconnected")
+
+        old = live.holds.pop(pid, None)
+        if old is not None:
+            old.cancel()
+        task = asyncio.get_running_loop().create_task(release_later())
+        live.holds[pid] = task
+
+    def _unhold(self, live: LiveRoom, pid: str) -> bool:
+        task = live.holds.pop(pid, None)
+        if task is not None:
+            task.cancel()
+        return task is not None
 
     async def emit_to(self, live: LiveRoom, pid: str, event: str, data: Any) -> None:
         # A room's clients are all connected to the node hosting it: no detour through Redis
@@ -392,6 +427,8 @@ class Hub:
                 await self._finish_recording(live, None)
             except Exception:  # noqa: BLE001 - the files stay on disk and are recovered on restart
                 log.exception("could not finish the recording of room %s", room_id)
+        for pid in list(live.holds):
+            self._unhold(live, pid)
         for pid, sid in list(live.sids.items()):
             await self.sio.emit("session.ended", {"reason": reason}, to=sid, ignore_queue=True)
             self.by_sid.pop(sid, None)
@@ -413,6 +450,8 @@ class Hub:
                 await self._finish_recording(live, None)
             except Exception:  # noqa: BLE001 - the files stay on disk: `mediation recordings recover`
                 log.exception("could not finish the recording of room %s", room_id)
+        for pid in list(live.holds):
+            self._unhold(live, pid)
         for pid, sid in list(live.sids.items()):
             await self.sio.emit("room.moved", {"reason": "node_change"}, to=sid, ignore_queue=True)
             self.by_sid.pop(sid, None)
@@ -430,7 +469,8 @@ class Hub:
             for room_id, live in list(self.rooms.items()):
                 if live.room.closed:
                     continue
-                silent = frozenset(pid for pid in list(live.room.participants) if live.room.silent(pid))
+                silent = frozenset(pid for pid in list(live.room.participants)
+                                   if live.room.connection(pid) == "reconnecting")
                 if silent != self._silent.get(room_id, frozenset()):
                     self._silent[room_id] = silent
                     try:
@@ -515,26 +555,29 @@ class Hub:
             if live.room.closed:
                 return fail("session_ended", "This mediation session has ended.")
             pid = p.participant_id
-            if pid in live.room.participants:
-                # The same person again (a reconnect, or a second tab): the newest connection wins.
+            resumed = pid in live.room.participants
+            if resumed:
+                # The same person again: a connection that dropped (held), a reload, or a second
+                # tab. The newest connection wins and carries on where the person is, with fresh
+                # media connections whose producers keep their consumers (Room.renew).
                 old_sid = live.sids.get(pid)
                 if old_sid and old_sid != sid:
                     await self.sio.emit("removed", {"reason": "replaced"}, to=old_sid, ignore_queue=True)
                     self.by_sid.pop(old_sid, None)
-                live.sids.pop(pid, None)
-                if live.room.participants[pid].area != LOBBY:
-                    live.remembered[pid] = live.room.participants[pid].area
-                await live.room.remove(pid, reason="replaced")
-            participant = live.room.join(pid, p.name, p.role, grants=p.grants & GRANTS, direct=p.direct,
-                                         remembered=live.remembered.get(pid))
+                self._unhold(live, pid)
+                await live.room.renew(pid)
+                participant = live.room.participants[pid]
+            else:
+                participant = live.room.join(pid, p.name, p.role, grants=p.grants & GRANTS, direct=p.direct,
+                                             remembered=live.remembered.get(pid))
             area = participant.area
             live.sids[pid] = sid
             live.passes[pid] = p
             live.reconnect_until.pop(pid, None)
             self.by_sid[sid] = (live.room.id, pid)
         async with self.db.session() as s:
-            await live_svc.joined(s, p, area)
-        if area == LOBBY:
+            await live_svc.joined(s, p, area, resumed=resumed)
+        if area == LOBBY and not resumed:
             await self.to_grant_holders(live, "admit", "lobby.waiting",
                                         {"participant_id": pid, "name": p.name, "role": p.role})
         if live.recording is not None:
@@ -546,10 +589,11 @@ class Hub:
                 log.exception("on_joined hook failed for %s", pid)
         for observe in self.join_observers:
             observe(time.monotonic() - started)
-        return self._join_ack(live, pid, p, participant)
+        return self._join_ack(live, pid, p, participant, resumed=resumed)
 
-    def _join_ack(self, live: LiveRoom, pid: str, p, participant) -> dict:
+    def _join_ack(self, live: LiveRoom, pid: str, p, participant, resumed: bool = False) -> dict:
         return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
+                "resumed": resumed,
                 "room": self.state_for(live, pid), "in_lobby": participant.area == LOBBY,
                 "ice_servers": live_svc.ice_servers_for(self.settings, p),
                 "session_id": p.session_id, "node": {"id": self.settings.node_id, "url": self.settings.node_url},

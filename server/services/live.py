@@ -90,15 +90,16 @@ async def record_system(s: AsyncSession, case_id: int, session_id: int, action: 
     await audit.append(s, audit.SYSTEM, action, case_id=case_id, session_id=session_id, data=data or {})
 
 
-async def joined(s: AsyncSession, p: Pass, where: str) -> None:
-    """The participant is in: the link counts as used from now on (not when a step was still owed)."""
+async def joined(s: AsyncSession, p: Pass, where: str, *, resumed: bool = False) -> None:
+    """The participant is in: the link counts as used from now on (not when a step was still owed).
+    `resumed`: it was still in the room (a dropped connection coming back), not entering anew."""
     await s.execute(Invite.__table__.update().where(Invite.id == p.invite_id, Invite.used_at.is_(None))
                     .values(used_at=dt.datetime.now(dt.timezone.utc)))
     sess = await get_session(s, p.session_id, lock=True)
     if sess.status in ("scheduled", "interrupted"):
         sess.status = "live"
         sess.started_at = sess.started_at or dt.datetime.now(dt.timezone.utc)
-    await record(s, p, "participant.joined", {"where": where})
+    await record(s, p, "participant.reconnected" if resumed else "participant.joined", {"where": where})
 
 
 async def save_chat(s: AsyncSession, p: Pass, area: str, text: str) -> ChatMessage:

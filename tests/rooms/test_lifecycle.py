@@ -156,8 +156,10 @@ async def test_mute_stops_forwarding_without_renegotiation(harness):
 async def test_client_vanishing_releases_its_media(harness):
     """A browser tab closing (DTLS gone, no `leave`): its media stops everywhere and
     nothing keeps renegotiating towards it; the participant stays until signaling
-    removes it."""
+    removes it. Its producers wait renew_grace for a new connection to carry them on
+    (a page coming back on a new network), then close."""
     room = harness.room
+    room.renew_grace = 0.5
     states = []
     room.on_connection_state = lambda pid, target, state: states.append((pid, target, state))
     m = await harness.join("mediator", "mediator")
@@ -166,8 +168,9 @@ async def test_client_vanishing_releases_its_media(harness):
 
     await a.close()
     alice = room.participant("alice")
-    await wait_for(lambda: alice.subscribe.closed and alice.publish.closed, what="server noticed")
-    assert not alice.producers and not alice.subscribe.consumers
+    await wait_for(lambda: alice.subscribe.closed and alice.publish is None, what="server noticed")
+    assert not alice.subscribe.consumers
+    await wait_for(lambda: not alice.producers, what="its producers closed after the grace")
     mediator_sub = room.participant("mediator").subscribe
     await wait_for(lambda: not mediator_sub.consumers and not mediator_sub.negotiating, what="mediator cleaned up")
     assert ("alice", "publish", "closed") in states and ("alice", "subscribe", "closed") in states

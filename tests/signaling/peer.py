@@ -212,6 +212,16 @@ class Peer:
         return self.decoded[(kind, publisher_id)]
 
     async def close(self) -> None:
+        """Leave (as the page does when it goes away) and close everything."""
+        if self.sio.connected and self.me is not None and not self.closing:
+            try:
+                await self.call("leave", timeout=3)
+            except Exception:  # noqa: BLE001 - gone already (ended, removed, node down)
+                pass
+        await self.drop()
+
+    async def drop(self) -> None:
+        """Vanish without a word, as a connection that dropped: the server holds the place."""
         self.closing = True
         if self._rejoining is not None:
             self._rejoining.cancel()

@@ -61,6 +61,7 @@ async def test_caucus_isolation_proven_by_packet_counters(live, media):
         # The mediator drops and comes back: caucus and assignments survive.
         room = live.app["hub"].rooms[live.room_id].room
         mediator_token = mediator.token
+        live.app["hub"].hold_grace = 0.5  # released soon after the drop (the hold is tested elsewhere)
         await mediator.sio.disconnect()
         await wait_for(lambda: ids[mediator] not in room.participants, what="mediator released")
         back = Peer(live.url, mediator_token, media)

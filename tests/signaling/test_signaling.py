@@ -125,9 +125,14 @@ async def test_leaving_releases_everything_and_rejoin_returns_to_the_room(live, 
         room = hub.rooms[live.room_id].room
         await wait_for(lambda: mediator.frames_from(party.me["id"]) > 3, what="media flowing")
         pid = party.me["id"]
-        # A dropped connection (no 'leave'): everything of the party is released.
+        # A dropped connection (no 'leave'): the party's place is held for a while, shown to the
+        # others as reconnecting; then everything of the party is released.
+        hub.hold_grace = 1.5
         await party.sio.disconnect()
-        await wait_for(lambda: pid not in room.participants, what="release on disconnect")
+        await wait_for(lambda: any(x["id"] == pid and x["connection"] == "reconnecting"
+                                   for x in mediator.state["participants"]), what="held, shown as reconnecting")
+        assert pid in room.participants
+        await wait_for(lambda: pid not in room.participants, timeout=5, what="release after the hold")
         assert all(p.participant_id != pid for p in room.producers())
         await wait_for(lambda: all(x["id"] != pid for x in mediator.state["participants"]), what="state shows it")
         # Rejoining with the same link goes straight back to the main room.
@@ -187,3 +192,63 @@ async def test_remove_participant_and_replaced_connection(live, media):
     finally:
         for p in (first, second, mediator):
             await p.close()
+
+
+async def test_a_dropped_party_coming_back_carries_on_where_it_was(live, media):
+    """A party's connection drops (a new network address, say) and a new connection joins with the
+    same link within the hold: the party is resumed, not entered anew. It keeps its caucus; its
+    producers are the same ones, so the mediator's subscribe connection is not renegotiated and
+    the mediator decodes the party's video on the very same track again."""
+    hub = live.app["hub"]
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    token = await live.token("party", party_id=live.party_ids[0])
+    party = Peer(live.url, token, media)
+    again = Peer(live.url, token, media)
+    try:
+        await mediator.join()
+        await mediator.publish()
+        await party.join()
+        await mediator.call("lobby.admit", {"participant_id": party.me["id"]})
+        pid = party.me["id"]
+        caucus = (await mediator.call("caucus.create", {"name": "单独谈"}))["caucus_id"]
+        for who in (pid, mediator.me["id"]):  # a private session with the party
+            assert (await mediator.call("participant.move", {"participant_id": who, "to": caucus}))["ok"]
+        await party.publish()
+        await wait_for(lambda: mediator.frames_from(pid) > 5, what="mediator decodes the party")
+        await wait_for(lambda: party.frames_from(mediator.me["id"]) > 5, what="party decodes the mediator")
+        room = hub.rooms[live.room_id].room
+        producers = sorted(p.id for p in room.producers() if p.participant_id == pid)
+        offers_to_mediator = room.participants[mediator.me["id"]].subscribe.offers_sent
+
+        # The old connection is gone without a word (its socket and its media both).
+        await party.drop()
+        await wait_for(lambda: room.participants[pid].away, what="the party is held")
+        before = mediator.frames_from(pid)
+        ack = await again.join()
+        assert ack["ok"] and ack["resumed"] and not ack["in_lobby"]
+        assert ack["participant"]["id"] == pid
+        assert room.participants[pid].area == caucus and not room.participants[pid].away
+        assert (await again.publish())["ok"]
+        await wait_for(lambda: mediator.frames_from(pid) > before + 10, timeout=10,
+                       what="the mediator decodes the resumed party again")
+        await wait_for(lambda: again.frames_from(mediator.me["id"]) > 5, timeout=10,
+                       what="the resumed party decodes the mediator again")
+        assert sorted(p.id for p in room.producers() if p.participant_id == pid) == producers
+        assert room.participants[mediator.me["id"]].subscribe.offers_sent == offers_to_mediator
+        assert all(x["connection"] == "connected" for x in mediator.state["participants"] if x["id"] == pid) or \
+            await _eventually_connected(mediator, pid)
+        async with live.db.session() as s:
+            actions = [a for (a,) in (await s.execute(select(AuditEntry.action).where(
+                AuditEntry.session_id == live.session_id).order_by(AuditEntry.id))).all()]
+        assert "participant.reconnected" in actions
+        assert actions.count("participant.joined") == 2 and "participant.left" not in actions
+    finally:
+        await again.close()
+        await party.close()
+        await mediator.close()
+
+
+async def _eventually_connected(peer, pid) -> bool:
+    await wait_for(lambda: any(x["id"] == pid and x["connection"] == "connected" for x in peer.state["participants"]),
+                   timeout=5, what="shown as connected again")
+    return True

@@ -174,6 +174,17 @@ class EmulatedLink:
         _ip("-n", self.participant.name, "route", "add", addr, "dev", self.tun_p)
         return addr
 
+    def change_address(self) -> str:
+        """As a phone moving from Wi-Fi to mobile data: the participant's address goes away and
+        another one comes (same link, same server address). Returns the new address."""
+        self._moves = getattr(self, "_moves", 0) + 1
+        old, new = self.participant_addr, f"10.77.{self.index}.{100 + self._moves}"
+        _ip("-n", self.server.name, "route", "add", new, "dev", self.tun_s)
+        _ip("-n", self.participant.name, "addr", "del", old, "peer", self.server_addr, "dev", self.tun_p)
+        _ip("-n", self.participant.name, "addr", "add", new, "peer", self.server_addr, "dev", self.tun_p)
+        self.participant_addr = new
+        return new
+
     def outage(self, down: bool) -> None:
         self.set(both={"down": down})
 
