@@ -6,8 +6,14 @@ For each profile of the party's link, over several runs:
   only_tcp_443  a network that lets only TCP to port 443 out: the site and TURN/TCP both on 443
   outage_6s     the link down for 6 s: time from the link's return until the party decodes the
                 mediator again, and until the mediator decodes the party again (no reload)
+  address_change the party's address changes under its page (Wi-Fi -> mobile data): time from
+                the change until both decode each other again (no reload)
   rejoin        the baseline for an outage: what a page reload costs (reload -> first frame),
                 which is what a full rejoin costs a party
+  rtt_600ms     (once, --long-minutes, 10 by default) a link with a 600 ms round trip: the
+                connections must stay up; frames decoded in the last minute
+For direct, udp_blocked and only_tcp_443 the party's video frame rate and audio concealment
+are measured over the 10 s after its first frame.
 
 Prints a table and writes it to docs/benchmarks.md ("## Connectivity"). Needs root (network
 namespaces), coturn and Chromium; run with nothing else on the machine.
@@ -36,17 +42,33 @@ from tests.support.coturn import Coturn  # noqa: E402
 SECRET = "bench-turn-secret-" + "b" * 24
 HEADING = "## Connectivity"
 
+# The party's reception over a window: video frames decoded, audio samples concealed / received.
+RECEPTION_JS = """async () => {
+  const R = window.mediationRoom; if (!R || !R.subPc) return null;
+  let frames = 0, concealed = 0, samples = 0;
+  (await R.subPc.getStats()).forEach(r => {
+    if (r.type !== 'inbound-rtp') return;
+    if (r.kind === 'video') frames += r.framesDecoded || 0;
+    if (r.kind === 'audio') { concealed += r.concealedSamples || 0; samples += r.totalSamplesReceived || 0; }
+  });
+  return [frames, concealed, samples];
+}"""
+STATES_JS = "[window.mediationRoom.pubPc && window.mediationRoom.pubPc.connectionState, " \
+            "window.mediationRoom.subPc && window.mediationRoom.subPc.connectionState]"
 
-def _until(check, timeout: float) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if check():
-            return time.monotonic() - t0
+
+def _both(first, second, timeout: float) -> tuple[float | None, float | None]:
+    """Seconds until each check first holds, both timed from now."""
+    t0, got = time.monotonic(), [None, None]
+    while time.monotonic() - t0 < timeout and None in got:
+        for i, check in enumerate((first, second)):
+            if got[i] is None and check():
+                got[i] = time.monotonic() - t0
         time.sleep(0.05)
-    return None
+    return got[0], got[1]
 
 
-def one_run(pw, d, title: str, profile: str) -> dict:
+def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
     links = open_room(d["server"], title)
     (m_ns, m_link), (p_ns, p_link) = d["parts"]
     m_browser, m_origin = browser_in(pw, m_ns, m_link, d["host"])
@@ -64,13 +86,38 @@ def one_run(pw, d, title: str, profile: str) -> dict:
         wait_decoding(party, "party decodes", timeout=60)
         out["first_frame"] = time.monotonic() - t_admit
         wait_decoding(mediator, "mediator decodes", timeout=60)
+        if profile in ("direct", "udp_blocked", "only_tcp_443"):
+            f0, c0, n0 = party.evaluate(RECEPTION_JS)
+            time.sleep(10)
+            f1, c1, n1 = party.evaluate(RECEPTION_JS)
+            out["fps"] = (f1 - f0) / 10
+            out["concealed"] = (c1 - c0) / max(n1 - n0, 1)
+        if profile == "address_change":
+            base_p, base_m = decoded_from(party, m_id), decoded_from(mediator, p_id)
+            p_link.change_address()
+            out["party_back"], out["mediator_back"] = _both(lambda: decoded_from(party, m_id) > base_p + 5,
+                                                            lambda: decoded_from(mediator, p_id) > base_m + 5, 40)
+            out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
+        if profile == "rtt_600ms":
+            p_link.set(both={"delay": 0.3})
+            t0, drops, minute = time.monotonic(), 0, None
+            while time.monotonic() - t0 < long_minutes * 60:
+                time.sleep(5)
+                if party.evaluate(STATES_JS) != ["connected", "connected"]:
+                    drops += 1
+                if minute is None and time.monotonic() - t0 >= long_minutes * 60 - 60:
+                    minute = decoded_from(party, m_id), decoded_from(mediator, p_id)
+            out["minutes"] = (time.monotonic() - t0) / 60
+            out["not_connected_checks"] = drops
+            out["last_minute_frames"] = (decoded_from(party, m_id) - minute[0], decoded_from(mediator, p_id) - minute[1])
+            out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
         if profile == "outage_6s":
             p_link.outage(True)
             time.sleep(6)
             base_p, base_m = decoded_from(party, m_id), decoded_from(mediator, p_id)
             p_link.outage(False)
-            out["party_back"] = _until(lambda: decoded_from(party, m_id) > base_p + 5, 30)
-            out["mediator_back"] = _until(lambda: decoded_from(mediator, p_id) > base_m + 5, 30)
+            out["party_back"], out["mediator_back"] = _both(lambda: decoded_from(party, m_id) > base_p + 5,
+                                                            lambda: decoded_from(mediator, p_id) > base_m + 5, 30)
             out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
         if profile == "rejoin":
             t0 = time.monotonic()
@@ -95,13 +142,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--long-minutes", type=float, default=10, help="how long the 600 ms round-trip link is held")
+    ap.add_argument("--only", nargs="*", help="profiles to run (default: all)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for profile in ("direct", "udp_blocked", "only_tcp_443", "outage_6s", "rejoin"):
+        profiles = ("direct", "udp_blocked", "only_tcp_443", "outage_6s", "address_change", "rejoin", "rtt_600ms")
+        for profile in [p for p in profiles if not args.only or p in args.only]:
             root = Path(tmp) / profile
 
             def prepare(lab, parts, profile=profile, root=root):
@@ -121,22 +171,37 @@ def main() -> int:
 
             results = []
             with lab_deployment(root, prepare=prepare) as d, sync_playwright() as pw:
-                for i in range(args.runs):
-                    results.append(one_run(pw, d, f"连通性测试 {profile} {i}", profile))
+                for i in range(1 if profile == "rtt_600ms" else args.runs):
+                    results.append(one_run(pw, d, f"连通性测试 {profile} {i}", profile, args.long_minutes))
                     print(profile, i, results[-1], flush=True)
             rows.append((profile, results))
     load_after = os.getloadavg()
 
-    lines = ["| party's link | runs | admitted → first decoded frame, p50 / max (s) | link back → party decodes again "
-             "(s) | link back → others decode the party again (s) | page rejoined |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| party's link | runs | admitted → first decoded frame, p50 / max (s) | video fps / audio concealed "
+             "(10 s after it) | event → party decodes again (s) | event → others decode the party again (s) | "
+             "how it came back |",
+             "|---|---|---|---|---|---|---|"]
+    how = {"outage_6s": "same connections", "address_change": "resumed: new connections, same producers",
+           "rejoin": "reload (baseline)"}
+    long_note = ""
     for profile, results in rows:
-        back = "–" if profile in ("direct", "udp_blocked") else _fmt([r.get("party_back") for r in results])
-        others = _fmt([r.get("mediator_back") for r in results]) if profile == "outage_6s" else "–"
-        rejoined = (f"{sum(1 for r in results if r.get('rejoined'))} of {len(results)}" if profile == "outage_6s"
-                    else ("reload (baseline)" if profile == "rejoin" else "–"))
-        lines.append(f"| {profile} | {len(results)} | {_fmt([r['first_frame'] for r in results])} | {back} | "
-                     f"{others} | {rejoined} |")
+        back = _fmt([r.get("party_back") for r in results]) if profile in ("outage_6s", "address_change", "rejoin") else "–"
+        others = _fmt([r.get("mediator_back") for r in results]) if profile in ("outage_6s", "address_change") else "–"
+        quality = "–"
+        if results and "fps" in results[0]:
+            quality = (f"{statistics.median(r['fps'] for r in results):.1f} fps / "
+                       f"{100 * max(r['concealed'] for r in results):.2f} % (worst run)")
+        came_back = how.get(profile, "–")
+        if profile in ("outage_6s", "address_change"):
+            came_back += f"; page rejoined {sum(1 for r in results if r.get('rejoined'))} of {len(results)}"
+        if profile == "rtt_600ms":
+            r = results[0]
+            came_back = (f"stayed {r['minutes']:.1f} min, not connected in {r['not_connected_checks']} of "
+                         f"{int(r['minutes'] * 12)} checks, page rejoined: {'yes' if r['rejoined'] else 'no'}")
+            long_note = (f" In the last minute on the 600 ms link the party decoded {r['last_minute_frames'][0]} "
+                         f"frames of the mediator, the mediator {r['last_minute_frames'][1]} of the party.")
+        lines.append(f"| {profile} | {len(results)} | {_fmt([r['first_frame'] for r in results])} | {quality} | "
+                     f"{back} | {others} | {came_back} |")
     table = "\n".join(lines)
     print(table)
     section = f"""{HEADING}: real Chromium parties on links of their own (`bench/connectivity.py`)
@@ -147,8 +212,11 @@ A mediator on a clean link and a party (phone-sized Chromium, fake camera) whose
 profile; runs of {args.runs}. `udp_blocked`: the party's firewall drops all UDP, media goes
 through TURN over TCP with the credentials of its join ack. `only_tcp_443`: only TCP to port
 443 leaves the party's network; the site and coturn (TURN over TCP) both listen on 443. `outage_6s`: the party's link is
-down for 6 s after media flows; times from the link's return. `rejoin`: the baseline, a page
-reload (what a full rejoin costs the party): reload → first decoded frame.
+down for 6 s after media flows; times from the link's return. `address_change`: the party's
+address changes under its page (as from Wi-Fi to mobile data); times from the change.
+`rejoin`: the baseline, a page reload (what a full rejoin costs the party): reload → first
+decoded frame. `rtt_600ms`: once, the party's link gets 300 ms each way for
+{args.long_minutes:g} minutes; the page's two connections are checked every 5 s.{long_note}
 Load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on 2 cores.
 
 {table}
