@@ -142,6 +142,16 @@ class TokenIn(Strict):
     token: Annotated[str, StringConstraints(min_length=10, max_length=4096)]
 
 
+Figure = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+
+
+class LinkCheckIn(Strict):
+    """What the room's check-in page measured of its link to this server (the pre-join link check)."""
+    rtt_ms: Annotated[Figure, Field(le=60_000)]
+    down_kbps: Annotated[Figure, Field(le=10_000_000)]
+    up_kbps: Annotated[Figure, Field(le=10_000_000)]
+
+
 class InstitutionIn(Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
     kind: Literal["people", "administrative", "industry", "judicial", "lawyer", "other"] = "people"

@@ -1,4 +1,5 @@
-"""Slows down guessing: too many failed logins or access-code checks for one key in a window."""
+"""Slows down guessing: too many failed logins or access-code checks for one key in a window.
+The same counters also bound plain use (`take`: every call counts), e.g. the room's link-check probes."""
 from __future__ import annotations
 
 import time
@@ -18,9 +19,11 @@ class TooManyAttempts(AppError):
 class Throttle:
     """In-process counters (per node); enough to make online guessing pointless."""
 
-    def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW_SECONDS):
+    def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW_SECONDS,
+                 message: str = "Too many failed attempts. Try again in {wait} minutes."):
         self.max_failures = max_failures
         self.window = window
+        self.message = message
         self._failures: dict[str, deque[float]] = defaultdict(deque)
 
     def _recent(self, key: str) -> deque[float]:
@@ -34,13 +37,17 @@ class Throttle:
         q = self._recent(key)
         if len(q) >= self.max_failures:
             wait = int(q[0] + self.window - time.monotonic()) // 60 + 1
-            raise TooManyAttempts(f"Too many failed attempts. Try again in {wait} minutes.",
-                                  fields={"retry_after_minutes": wait})
+            raise TooManyAttempts(self.message.format(wait=wait), fields={"retry_after_minutes": wait})
 
     def fail(self, key: str) -> None:
         self._recent(key).append(time.monotonic())
         if len(self._failures) > 100_000:  # bound memory under a spray of random keys
             self._failures.clear()
+
+    def take(self, key: str) -> None:
+        """One use of a rate-limited thing: refused (429) once `max_failures` uses fell in the window."""
+        self.check(key)
+        self.fail(key)
 
     def succeed(self, key: str) -> None:
         self._failures.pop(key, None)

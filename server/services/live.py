@@ -1,4 +1,5 @@
-"""What the live room writes down: joins, admissions, removals, chat and the session's end.
+"""What the live room writes down: joins, admissions, removals, chat, the session's end, and the
+check-in page's link check (its probes' limits and the verdict on what the link can carry).
 
 Signaling calls these with the participant's verified join token; the same rules apply as
 for the REST API (a participant is not a staff login, so the checks are on the invite).
@@ -9,15 +10,18 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import os
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit
-from server.core.errors import Forbidden
+from server.core.errors import AppError, Forbidden, Unauthorized, ValidationFailed
 from server.core.models import ChatMessage, Invite, MediationSession, User
-from server.core.security import TokenInvalid
+from server.core.schemas import LinkCheckIn
+from server.core.security import TokenInvalid, decode_join_token
+from server.core.throttle import Throttle, guard
 from server.services.cases import get_case
 from server.core.policy import Actor
 from server.services.sessions import end, get_session, verify_join_token
@@ -138,3 +142,84 @@ async def end_by_participant(s: AsyncSession, p: Pass) -> MediationSession:
     user = await s.get(User, invite.user_id)
     await end(s, sess, audit.ActorRef("staff", str(user.id), user.name), via="room")
     return sess
+
+
+# --- the link check on the check-in page -----------------------------------------------------------
+# Before entering, the page measures its link to this server: a few small requests for the round
+# trip, then a download and an upload probe of a few hundred KB within about 3 s. The figures come
+# back here; the verdict (can this link carry video?) is decided here, written to the session's
+# record, and shown.
+
+PROBE_MAX_BYTES = 512 * 1024
+PROBE_DRAIN_BYTES = 4 * PROBE_MAX_BYTES  # an oversized upload is read this far before it is refused
+_PROBE_BODY = os.urandom(PROBE_MAX_BYTES)  # random, so no proxy's compression flatters the link
+# A check is about ten requests; a few checks a minute (a reload, "check again") stay well inside.
+probe_limit = Throttle(max_failures=60, window=60,
+                       message="Too many link-check requests. Try again in {wait} minutes.")
+
+# What video needs here: the page sends at most 600 kbit/s of video plus 48 of audio, and receives
+# that from each person it watches.
+LINK_GOOD = {"rtt_ms": 300, "down_kbps": 1000, "up_kbps": 700}
+LINK_FAIR = {"rtt_ms": 800, "down_kbps": 400, "up_kbps": 250}
+
+
+class ProbeTooLarge(AppError):
+    status = 413
+    code = "too_large"
+
+
+def _refused(exc: TokenInvalid) -> Unauthorized:
+    return Unauthorized(exc.message, code=exc.code)
+
+
+def probe_pass(secret: str, token: str | None, client: str) -> dict:
+    """The caller of a probe: a join token whose signature and expiry hold. No database is asked,
+    so the round trip measured is the link's, not a query's. A bad token counts as a failed guess
+    for the client's address (the shared throttle); each probe counts against its link's limit."""
+    key = f"link-token:{client}"
+    guard.check(key)
+    if not token:
+        raise Unauthorized("Send the join link's token in X-Join-Token.", code="token_missing")
+    try:
+        claims = decode_join_token(secret, token)
+    except TokenInvalid as exc:
+        guard.fail(key)
+        raise _refused(exc)
+    probe_limit.take(f"link:{claims['jti']}")
+    return claims
+
+
+def probe_download(raw: str | None) -> bytes:
+    """The download probe's body: `raw` (the query's `bytes`) bytes; 256 KB by default, at most PROBE_MAX_BYTES."""
+    size = 256 * 1024 if raw is None else (int(raw) if raw.isdigit() and len(raw) < 10 else 0)
+    if not 1 <= size <= PROBE_MAX_BYTES:
+        raise ValidationFailed(f"bytes must be a number from 1 to {PROBE_MAX_BYTES}.", fields={"bytes": "out of range"})
+    return _PROBE_BODY[:size]
+
+
+def probe_upload_refused(size: int) -> ProbeTooLarge:
+    return ProbeTooLarge(f"The upload probe is too large: at most {PROBE_MAX_BYTES} bytes (got {size} or more).",
+                         fields={"max_bytes": PROBE_MAX_BYTES})
+
+
+def link_verdict(f: LinkCheckIn) -> str:
+    """good: video will work; fair: video may stutter; poor: audio only is the better choice."""
+    def meets(bar: dict) -> bool:
+        return f.rtt_ms <= bar["rtt_ms"] and f.down_kbps >= bar["down_kbps"] and f.up_kbps >= bar["up_kbps"]
+    return "good" if meets(LINK_GOOD) else ("fair" if meets(LINK_FAIR) else "poor")
+
+
+async def record_link_check(s: AsyncSession, secret: str, token: str | None, figures: LinkCheckIn,
+                            client: str) -> dict:
+    """The check's result, authenticated by the join token (the full check: revoked links and ended
+    sessions are refused), written to the session's record as `link.checked`."""
+    probe_pass(secret, token, client)
+    try:
+        p = await check_pass(s, secret, token or "", known=True)
+    except TokenInvalid as exc:
+        raise _refused(exc)
+    verdict = link_verdict(figures)
+    data = {"rtt_ms": round(figures.rtt_ms, 1), "down_kbps": round(figures.down_kbps),
+            "up_kbps": round(figures.up_kbps), "verdict": verdict}
+    await record(s, p, "link.checked", data)
+    return data

@@ -29,6 +29,16 @@ OpenAPI document at `/api/v1/openapi.json`.
 - Join links are `PUBLIC_URL/join/<token>`; the token is an HS256 JWT (audience
   `mediation-join`) with `sid` (session id), `room`, `sub` (participant), `role`, `name`,
   `grants`, `jti` and `exp`. It is refused once expired, revoked or its session has ended.
+- The room's check-in page measures its link before entering (`/link-check/*`, the join token
+  in `X-Join-Token`; no staff login, no CSRF token): a few `ping`s for the round trip, a
+  `download` of 256 KB and `upload`s of 8 to 128 KB within about 3 s, then `result` with the figures, which
+  answers the verdict (`good`: video will work, `fair`: video may stutter, `poor`: audio only
+  advised) and writes `link.checked` with the figures and the verdict to the session's record.
+  Probes answer `Cache-Control: no-store`. Refusals: `token_missing`/`token_invalid`/
+  `token_expired` (401; `result` also `token_revoked`, `session_ended`), `too_large` (413, an
+  upload over 512 KB), `validation_failed` (422, figures missing, negative, not numbers), and
+  `too_many_attempts` (429: 60 requests a minute per link, 10 bad tokens per address in 15
+  minutes). A refused result records nothing.
 
 | method | path | who may call | what |
 |---|---|---|---|

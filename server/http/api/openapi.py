@@ -26,14 +26,15 @@ class ApiRouter:
     def __init__(self, prefix: str):
         self.prefix = prefix
         self.operations: list[Operation] = []
-        # Handlers open to anyone use no staff authority, so they need no CSRF token.
+        # Handlers open to anyone (or authenticated by a join link's token, `public=True`) use no
+        # staff authority, so they need no CSRF token.
         self.public_handlers: set = set()
 
     def route(self, method: str, path: str, *, summary: str, who: str, body=None, query=None,
-              status: int = 200, tag: str = "cases"):
+              status: int = 200, tag: str = "cases", public: bool = False):
         def deco(fn):
             self.operations.append(Operation(method, path, fn, summary, who, body, query or {}, status, tag))
-            if who == "anyone":
+            if who == "anyone" or public:
                 self.public_handlers.add(fn)
             return fn
         return deco

@@ -9,6 +9,7 @@ from server.http.api import archive  # noqa: F401
 from server.http.api import outcome  # noqa: F401
 from server.http.api import procedure  # noqa: F401
 from server.http.api import recordings  # noqa: F401
+from server.http.api import linkcheck  # noqa: F401
 from server.http.api.base import api
 from server.http.util import respond
 

@@ -48,6 +48,11 @@ def _event(request, e: dict, inst_names: dict) -> dict:
         for key in ("where", "to", "from", "reason", "kind", "caucus", "target"):
             if d.get(key) and not (key in ("to", "from") and d.get(key) in STATUSES):
                 item["details"].append(f"{t('archive.detail.' + key)}: {d[key]}")
+    if e.get("action") == "link.checked":
+        if d.get("name"):
+            item["details"].append(t("archive.detail.who", name=d["name"], role=_tr(request, "jrole", d.get("role"))))
+        item["details"].append(t("archive.detail.link", rtt=d.get("rtt_ms", "?"), down=d.get("down_kbps", "?"),
+                                 up=d.get("up_kbps", "?"), verdict=_tr(request, "archive.link", d.get("verdict"))))
     if e.get("action") in ("case.viewed", "case.verified", "case.exported"):
         if d.get("via"):
             item["details"].append(t("archive.detail.via", via=d["via"]))
