@@ -62,12 +62,15 @@ from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
 from aiortc.rtcpeerconnection import RTCPeerConnection
+from aiortc.rtcrtpreceiver import NackGenerator as _NackGenerator
+from aiortc.rtcrtpreceiver import StreamStatistics as _StreamStatistics
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-from aiortc.utils import uint16_gt
+from aiortc.utils import uint16_add, uint16_gt
 
 from .errors import HookError
-from .frames import EncodedFrame, is_frame_start, is_keyframe
+from .frames import EncodedFrame, is_frame_start, is_keyframe, vp8_temporal_id
 from .stats import STATS
 
 logger = logging.getLogger(__name__)
@@ -83,6 +86,16 @@ _AIOICE_COMPONENT_CANDIDATES = getattr(_ice.Connection.get_component_candidates,
 # large keyframe; a gap that NACK/RTX cannot fill within this window is dropped
 # and a keyframe requested (aiortc's default of 512 stalls a viewer far longer).
 VIDEO_BUFFER_PACKETS = 256
+# A publisher's lost packet is asked for again (NACK) every NACK_RETRY seconds until it comes
+# or is NACK_GIVE_UP old (aiortc asks once, when the gap appears); a frame still incomplete
+# FRAME_GIVE_UP after its gap appeared is skipped and a keyframe asked for, so loss on one
+# publisher's uplink costs its viewers a short freeze, not seconds.
+NACK_RETRY = 0.1
+NACK_GIVE_UP = 1.0
+FRAME_GIVE_UP = 0.6
+# Bytes a forwarded packet costs on the wire besides its payload (RTP, SRTP tag, UDP, IPv4,
+# header extensions): counted against the viewer's budget.
+PACKET_OVERHEAD = 60
 
 # sha256 (first 16 hex digits) of the source of every aiortc function whose exact
 # behaviour the hooks below depend on. Regenerate with --fingerprints.
@@ -106,6 +119,10 @@ FINGERPRINTS: dict[str, str] = {
     "aioice.ice.Connection.query_consent": "fe49173a650a378a",
     "aioice.ice.Connection.build_request": "cd68d42d3765c2d1",
     "aioice.ice.Connection.get_component_candidates": "118597a9fcb703f9",
+    "aiortc.rtcrtpsender.RTCRtpSender._retransmit": "ae0b2491944b52dc",
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver._send_rtcp_nack": "5735e597c91b5cf6",
+    "aiortc.rtcrtpreceiver.NackGenerator": "4e89418b046d6ffc",
+    "aiortc.rtcrtpreceiver.StreamStatistics": "9cd41a1293758a29",
 }
 
 _FINGERPRINTED = {
@@ -129,6 +146,10 @@ _FINGERPRINTED = {
     "aioice.ice.Connection.query_consent": _AIOICE_QUERY_CONSENT,
     "aioice.ice.Connection.build_request": _ice.Connection.build_request,
     "aioice.ice.Connection.get_component_candidates": _AIOICE_COMPONENT_CANDIDATES,
+    "aiortc.rtcrtpsender.RTCRtpSender._retransmit": RTCRtpSender._retransmit,
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver._send_rtcp_nack": RTCRtpReceiver._send_rtcp_nack,
+    "aiortc.rtcrtpreceiver.NackGenerator": _NackGenerator,
+    "aiortc.rtcrtpreceiver.StreamStatistics": _StreamStatistics,
 }
 
 # Private instance attributes read or written below (checked by probe_hooks()).
@@ -140,8 +161,11 @@ _RECEIVER_ATTRS = (
     "_RTCRtpReceiver__rtcp_task",
     "_RTCRtpReceiver__jitter_buffer",
     "_RTCRtpReceiver__decoder_thread",
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__nack_generator",
+    "_RTCRtpReceiver__remote_streams",
 )
-_SENDER_ATTRS = ("_RTCRtpSender__encoder", "_stream_id", "_ssrc", "_rtx_ssrc")
+_SENDER_ATTRS = ("_RTCRtpSender__encoder", "_stream_id", "_ssrc", "_rtx_ssrc", "_RTCRtpSender__rtt")
 _TRANSCEIVER_ATTRS = ("_codecs", "_preferred_codecs")
 
 
@@ -266,6 +290,11 @@ class ReceiverTap:
         self.frames = 0
         self.bytes = 0
         self.dropped_partial = 0
+        self.late = 0             # packets behind what was already emitted (dropped)
+        self.frames_given_up = 0  # frames skipped after FRAME_GIVE_UP
+        self.nacks_repeated = 0
+        # Called when a frame was skipped: what follows needs a keyframe (the producer's viewers wait).
+        self.on_loss: Optional[Callable[[], None]] = None
         self.last_packet: Optional[float] = None  # time.monotonic() of the latest RTP packet
         self._last_ts32: Optional[int] = None
         self._last_ext = 0
@@ -278,7 +307,7 @@ class ReceiverTap:
     def codec_of(self, payload_type: int) -> tuple[str, int]:
         return self.codecs.get(payload_type, ("", 90000 if self.kind == "video" else 48000))
 
-    def emit(self, data: bytes, timestamp: int, payload_type: int) -> None:
+    def emit(self, data: bytes, timestamp: int, payload_type: int, tid: Optional[int] = None) -> None:
         # Unroll 32-bit RTP timestamp wraps so pts is monotonic for recorders.
         if self._last_ts32 is None:
             ext = timestamp
@@ -292,7 +321,7 @@ class ReceiverTap:
         codec, clock_rate = self.codec_of(payload_type)
         self.frames += 1
         self.bytes += len(data)
-        frame = EncodedFrame(data, ext, clock_rate, codec, is_keyframe(codec, data), time.time())
+        frame = EncodedFrame(data, ext, clock_rate, codec, is_keyframe(codec, data), time.time(), tid)
         if self.on_frame is not None:
             self.on_frame(frame)
 
@@ -309,25 +338,96 @@ class ReceiverTap:
 
 
 class _VideoTapBuffer(JitterBuffer):
-    """aiortc's jitter buffer storage and loss handling, but complete frames go to
-    the tap as soon as their marker packet is in, and `add` returns no frame (so the
-    receiver never queues anything for decoding)."""
+    """aiortc's jitter buffer storage, but complete frames go to the tap as soon as their
+    marker packet is in, and `add` returns no frame (so the receiver never queues anything
+    for decoding). Loss handling is ours: lost packets are NACKed again until they come
+    (NACK_RETRY, NACK_GIVE_UP), a frame that cannot be completed is skipped after a time bound
+    (FRAME_GIVE_UP), and a late or duplicate packet is dropped instead of resetting the buffer."""
 
-    def __init__(self, tap: ReceiverTap) -> None:
+    def __init__(self, tap: ReceiverTap, receiver: Optional[RTCRtpReceiver] = None) -> None:
         super().__init__(capacity=VIDEO_BUFFER_PACKETS, is_video=True)
         self._tap = tap
+        self._receiver = receiver
         self._want_pli = False
+        self._max_seq: Optional[int] = None
+        self._gap_since: Optional[float] = None
+        self._asked: dict[int, list[float]] = {}  # missing seq -> [first missed, last NACK]
+        self._sweep_at = 0.0
 
     def add(self, packet):  # type: ignore[no-untyped-def]
         tap = self._tap
+        now = time.monotonic()
         tap.media_ssrc = packet.ssrc
         tap.packets += 1
-        tap.last_packet = time.monotonic()
+        tap.last_packet = now
+        seq = packet.sequence_number
+        origin = self._origin
+        if origin is not None and seq != origin and uint16_gt(origin, seq):
+            tap.late += 1  # its frame was emitted or given up already (aiortc would reset here)
+            return False, None
+        if self._max_seq is None or uint16_gt(seq, self._max_seq):
+            self._max_seq = seq
         pli_flag, _ = super().add(packet)
+        self._bound_gap(now)
+        if self._receiver is not None and now >= self._sweep_at:
+            self._renack(now)
         if self._want_pli:
             self._want_pli = False
             pli_flag = True
         return pli_flag, None
+
+    def _bound_gap(self, now: float) -> None:
+        # A gap at the head (the first packet not yet emitted is missing, later ones are in).
+        head_missing = self._packets[self._origin % self._capacity] is None and self._max_seq is not None \
+            and uint16_gt(self._max_seq, self._origin)
+        if not head_missing:
+            self._gap_since = None
+            return
+        if self._gap_since is None:
+            self._gap_since = now
+            return
+        if now - self._gap_since < FRAME_GIVE_UP:
+            return
+        # Give the frame up: skip to the next packet we have; _emit_head_frame drops the rest of
+        # a frame whose start is lost. Viewers wait for the keyframe asked for.
+        self._gap_since = None
+        skipped = 0
+        while self._packets[self._origin % self._capacity] is None and uint16_gt(self._max_seq, self._origin):
+            self.remove(1)
+            skipped += 1
+        self._tap.frames_given_up += 1
+        self._want_pli = True
+        if self._tap.on_loss is not None:
+            self._tap.on_loss()
+        while self._emit_head_frame():
+            pass
+
+    def _renack(self, now: float) -> None:
+        self._sweep_at = now + NACK_RETRY / 2
+        generator = self._receiver._RTCRtpReceiver__nack_generator  # type: ignore[union-attr]
+        missing = generator.missing if generator is not None else ()
+        if not missing and not self._asked:
+            return
+        asked = self._asked
+        for seq in list(asked):
+            if seq not in missing:
+                del asked[seq]
+        again = []
+        for seq in list(missing):
+            times = asked.get(seq)
+            if times is None:
+                asked[seq] = [now, now]  # aiortc NACKed it just now, when the gap appeared
+            elif now - times[0] >= NACK_GIVE_UP:
+                missing.discard(seq)  # too old to matter: stop asking
+                del asked[seq]
+            elif now - times[1] >= NACK_RETRY:
+                times[1] = now
+                again.append(seq)
+        if again:
+            self._tap.nacks_repeated += len(again)
+            task = asyncio.ensure_future(self._receiver._send_rtcp_nack(self._tap.media_ssrc, sorted(again)))  # type: ignore[union-attr]
+            self._tap._pli_tasks.add(task)
+            task.add_done_callback(self._tap._pli_tasks.discard)
 
     def _remove_frame(self, sequence_number: int) -> None:  # type: ignore[override]
         while self._emit_head_frame():
@@ -362,8 +462,11 @@ class _VideoTapBuffer(JitterBuffer):
             # Its first packets were lost (or dropped): garbage for a decoder.
             self._tap.dropped_partial += 1
             self._want_pli = True
+            if self._tap.on_loss is not None:
+                self._tap.on_loss()
             return True
-        self._tap.emit(b"".join([p._data for p in frame_packets]), timestamp, first.payload_type)
+        tid = vp8_temporal_id(first.payload) if codec == "video/vp8" else None
+        self._tap.emit(b"".join([p._data for p in frame_packets]), timestamp, first.payload_type, tid)
         return True
 
 
@@ -421,8 +524,13 @@ def install_receiver_tap(receiver: RTCRtpReceiver, kind: str) -> ReceiverTap:
     tap = ReceiverTap(receiver, kind)
     receiver._rooms_tap = tap  # type: ignore[attr-defined]
     receiver._RTCRtpReceiver__jitter_buffer = (  # type: ignore[attr-defined]
-        _VideoTapBuffer(tap) if kind == "video" else _AudioTapBuffer(tap)
+        _VideoTapBuffer(tap, receiver) if kind == "video" else _AudioTapBuffer(tap)
     )
+    # No REMB towards publishers: aiortc's receive-side estimator timestamps packets on the event
+    # loop, so a busy host reads as a congested link and every publisher is held at Chrome's floor
+    # (~30 kbit/s, measured). Without it the browser's own loss-based control sets its bitrate,
+    # following its own uplink, up to the page's cap (docs/protocol.md, "Link quality").
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
     receiver.receive = types.MethodType(_receive_without_decoder, receiver)  # type: ignore[method-assign]
     return tap
 
@@ -446,6 +554,14 @@ class PackOnlyEncoder(Encoder):
         self.mime = mime.lower()
         self.picture_id = 0
         self.pack_calls = 0
+        # What goes towards the viewer, with RTP/SRTP/UDP/IP overhead: the viewer's budget
+        # (rooms/adaptation.py) counts retransmissions too.
+        self.bytes_out = 0
+        self.fresh_bytes = 0  # bytes_out without retransmissions
+        self.packets_out = 0
+        self.retransmits = 0
+        self.retransmits_skipped = 0
+        self.hold_retransmits = False  # the viewer's link is over its budget: NACKs make it worse
 
     def encode(self, frame, force_keyframe=False):  # type: ignore[no-untyped-def]
         raise RuntimeError("a forwarding sender must never encode (got a decoded frame)")
@@ -464,6 +580,10 @@ class PackOnlyEncoder(Encoder):
         else:
             payloads = [data]
         STATS.forwarded_packets += len(payloads)
+        self.packets_out += len(payloads)
+        size = len(data) + PACKET_OVERHEAD * len(payloads)
+        self.fresh_bytes += size
+        self.bytes_out += size
         return payloads, timestamp & 0xFFFFFFFF
 
 
@@ -478,6 +598,17 @@ def install_sender_packer(
     # _handle_rtcp_packet calls self._send_keyframe() on PLI and FIR.
     sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
     _watch_viewer_rtcp(sender, on_keyframe_request if mime.lower().startswith("video/") else None)
+    original_retransmit = sender._retransmit
+
+    async def retransmit(sequence_number: int) -> None:
+        if encoder.hold_retransmits:
+            encoder.retransmits_skipped += 1
+            return
+        encoder.retransmits += 1
+        encoder.bytes_out += encoder.fresh_bytes // max(encoder.packets_out, 1)  # an average packet
+        await original_retransmit(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
     return encoder
 
 
@@ -492,14 +623,59 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
     original = sender._handle_rtcp_packet
     sender._rooms_last_rtcp = time.monotonic()  # type: ignore[attr-defined]
 
+    feedback = sender._rooms_feedback = ViewerFeedback()  # type: ignore[attr-defined]
+
     async def handle(packet):  # type: ignore[no-untyped-def]
         now = time.monotonic()
         if on_return is not None and now - sender._rooms_last_rtcp > VIEWER_SILENCE:  # type: ignore[attr-defined]
             on_return()
         sender._rooms_last_rtcp = now  # type: ignore[attr-defined]
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    feedback.loss, feedback.loss_at = report.fraction_lost / 256, now
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                bitrate, ssrcs = None, []
+            if sender._ssrc in ssrcs:
+                feedback.remb, feedback.remb_at = bitrate, now
         await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+class ViewerFeedback:
+    """What a viewer's receiver said lately about one forwarding sender's stream."""
+
+    __slots__ = ("loss", "loss_at", "remb", "remb_at")
+
+    def __init__(self) -> None:
+        self.loss = 0.0                    # fraction lost in the latest receiver report
+        self.loss_at: Optional[float] = None
+        self.remb: Optional[int] = None    # receiver-estimated maximum bitrate (bit/s), whole connection
+        self.remb_at: Optional[float] = None
+
+
+def sender_feedback(sender: RTCRtpSender) -> Optional[ViewerFeedback]:
+    return getattr(sender, "_rooms_feedback", None)
+
+
+def sender_rtt(sender: RTCRtpSender) -> Optional[float]:
+    """aiortc's smoothed round trip (s) from the viewer's reports on our sender reports."""
+    return sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+
+
+def receiver_counts(receiver: RTCRtpReceiver) -> tuple[int, int]:
+    """(packets expected, packets received) so far on the receiver's media streams (not RTX)."""
+    rtx = set(receiver._RTCRtpReceiver__rtx_ssrc)  # type: ignore[attr-defined]
+    expected = received = 0
+    for ssrc, stream in receiver._RTCRtpReceiver__remote_streams.items():  # type: ignore[attr-defined]
+        if ssrc not in rtx and stream.max_seq is not None:
+            expected += stream.packets_expected
+            received += stream.packets_received
+    return expected, received
 
 
 def sender_last_rtcp(sender: RTCRtpSender) -> Optional[float]:

@@ -26,7 +26,7 @@ def time_base_for(clock_rate: int) -> fractions.Fraction:
 class EncodedFrame:
     """One complete encoded frame (a VP8/H.264 picture or an Opus packet)."""
 
-    __slots__ = ("data", "pts", "clock_rate", "codec", "keyframe", "arrival")
+    __slots__ = ("data", "pts", "clock_rate", "codec", "keyframe", "arrival", "tid")
 
     def __init__(
         self,
@@ -36,6 +36,7 @@ class EncodedFrame:
         codec: str,
         keyframe: bool,
         arrival: float,
+        tid: Optional[int] = None,
     ) -> None:
         self.data = data
         # RTP timestamp extended to 64 bits (wraps unrolled), in 1/clock_rate units.
@@ -47,6 +48,9 @@ class EncodedFrame:
         # time.time() when the frame was completed on the server (wall clock, for
         # recorders that anchor tracks to real time).
         self.arrival = arrival
+        # Temporal layer of a VP8 frame published with temporal scalability (L1T3: 0, 1, 2);
+        # None when the stream has no layers. A viewer on a narrow link gets layer 0 only.
+        self.tid = tid
 
     @property
     def time_base(self) -> fractions.Fraction:
@@ -112,3 +116,22 @@ def is_frame_start(codec: str, payload: bytes) -> Optional[bool]:
             return len(payload) > 1 and bool(payload[1] & 0x80)
         return 1 <= nal_type <= 24
     return None
+
+
+def vp8_temporal_id(payload: bytes) -> Optional[int]:
+    """TID of the VP8 payload descriptor (RFC 7741 §4.2), or None when it carries none."""
+    if len(payload) < 2 or not payload[0] & 0x80:  # X: no extension byte
+        return None
+    ext = payload[1]
+    if not ext & 0x20 and not ext & 0x10:  # neither T nor K: no TID/KEYIDX byte
+        return None
+    i = 2
+    if ext & 0x80:  # I: picture id, 7 or 15 bits
+        if len(payload) <= i:
+            return None
+        i += 2 if payload[i] & 0x80 else 1
+    if ext & 0x40:  # L: TL0PICIDX
+        i += 1
+    if not ext & 0x20 or len(payload) <= i:  # K only: KEYIDX without a TID
+        return None
+    return payload[i] >> 6

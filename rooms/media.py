@@ -20,6 +20,7 @@ import asyncio
 import collections
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -35,6 +36,13 @@ logger = logging.getLogger(__name__)
 # At most one keyframe request per producer per this many seconds; a request made
 # inside the window is sent once at the end of it, so none is lost.
 PLI_INTERVAL = 0.5
+# One viewer's own keyframe requests (PLI/FIR relayed from its receiver) reach the publisher at
+# most once per this many seconds: a viewer on a lossy link must not make the publisher send
+# keyframes for everyone (every keyframe costs every viewer bandwidth).
+VIEWER_PLI_INTERVAL = 2.0
+
+# What a consumer of video forwards (rooms/adaptation.py decides per viewer).
+FULL, REDUCED, PAUSED = "full", "reduced", "paused"
 
 
 class ConsumerSink(Protocol):
@@ -93,11 +101,20 @@ class Producer:
         self._rebase = False
         self._last_pts: Optional[int] = None
         self._last_arrival = 0.0
+        # Layer 0 of a VP8 stream with temporal layers (its frames' tid is 0): what a viewer on
+        # a narrow link gets (rooms/adaptation.py). layered: any frame had a tid.
+        self.bytes_base = 0
+        self.layered = False
         tap.on_frame = self._on_frame
+        tap.on_loss = self._on_loss
 
     @property
     def primary_ssrc(self) -> Optional[int]:
         return self._tap.primary_ssrc
+
+    @property
+    def receiver(self):  # the aiortc RTCRtpReceiver the track arrives on now
+        return self._tap.receiver
 
     @property
     def last_packet(self) -> Optional[float]:
@@ -112,6 +129,10 @@ class Producer:
         self._last_pts, self._last_arrival = frame.pts, frame.arrival
         self.frames_in += 1
         self.bytes_in += len(frame.data)
+        if frame.tid is not None:
+            self.layered = True
+            if frame.tid == 0:
+                self.bytes_base += len(frame.data)
         if frame.keyframe:
             self.keyframes_in += 1
         if self.paused or not self.consumers:
@@ -130,11 +151,12 @@ class Producer:
         wait for the next keyframe, which is asked for as soon as the new source is heard."""
         if self.closed:
             raise RuntimeError(f"producer {self.id} is closed")
-        self._tap.on_frame = None
+        self._tap.on_frame = self._tap.on_loss = None
         self._tap = tap
         self.mid, self.track_id = mid, track_id
         self._rebase = True
         tap.on_frame = self._on_frame
+        tap.on_loss = self._on_loss
         if self.kind == "video":
             for consumer in self.consumers.values():
                 consumer.waiting_keyframe = True
@@ -149,6 +171,12 @@ class Producer:
         if self.kind == "video" and self.consumers:
             self._last_pli = -math.inf  # the new source: ask at once, whatever was asked before
             self.request_keyframe()
+
+    def _on_loss(self) -> None:
+        # The publisher's stream lost a frame for good: what follows references it. Viewers
+        # wait for the keyframe the receiver asks for (a short freeze, not a smeared picture).
+        for consumer in self.consumers.values():
+            consumer.waiting_keyframe = True
 
     def attach(self, consumer: "Consumer") -> None:
         if self.closed:
@@ -194,7 +222,7 @@ class Producer:
         if self.closed:
             return
         self.closed = True
-        self._tap.on_frame = None
+        self._tap.on_frame = self._tap.on_loss = None
         if self._pli_timer is not None:
             self._pli_timer.cancel()
             self._pli_timer = None
@@ -241,6 +269,20 @@ class Consumer:
         # To a viewer (a subscribe connection's sender), not a recorder or other sink.
         self.egress = isinstance(sink, SenderSlot)
         self._on_closed = on_closed
+        # FULL: every frame; REDUCED: temporal layer 0 only; PAUSED: nothing (audio never is).
+        self.level = FULL
+        self.held = 0  # frames not forwarded because of the level
+        self._viewer_pli_at = -math.inf
+
+    def set_level(self, level: str) -> None:
+        if level == self.level or self.producer.kind != "video":
+            return
+        was = self.level
+        self.level = level
+        if was == PAUSED:
+            # Back from a pause: start again at a keyframe.
+            self.waiting_keyframe = True
+            self.request_keyframe()
 
     def activate(self) -> None:
         """Start receiving from the live edge (video: from the next keyframe)."""
@@ -251,6 +293,10 @@ class Consumer:
         self.request_keyframe()
 
     def deliver(self, frame: EncodedFrame) -> None:
+        if self.level is not FULL:
+            if self.level is PAUSED or (frame.tid is not None and frame.tid > 0):
+                self.held += 1
+                return
         if self.waiting_keyframe:
             if not frame.keyframe:
                 self.skipped += 1
@@ -268,6 +314,14 @@ class Consumer:
             if self.producer.kind == "video":
                 self.waiting_keyframe = True
                 self.request_keyframe()
+
+    def viewer_keyframe_request(self) -> None:
+        """The viewer's own PLI/FIR, rate limited per viewer (VIEWER_PLI_INTERVAL)."""
+        now = time.monotonic()
+        if self.closed or self.level is PAUSED or now - self._viewer_pli_at < VIEWER_PLI_INTERVAL:
+            return
+        self._viewer_pli_at = now
+        self.request_keyframe()
 
     def request_keyframe(self) -> None:
         """On start, on overflow, and on the viewer's PLI/FIR (relayed)."""

@@ -40,6 +40,7 @@ class Participant:
     publish: Optional["PublishSession"] = None
     subscribe: Optional["SubscribeSession"] = None
     away: bool = False  # its signaling connection dropped; its place is held (Room.set_away)
+    video_off_reason: Optional[str] = None  # "bandwidth": its page turned its camera off itself
 
     def can(self, grant: str) -> bool:
         return grant in self.grants
@@ -56,6 +57,7 @@ class Participant:
             "where": self.area,
             "grants": sorted(self.grants),
             "muted": dict(self.muted),
+            "video_off_reason": self.video_off_reason,
             "producers": [p.info() for p in self.producers.values() if not p.closed],
         }
 

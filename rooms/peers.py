@@ -410,6 +410,20 @@ class SubscribeSession(_CandidateBuffer):
         times = [t for t in times if t is not None]
         return max(times) if times else None
 
+    def senders(self) -> list:
+        """The forwarding senders that carry a consumer now."""
+        return [slot.transceiver.sender for slot in self.slots if slot.consumer is not None]
+
+    def bytes_out(self) -> int:
+        """Bytes sent towards this viewer so far (with overhead and retransmissions)."""
+        return sum(slot.encoder.bytes_out for slot in self.slots if slot.encoder is not None)
+
+    def hold_retransmits(self, hold: bool) -> None:
+        # Over its budget, a viewer's NACKs only add to the queue that lost the packets.
+        for slot in self.slots:
+            if slot.encoder is not None and slot.kind == "video":
+                slot.encoder.hold_retransmits = hold
+
     @property
     def negotiating(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -462,7 +476,7 @@ class SubscribeSession(_CandidateBuffer):
         def on_keyframe_request() -> None:
             # The viewer's PLI/FIR: the sender cannot make a keyframe, the publisher can.
             if slot.consumer is not None:
-                slot.consumer.request_keyframe()
+                slot.consumer.viewer_keyframe_request()
 
         slot.encoder = hooks.install_sender_packer(transceiver.sender, producer.mime, on_keyframe_request)
         self.slots.append(slot)

@@ -15,6 +15,7 @@ import logging
 from typing import Any, Callable, Optional
 
 from . import aiortc_hooks as hooks
+from .adaptation import TICK, Adaptation
 from .announce import announce, parse_addresses
 from .errors import RoomError
 from .media import Consumer, ConsumerSink, Producer
@@ -63,6 +64,7 @@ class Room:
         on_producer_added: Callback = None,
         on_producer_removed: Callback = None,
         media_addresses: Optional[list[str]] = None,
+        adaptation: bool = True,
     ) -> None:
         hooks.check_hooks()  # refuse to run forwarding on an aiortc we do not know
         self.id = room_id
@@ -87,6 +89,11 @@ class Room:
         self._parked: dict[str, list[Producer]] = {}
         self._park_timers: dict[str, asyncio.TimerHandle] = {}
         self.renew_grace = RENEW_GRACE
+        # Per-viewer adaptation and link quality (rooms/adaptation.py); off: measure only.
+        self.adaptation = Adaptation(enabled=adaptation)
+        self._quality: dict[str, Optional[str]] = {}
+        self._adapt_task: Optional[asyncio.Task] = None
+        self._ticks = 0
 
     # ------------------------------------------------------------------ people
 
@@ -122,6 +129,10 @@ class Room:
         self.participants[participant_id] = participant
         if participant.can("subscribe"):
             participant.subscribe = self._subscribe_session(participant)
+        if self._adapt_task is None:
+            self._adapt_task = asyncio.get_running_loop().create_task(self._adapt_loop())
+            self._tasks.add(self._adapt_task)
+            self._adapt_task.add_done_callback(self._task_done)
         self._refresh_area(area)
         self._state_changed()
         return participant
@@ -155,6 +166,26 @@ class Room:
             participant.away = away
             self._state_changed()
 
+    def set_audio_only(self, participant_id: str, on: bool) -> None:
+        """The viewer asked for no video (its link is poor, or it prefers so)."""
+        participant = self.participant(participant_id)
+        self.adaptation.link(participant.id).audio_only = bool(on)
+        self._adapt_now()
+        self._state_changed()
+
+    def viewer_view(self, participant_id: str) -> dict:
+        """What the server forwards of each publisher's video to this viewer, for its page."""
+        link = self.adaptation.links.get(participant_id)
+        order = {"paused": 0, "reduced": 1, "full": 2}
+        video: dict[str, str] = {}
+        if link is not None:
+            for participant in self.participants.values():
+                for producer in participant.producers.values():
+                    level = link.levels.get(producer.id)
+                    if level is not None and (participant.id not in video or order[level] < order[video[participant.id]]):
+                        video[participant.id] = level
+        return {"video": video, "audio_only": bool(link and link.audio_only)}
+
     def participant(self, participant_id: str) -> Participant:
         participant = self.participants.get(participant_id)
         if participant is None:
@@ -181,16 +212,22 @@ class Room:
         self._require_area(area)
         self._set_area(self.participant(participant_id), area)
 
-    def mute(self, participant_id: str, kind: str, muted: bool = True, *, by: Optional[str] = None) -> None:
+    def mute(self, participant_id: str, kind: str, muted: bool = True, *, by: Optional[str] = None,
+             reason: Optional[str] = None) -> None:
         """Oneself (`by` None or equal to participant_id), or by someone with the
         "move" grant (the mediator). Muted producers stay negotiated but forward
-        nothing, so unmuting needs no renegotiation."""
+        nothing, so unmuting needs no renegotiation. `reason` "bandwidth": the participant's
+        page turned its camera off because its uplink cannot carry video."""
         if by is not None and by != participant_id:
             self._check_actor(by, "move")
         if kind not in KINDS:
             raise RoomError("bad_request", f"kind must be audio or video, not {kind!r}")
+        if reason not in (None, "bandwidth") or (reason and (kind != "video" or not muted)):
+            raise RoomError("bad_request", "reason may only be 'bandwidth', for turning one's own video off")
         participant = self.participant(participant_id)
         participant.muted[kind] = bool(muted)
+        if kind == "video":
+            participant.video_off_reason = reason if muted else None
         for producer in participant.producers.values():
             if producer.kind == kind:
                 producer.set_paused(bool(muted))
@@ -208,6 +245,8 @@ class Room:
         if participant is None:
             raise RoomError("not_found", f"no participant {participant_id} in room {self.id}")
         self._unpark(participant_id)
+        self.adaptation.forget(participant_id, list(participant.producers.values()))
+        self._quality.pop(participant_id, None)
         for producer in list(participant.producers.values()):
             self._close_producer(participant, producer)
         # Others stop consuming what is gone and renegotiate.
@@ -337,7 +376,9 @@ class Room:
         now = time.monotonic()
         return {
             "id": self.id,
-            "participants": [{**p.info(), "connection": self.connection(p.id, now)}
+            "participants": [{**p.info(), "connection": self.connection(p.id, now),
+                              "quality": self._quality.get(p.id),
+                              "link": self.adaptation.details(p, self.adaptation.rate_of)}
                              for p in self.participants.values()],
             "caucuses": [{"id": cid, "name": name} for cid, name in self.caucuses.items()],
             "recording": self.recording,
@@ -397,6 +438,23 @@ class Room:
             on_state=lambda state, pid=participant.id: self._connection_state(pid, "subscribe", state),
             on_consumer_closed=self._consumer_closed,
         )
+
+    async def _adapt_loop(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(TICK)
+            try:
+                self._adapt_now()
+            except Exception:  # noqa: BLE001 - the next tick tries again; media keeps flowing
+                logger.exception("adaptation pass of room %s failed", self.id)
+
+    def _adapt_now(self) -> None:
+        changed = self.adaptation.tick(self.participants)
+        quality = {pid: self.adaptation.quality(p) for pid, p in self.participants.items()}
+        self._ticks += 1
+        # Levels and quality at once; the figures behind them (the mediator's details) every 2 s.
+        if changed or quality != self._quality or self._ticks % int(2 / TICK) == 0:
+            self._quality = quality
+            self._state_changed()
 
     def _park(self, participant: Participant) -> None:
         self._unpark(participant.id)

@@ -118,6 +118,7 @@ class Hub:
             "lobby.admit": (ev.ParticipantRef, self.lobby_admit, True),
             "lobby.deny": (ev.Deny, self.lobby_deny, True),
             "media.mute": (ev.Mute, self.media_mute, True),
+            "media.audio_only": (ev.AudioOnly, self.media_audio_only, True),
             "participant.mute": (ev.MuteOther, self.participant_mute, True),
             "participant.remove": (ev.ParticipantRef, self.participant_remove, True),
             "chat.send": (ev.Chat, self.chat_send, True),
@@ -241,6 +242,7 @@ class Hub:
                     p.room_id,
                     media_addresses=self.settings.media_addresses,
                     ice_servers=self.settings.ice_servers,
+                    adaptation=self.settings.adaptation,
                     on_subscribe_offer=lambda pid, offer: self.emit_to(holder["live"], pid, "rtc.offer", offer),
                     on_state_changed=lambda _room: self.schedule_state(holder["live"]),
                     on_participant_removed=lambda pid, reason: None,
@@ -342,12 +344,18 @@ class Hub:
         asyncio.get_running_loop().create_task(push())
 
     def state_for(self, live: LiveRoom, pid: str, full: dict | None = None) -> dict:
-        """room.state as one participant may see it."""
+        """room.state as one participant may see it: what is forwarded to it of each video, and
+        the figures behind everyone's link quality only for those who admit (the mediator)."""
         full = full or self.full_state(live)
         if self._area_of(live, pid) != LOBBY:
-            return full
+            me = live.room.participants.get(pid)
+            if me is None or not me.can("admit"):
+                full = {**full, "participants": [{k: v for k, v in x.items() if k != "link"}
+                                                 for x in full["participants"]]}
+            return {**full, **live.room.viewer_view(pid)}
         # Waiting people see themselves and whether the mediator is there, nobody else.
-        return {"id": full["id"], "participants": [x for x in full["participants"] if x["id"] == pid],
+        return {"id": full["id"], "participants": [{k: v for k, v in x.items() if k != "link"}
+                                                   for x in full["participants"] if x["id"] == pid],
                 "caucuses": [], "recording": full["recording"],
                 "mediator_present": any(x["role"] == "mediator" for x in full["participants"])}
 
@@ -664,7 +672,11 @@ class Hub:
             self.by_sid.pop(sid, None)
 
     async def media_mute(self, sid, live: LiveRoom, pid: str, data: ev.Mute) -> dict:
-        live.room.mute(pid, data.kind, data.muted)
+        live.room.mute(pid, data.kind, data.muted, reason=data.reason)
+        return {}
+
+    async def media_audio_only(self, sid, live: LiveRoom, pid: str, data: ev.AudioOnly) -> dict:
+        live.room.set_audio_only(pid, data.on)
         return {}
 
     async def participant_mute(self, sid, live: LiveRoom, pid: str, data: ev.MuteOther) -> dict:

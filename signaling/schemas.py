@@ -1,7 +1,7 @@
 """Shapes of every client event. Anything else is refused with a clear error ack."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Optional, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -47,6 +47,12 @@ class Deny(Event):
 class Mute(Event):
     kind: Literal["audio", "video"]
     muted: bool
+    # "bandwidth": the page turned its own camera off because its uplink cannot carry video.
+    reason: Optional[Literal["bandwidth"]] = None
+
+
+class AudioOnly(Event):
+    on: bool
 
 
 class MuteOther(Event):

@@ -64,6 +64,9 @@ class Settings:
     node_url: str = ""              # where clients reach this node; defaults to public_url
     media_addresses: list[str] = field(default_factory=list)  # announced for ICE (1:1 NAT)
     media_ports: tuple[int, int] | None = None  # MEDIA_PORTS: the UDP range media binds in
+    # ADAPTATION=off forwards every video in full to every viewer, whatever its link (the
+    # benchmark's baseline); on by default (rooms/adaptation.py).
+    adaptation: bool = True
     node_heartbeat: float = 1.0     # seconds between heartbeats
     node_ttl: float = 3.0           # a node silent this long is dead and loses its rooms
     node_max_streams: int = 600     # forwarded streams at which a node counts as full
@@ -110,6 +113,7 @@ class Settings:
             node_ttl=float(os.environ.get("NODE_TTL", "3.0")),
             node_max_streams=int(os.environ.get("NODE_MAX_STREAMS", "600")),
             node_max_cpu=float(os.environ.get("NODE_MAX_CPU", "0.85")),
+            adaptation=os.environ.get("ADAPTATION", "on").strip().lower(),
         )
         values.update(overrides)
         try:  # a typo here would otherwise refuse every join, not the start
@@ -124,6 +128,10 @@ class Settings:
             check_turn(values["turn_urls"], values["turn_secret"])
         except ValueError as exc:
             raise SystemExit(f"TURN_URLS / TURN_SECRET: {exc}") from None
+        if isinstance(values["adaptation"], str):
+            if values["adaptation"] not in ("on", "off"):
+                raise SystemExit(f"ADAPTATION: expected on or off, not {values['adaptation']!r}")
+            values["adaptation"] = values["adaptation"] == "on"
         if not values.get("node_url"):
             values["node_url"] = values["public_url"]
         return cls(**values)

@@ -1,0 +1,293 @@
+"""Per-viewer adaptation: what each viewer's downlink carries, and which video it gets how.
+
+Every TICK seconds the room measures, for each viewer (a subscribe connection), what the
+server sent it (payload and RTP overhead, retransmissions included) and what its receiver
+reports said (loss fraction, REMB, round trip), and keeps an estimate of its downlink:
+unlimited until the link shows congestion (loss, a growing round trip, a REMB below what is
+sent), then cut to what got through, and raised slowly while the link stays clean, with a
+longer wait after each raise that failed (so a narrow link is not probed into loss every few
+seconds: audio suffers most from that). Within the estimate, audio of everyone in the viewer's
+area comes first and is never touched; each video is forwarded FULL, REDUCED (temporal layer 0
+of a VP8 stream published with L1T3: a quarter of the frames, about half the bits) or PAUSED,
+in priority order: the mediator's video first, then the others in the order they joined.
+A viewer who asked for audio only gets no video at all.
+
+Each participant also gets a connection `quality` (good / fair / poor) from the loss and round
+trip of its own links both ways and from what adaptation had to do for it. docs/protocol.md
+("Link quality and adaptation") documents the figures and levels.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import time
+from typing import TYPE_CHECKING, Optional
+
+from . import aiortc_hooks as hooks
+from .media import FULL, PAUSED, REDUCED, Producer
+
+if TYPE_CHECKING:
+    from .participant import Participant
+    from .peers import SubscribeSession
+
+TICK = 0.5
+FLOOR = 48_000            # bit/s: the estimate never goes below (two Opus streams and overhead)
+CONGESTED_LOSS = 0.08     # loss fraction in a receiver report that means the link is full
+CLEAN_LOSS = 0.02
+QUEUE_DELAY = 0.25        # s of round trip above the link's own minimum: a queue is building
+CUT = 0.85                # after congestion, the estimate is this share of what got through
+RAISE = 1.06              # per tick while clean (about +12 %/s)
+RAISE_WAIT = 4.0          # s after a cut before raising again; doubles when a raise fails
+RAISE_WAIT_MAX = 32.0
+UPGRADE_AFTER = 2         # ticks a higher level must fit before it is used
+AUDIO_RESERVE = 1.25      # audio streams get this share over what they use (Opus varies)
+
+
+class Rate:
+    """Bits per second of a growing byte counter, smoothed over about a second."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self._last: Optional[tuple[float, int]] = None
+
+    def update(self, now: float, total: int) -> float:
+        if self._last is not None:
+            dt = now - self._last[0]
+            if dt > 0:
+                sample = max(total - self._last[1], 0) * 8 / dt
+                self.value = sample if self.value == 0 else 0.5 * self.value + 0.5 * sample
+        self._last = (now, total)
+        return self.value
+
+
+class ViewerLink:
+    """The estimate of one viewer's downlink, and what it was given."""
+
+    def __init__(self) -> None:
+        self.estimate: Optional[float] = None  # bit/s; None: no sign of a limit yet
+        self.sent = Rate()
+        self.loss = 0.0
+        self.rtt: Optional[float] = None
+        self.base_rtt: Optional[float] = None
+        self.remb: Optional[int] = None
+        self.audio_only = False
+        self.levels: dict[str, str] = {}      # producer id -> level given
+        self._pending: dict[str, int] = {}    # producer id -> ticks a higher level has fitted
+        self._cut_at = -math.inf
+        self._raised_at = -math.inf
+        self._wait = RAISE_WAIT
+        self._rtts: collections.deque = collections.deque()  # (time, rtt) of the last 30 s
+
+    def observe(self, now: float, sent_bytes: int, senders: list, demand: float, video_flowing: bool = True) -> bool:
+        """Take in the latest counters and reports; True when the link is congested now.
+        `demand`: what this viewer would get with everything in full (bit/s); `video_flowing`:
+        some video goes to it now (only then does its REMB say anything about the link)."""
+        sent = self.sent.update(now, sent_bytes)
+        losses, rtts = [], []
+        remb = None
+        for sender in senders:
+            fb = hooks.sender_feedback(sender)
+            if fb is not None and fb.loss_at is not None and now - fb.loss_at < 3:
+                losses.append(fb.loss)
+            if fb is not None and fb.remb_at is not None and now - fb.remb_at < 3:
+                remb = fb.remb
+            rtt = hooks.sender_rtt(sender)
+            if rtt is not None and rtt >= 0:  # aiortc's estimate can dip below 0 on a fast link
+                rtts.append(rtt)
+        self.loss = max(losses) if losses else 0.0
+        self.remb = remb
+        self.rtt = min(rtts) if rtts else None
+        if self.rtt is not None:
+            self._rtts.append((now, self.rtt))
+            while self._rtts and now - self._rtts[0][0] > 30:
+                self._rtts.popleft()
+            self.base_rtt = min(r for _, r in self._rtts)
+        queueing = self.rtt is not None and self.base_rtt is not None and self.rtt - self.base_rtt > QUEUE_DELAY
+        # The viewer's own delay-based estimate (REMB, from abs-send-time) below what we send: a
+        # queue is building (aiortc's round trip misses queues longer than a sender-report
+        # interval). Trusted only while no limit is known and video flows: after a pause it
+        # describes the audio alone and climbs far slower than the video comes back.
+        remb_low = (self.estimate is None and video_flowing and remb is not None and sent > 100_000
+                    and remb < 0.8 * sent)
+        congested = self.loss >= CONGESTED_LOSS or queueing or remb_low
+        if congested:
+            if now - self._cut_at > 1.0 and sent > 0:  # let the last cut take effect first
+                got_through = sent * (1 - self.loss)
+                if remb_low:
+                    got_through = min(got_through, remb)
+                target = max(FLOOR, CUT * got_through)
+                if self.estimate is None or target < self.estimate:
+                    if now - self._raised_at < 5:  # the last raise did not fit: wait longer next time
+                        self._wait = min(self._wait * 2, RAISE_WAIT_MAX)
+                    self.estimate = target
+                    self._cut_at = now
+        elif self.estimate is not None and self.loss < CLEAN_LOSS:
+            if now - self._cut_at > self._wait:
+                self.estimate *= RAISE
+            if now - self._cut_at > 30:
+                self._wait = RAISE_WAIT
+            if demand > 0 and self.estimate > 1.5 * demand and now - self._cut_at > 10:
+                self.estimate = None  # room for everything in full, for a while: no limit known
+        return congested
+
+    def over_budget(self) -> bool:
+        return self.estimate is not None and self.sent.value > 1.1 * self.estimate
+
+    def allocate(self, now: float, audio: list[float], videos: list[tuple[str, float, Optional[float]]]) -> dict[str, str]:
+        """Levels for this viewer's videos, given (producer id, full rate, reduced rate or None)
+        in priority order and the rates of its audio streams."""
+        if self.audio_only:
+            return {pid: PAUSED for pid, _, _ in videos}
+        if self.estimate is None:
+            return {pid: FULL for pid, _, _ in videos}
+        budget = self.estimate - AUDIO_RESERVE * sum(audio)
+        want: dict[str, str] = {}
+        for pid, full, reduced in videos:  # everyone the smallest that shows them, in order
+            need = reduced if reduced is not None else full
+            if budget >= need:
+                want[pid] = REDUCED if reduced is not None else FULL
+                budget -= need
+            else:
+                want[pid] = PAUSED
+        for pid, full, reduced in videos:  # then full quality, in order, while it fits
+            if want[pid] == REDUCED and reduced is not None and budget >= full - reduced:
+                want[pid] = FULL
+                budget -= full - reduced
+        order = {FULL: 2, REDUCED: 1, PAUSED: 0}
+        levels = {}
+        for pid, _, _ in videos:
+            had = self.levels.get(pid, FULL)
+            if order[want[pid]] > order[had]:
+                # Up only when it fitted for a while, and not while waiting after a cut.
+                ticks = self._pending.get(pid, 0) + 1
+                if ticks >= UPGRADE_AFTER and now - self._cut_at > self._wait:
+                    levels[pid] = want[pid]
+                    self._pending.pop(pid, None)
+                    self._raised_at = now
+                else:
+                    self._pending[pid] = ticks
+                    levels[pid] = had
+            else:
+                self._pending.pop(pid, None)
+                levels[pid] = want[pid]
+        return levels
+
+
+class Adaptation:
+    """The room's adaptation pass: rates of every producer, each viewer's link and levels,
+    and each participant's quality. `enabled=False` measures but forwards everything
+    (the benchmark's baseline, ADAPTATION=off)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._rates: dict[str, Rate] = {}
+        self._base_rates: dict[str, Rate] = {}
+        self._received: dict[str, tuple[int, int]] = {}   # producer id -> (expected, received) last tick
+        self.loss_up: dict[str, float] = {}               # producer id -> loss fraction last window
+        self.links: dict[str, ViewerLink] = {}            # viewer participant id -> its link
+
+    def link(self, viewer_id: str) -> ViewerLink:
+        link = self.links.get(viewer_id)
+        if link is None:
+            link = self.links[viewer_id] = ViewerLink()
+        return link
+
+    def forget(self, participant_id: str, producers: list[Producer]) -> None:
+        self.links.pop(participant_id, None)
+        for producer in producers:
+            for table in (self._rates, self._base_rates, self._received, self.loss_up):
+                table.pop(producer.id, None)
+
+    def producer_rates(self, now: float, producer: Producer) -> tuple[float, Optional[float]]:
+        """(full, layer-0 or None) bit/s with RTP overhead, of what the producer receives."""
+        rate = self._rates.setdefault(producer.id, Rate())
+        full = rate.update(now, producer.bytes_in + hooks.PACKET_OVERHEAD * producer.frames_in)
+        if not producer.layered:
+            return full, None
+        base = self._base_rates.setdefault(producer.id, Rate()).update(now, producer.bytes_base)
+        return full, base * 1.08  # layer-0 payload and its packets' overhead (~1,100-byte packets)
+
+    def tick(self, participants: dict[str, "Participant"], now: Optional[float] = None) -> bool:
+        """One pass; True when any level or quality changed (the room pushes its state)."""
+        now = time.monotonic() if now is None else now
+        rates: dict[str, tuple[float, Optional[float]]] = {}
+        # Priority of each publisher's video: the mediator's first, then in the order they joined.
+        rank = {p.id: (0 if p.role == "mediator" else 1, p.joined_at) for p in participants.values()}
+        for participant in participants.values():
+            for producer in participant.producers.values():
+                if not producer.closed:
+                    rates[producer.id] = self.producer_rates(now, producer)
+                    self._measure_uplink(producer)
+        changed = False
+        for participant in participants.values():
+            session = participant.subscribe
+            if session is None or session.closed:
+                continue
+            changed |= self._viewer(now, participant, session, rates, rank)
+        return changed
+
+    def _measure_uplink(self, producer: Producer) -> None:
+        receiver = producer.receiver
+        if receiver is None:
+            return
+        expected, received = hooks.receiver_counts(receiver)
+        before = self._received.get(producer.id)
+        self._received[producer.id] = (expected, received)
+        if before is not None and expected - before[0] >= 20:  # enough packets to say
+            lost = (expected - before[0]) - (received - before[1])
+            self.loss_up[producer.id] = min(max(lost / (expected - before[0]), 0.0), 1.0)
+
+    def _viewer(self, now: float, participant: "Participant", session: "SubscribeSession",
+                rates: dict[str, tuple[float, Optional[float]]], rank: dict[str, tuple]) -> bool:
+        link = self.link(participant.id)
+        consumers = [c for c in session.consumers.values() if not c.closed]
+        audio = [rates.get(c.producer.id, (0.0, None))[0] for c in consumers if c.producer.kind == "audio"]
+        demand = sum(audio) + sum(rates.get(c.producer.id, (0.0, None))[0] for c in consumers if c.producer.kind == "video")
+        flowing = any(link.levels.get(c.producer.id, FULL) != PAUSED for c in consumers if c.producer.kind == "video")
+        link.observe(now, session.bytes_out(), session.senders(), demand, flowing)
+        session.hold_retransmits(self.enabled and link.over_budget())
+        videos = sorted((c for c in consumers if c.producer.kind == "video"),
+                        key=lambda c: rank.get(c.producer.participant_id, (2, 0.0)))
+        levels = {pid: FULL for pid in (c.producer.id for c in videos)}
+        if self.enabled:
+            levels = link.allocate(now, audio, [(c.producer.id, *rates.get(c.producer.id, (0.0, None)))
+                                                for c in videos])
+        changed = levels != link.levels
+        link.levels = levels
+        for consumer in videos:
+            consumer.set_level(levels.get(consumer.producer.id, FULL))
+        return changed
+
+    def quality(self, participant: "Participant") -> Optional[str]:
+        """good / fair / poor from its links both ways and what adaptation did for it."""
+        link = self.links.get(participant.id)
+        ups = [self.loss_up[p.id] for p in participant.producers.values() if p.id in self.loss_up]
+        if (link is None or link.sent.value == 0) and not ups:
+            return None
+        loss = max([*ups, link.loss if link else 0.0])
+        rtt = link.rtt if link else None
+        levels = list(link.levels.values()) if link and not link.audio_only else []
+        if loss > 0.10 or (rtt is not None and rtt > 1.0) or PAUSED in levels:
+            return "poor"
+        if loss > 0.03 or (rtt is not None and rtt > 0.4) or REDUCED in levels:
+            return "fair"
+        return "good"
+
+    def details(self, participant: "Participant", rates_of) -> dict:
+        """The figures behind quality, for the mediator's page."""
+        link = self.links.get(participant.id)
+        ups = [self.loss_up[p.id] for p in participant.producers.values() if p.id in self.loss_up]
+        up_rate = sum(rates_of(p) for p in participant.producers.values() if not p.closed)
+        return {
+            "rtt_ms": round(link.rtt * 1000) if link and link.rtt is not None else None,
+            "loss_up": round(max(ups), 3) if ups else None,
+            "loss_down": round(link.loss, 3) if link else None,
+            "kbps_up": round(up_rate / 1000) if up_rate else None,
+            "kbps_down": round(link.sent.value / 1000) if link and link.sent.value else None,
+            "budget_kbps": round(link.estimate / 1000) if link and link.estimate is not None else None,
+        }
+
+    def rate_of(self, producer: Producer) -> float:
+        rate = self._rates.get(producer.id)
+        return rate.value if rate else 0.0
+
