@@ -55,6 +55,20 @@ export function teardownPeers() {
   detachStreams();
 }
 
+/* Video goes out with three temporal layers (L1T3) where the browser can: the server then
+ * forwards only the base layer (a quarter of the frames, about half the bits) to a viewer whose
+ * link is narrow, and everything to the others (docs/protocol.md, "Link quality and adaptation"). */
+function addSendTransceiver(pc, track, kind) {
+  var base = { maxBitrate: kind === "video" ? VIDEO_MAX_BITRATE : AUDIO_MAX_BITRATE };
+  var init = { direction: "sendonly", streams: [media.stream], sendEncodings: [base] };
+  if (kind === "video") {
+    try {
+      return pc.addTransceiver(track, Object.assign({}, init, { sendEncodings: [Object.assign({ scalabilityMode: "L1T3" }, base)] }));
+    } catch (e) { /* no temporal layers here: one layer, the server pauses instead of reducing */ }
+  }
+  return pc.addTransceiver(track, init);
+}
+
 function preferCodec(transceiver, kind) {
   if (!transceiver.setCodecPreferences) { return; }
   var wanted = kind === "video" ? "video/vp8" : "audio/opus";
@@ -96,10 +110,7 @@ async function doPublish() {
     var track = media[kind];
     var tr = pubTransceivers[kind];
     if (track && !tr) {
-      tr = pc.addTransceiver(track, {
-        direction: "sendonly", streams: [media.stream],
-        sendEncodings: [{ maxBitrate: kind === "video" ? VIDEO_MAX_BITRATE : AUDIO_MAX_BITRATE }]
-      });
+      tr = addSendTransceiver(pc, track, kind);
       preferCodec(tr, kind);
       pubTransceivers[kind] = tr;
       added = true;
