@@ -12,11 +12,15 @@ For each profile of the party's link, over several runs:
                 which is what a full rejoin costs a party
   rtt_600ms     (once, --long-minutes, 10 by default) a link with a 600 ms round trip: the
                 connections must stay up; frames decoded in the last minute
-For direct, udp_blocked and only_tcp_443 the party's video frame rate and audio concealment
-are measured over the 10 s after its first frame.
+  direct_firefox, udp_blocked_firefox
+                the same as direct and udp_blocked with the party in Firefox ESR (headless, fake
+                media, inside the party's namespace; the mediator stays Chromium)
+For direct, udp_blocked, only_tcp_443 and the Firefox profiles the party's video frame rate and
+audio concealment are measured over the 10 s after its first frame.
 
 Prints a table and writes it to docs/benchmarks.md ("## Connectivity"). Needs root (network
-namespaces), coturn and Chromium; run with nothing else on the machine.
+namespaces), coturn, Chromium and, for the Firefox profiles, firefox-esr and pulseaudio; run
+with nothing else on the machine.
 """
 from __future__ import annotations
 
@@ -35,9 +39,12 @@ if str(ROOT) not in sys.path:
 from bench.scale import write_section  # noqa: E402
 from tests.browser.conftest import DESKTOP, PHONE  # noqa: E402
 from tests.browser.lab_helpers import (  # noqa: E402
-    admit, browser_in, decoded_from, enter, lab_deployment, page_in)
+    PORT, admit, browser_in, decoded_from, enter, lab_deployment, page_in)
 from tests.browser.room_helpers import open_room, wait_decoding, wait_js  # noqa: E402
+from tests.browser.test_firefox_room import firefox_pass_steps  # noqa: E402
+from tests.support import netlab  # noqa: E402
 from tests.support.coturn import Coturn  # noqa: E402
+from tests.support.firefox import FIREFOX, Firefox  # noqa: E402
 
 SECRET = "bench-turn-secret-" + "b" * 24
 HEADING = "## Connectivity"
@@ -68,19 +75,54 @@ def _both(first, second, timeout: float) -> tuple[float | None, float | None]:
     return got[0], got[1]
 
 
+def firefox_in(lab: netlab.Lab, ns: netlab.Namespace, link: netlab.EmulatedLink, host: str | None = None):
+    """Firefox ESR (headless, fake media, phone-sized) inside a participant namespace, its BiDi
+    listener (on the namespace's loopback) reached through a forwarder from this process;
+    returns (the started Firefox, the server's origin as seen from there)."""
+    if host is not None and host != link.server_addr:
+        netlab._ip("-n", ns.name, "route", "replace", host, "dev", link.tun_p)
+    name = host or link.server_addr
+    prefs = {"dom.securecontext.allowlist": name,   # plain HTTP in the lab: a secure context there
+             "media.devices.insecure.enabled": True, "media.getusermedia.insecure.enabled": True}
+
+    def forwarded(url: str) -> str:
+        return f"ws://127.0.0.1:{lab.forward_in_thread(ns, '127.0.0.1', int(url.rsplit(':', 1)[1]))}"
+
+    ff = Firefox(str(ns.wrapper(FIREFOX)), prefs=prefs, viewport=PHONE, timeout=20,
+                 log_path=lab.workdir / f"{ns.name}-firefox.log", bidi_url=forwarded)
+    return ff.start(timeout=60), f"http://{name}:{PORT}"
+
+
+def enter_firefox(ff: Firefox) -> None:
+    ff.wait_js("document.querySelector('#self-video').videoWidth > 0", "Firefox's own preview", 20)
+    ff.click("[data-testid=enter]")
+    firefox_pass_steps(ff, timeout=30)
+
+
 def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
     links = open_room(d["server"], title)
     (m_ns, m_link), (p_ns, p_link) = d["parts"]
+    in_firefox = profile.endswith("_firefox")
+    profile = profile.removesuffix("_firefox")
     m_browser, m_origin = browser_in(pw, m_ns, m_link, d["host"])
-    p_browser, p_origin = browser_in(pw, p_ns, p_link, d["host"])
+    p_browser = None
     out: dict = {}
     try:
-        mediator, party = page_in(m_browser, DESKTOP), page_in(p_browser, PHONE)
+        if in_firefox:
+            p_browser, p_origin = firefox_in(d["lab"], p_ns, p_link, d["host"])
+            party = p_browser
+        else:
+            p_browser, p_origin = browser_in(pw, p_ns, p_link, d["host"])
+            party = page_in(p_browser, PHONE)
+        mediator = page_in(m_browser, DESKTOP)
         mediator.goto(f"{m_origin}/join/{links.mediator_token}")
         enter(mediator)
         m_id = wait_js(mediator, "window.mediationRoom.me && window.mediationRoom.me.id", "mediator id")
         party.goto(f"{p_origin}/join/{links.party_tokens[0]}")
-        enter(party)
+        if in_firefox:
+            enter_firefox(party)
+        else:
+            enter(party)
         p_id = admit(mediator, party)
         t_admit = time.monotonic()
         wait_decoding(party, "party decodes", timeout=60)
@@ -125,8 +167,11 @@ def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
             wait_js(party, "window.mediationRoom && window.mediationRoom.screen === 'room'", "back in the room", 60)
             wait_decoding(party, "party decodes after reload", timeout=60)
             out["party_back"] = time.monotonic() - t0
+        if in_firefox and (party.page_errors or party.server_errors):
+            out["firefox_errors"] = party.page_errors + party.server_errors
     finally:
-        p_browser.close()
+        if p_browser is not None:
+            p_browser.close()
         m_browser.close()
     return out
 
@@ -150,11 +195,12 @@ def main() -> int:
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        profiles = ("direct", "udp_blocked", "only_tcp_443", "outage_6s", "address_change", "rejoin", "rtt_600ms")
+        profiles = ("direct", "udp_blocked", "direct_firefox", "udp_blocked_firefox", "only_tcp_443", "outage_6s",
+                    "address_change", "rejoin", "rtt_600ms")
         for profile in [p for p in profiles if not args.only or p in args.only]:
             root = Path(tmp) / profile
 
-            def prepare(lab, parts, profile=profile, root=root):
+            def prepare(lab, parts, profile=profile.removesuffix("_firefox"), root=root):
                 party_ns, party_link = parts[1]
                 if profile == "udp_blocked":
                     party_ns.block_udp()
@@ -214,6 +260,8 @@ through TURN over TCP with the credentials of its join ack. `only_tcp_443`: only
 443 leaves the party's network; the site and coturn (TURN over TCP) both listen on 443. `outage_6s`: the party's link is
 down for 6 s after media flows; times from the link's return. `address_change`: the party's
 address changes under its page (as from Wi-Fi to mobile data); times from the change.
+`direct_firefox`, `udp_blocked_firefox`: as `direct` and `udp_blocked`, the party in Firefox ESR
+(headless, fake media, same namespace and link), the mediator in Chromium.
 `rejoin`: the baseline, a page reload (what a full rejoin costs the party): reload → first
 decoded frame. `rtt_600ms`: once, the party's link gets 300 ms each way for
 {args.long_minutes:g} minutes; the page's two connections are checked every 5 s.{long_note}

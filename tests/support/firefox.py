@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -205,9 +205,10 @@ class _Bidi:
     def run(self, coro, timeout: float):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    async def connect(self, url: str) -> None:
+    async def connect(self, url: str, host: str | None = None) -> None:
         self._http = aiohttp.ClientSession()
-        self._ws = await self._http.ws_connect(url, max_msg_size=0, autoping=True)
+        self._ws = await self._http.ws_connect(url, max_msg_size=0, autoping=True,
+                                               headers={"Host": host} if host else None)
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -263,10 +264,13 @@ class _Bidi:
 class Firefox:
     def __init__(self, binary: str = FIREFOX, *, prefs: dict[str, Any] | None = None,
                  log_path: Path | None = None, viewport: dict | None = None, timeout: float = 10.0,
-                 audio_sink: bool = True):
+                 audio_sink: bool = True, bidi_url: Callable[[str], str] | None = None):
         """`timeout`: the default for a command (a navigation, an evaluation). `audio_sink`:
-        give Firefox a private PulseAudio null sink as its audio output (see above)."""
+        give Firefox a private PulseAudio null sink as its audio output (see above). `bidi_url`:
+        maps the listener Firefox prints (ws://127.0.0.1:P) to the address to connect to, e.g. a
+        loopback forwarder when `binary` runs Firefox inside a network namespace."""
         self.binary = binary
+        self.bidi_url = bidi_url
         self.audio_sink = audio_sink
         self.prefs = {**PREFS, **(prefs or {})}
         self.log_path = Path(log_path) if log_path else None
@@ -346,11 +350,14 @@ class Firefox:
                 raise FirefoxFailed(f"{self.binary} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             if time.monotonic() > deadline:
                 raise FirefoxFailed(f"{self.binary}: no BiDi listener within {timeout:.0f} s:\n{self.log()[-4000:]}")
+        url = self.bidi_url(url_box[0]).rstrip("/") if self.bidi_url else url_box[0]
+        # Through a forwarder, the Host header still names Firefox's own listener (it checks it).
+        host = url_box[0].split("://", 1)[1] if url != url_box[0] else None
         self._bidi = _Bidi()
         try:
-            self._bidi.run(self._bidi.connect(url_box[0] + "/session"), timeout=10)
+            self._bidi.run(self._bidi.connect(url + "/session", host), timeout=10)
         except Exception as exc:
-            raise FirefoxFailed(f"cannot open the BiDi websocket {url_box[0]}/session: {exc!r}\n"
+            raise FirefoxFailed(f"cannot open the BiDi websocket {url}/session: {exc!r}\n"
                                 f"{self.log()[-4000:]}") from exc
         self.command("session.new", {"capabilities": {}})
         self.command("session.subscribe", {"events": ["log.entryAdded", "network.responseCompleted"]})
