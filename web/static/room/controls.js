@@ -1,13 +1,73 @@
-/* The mediator's controls in the manage panel: the lobby (admit, deny with a reason, a toast
- * when someone starts waiting), everyone inside (mute, move to an area, remove), the caucuses
- * (create, go there, back to the main room). Every action is one acknowledged event (act);
- * on a refusal the panel is redrawn from the state. */
+/* The room's controls beyond mic and camera: the audio-only switch in the control bar (everyone:
+ * media.audio_only, shown from room.state's audio_only, kept over a reload), and the mediator's
+ * controls in the manage panel: the lobby (admit, deny with a reason, a toast when someone starts
+ * waiting), everyone inside (mute, move to an area, remove), the caucuses (create, go there, back
+ * to the main room). Every action is one acknowledged event (act); on a refusal the panel is
+ * redrawn from the state. */
+import { CFG } from "./config.js";
 import { t, $, h, roleLabel } from "./dom.js";
 import { R, canManage, lobbyPeople, myWhere, areaName } from "./state.js";
-import { toast, showError } from "./toasts.js";
+import { toast, showError, dropToast } from "./toasts.js";
 import { sideShows } from "./screen.js";
-import { call } from "./signal.js";
+import { call, isJoined } from "./signal.js";
 import { recView } from "./recording.js";
+import { renderGrid } from "./grid.js";
+
+// ------------------------------------------------------------------ audio only
+
+// What I asked for (kept over a reload of this link); room.state's audio_only is what the server does.
+var AUDIO_ONLY_KEY = CFG ? "mediation-room-audio-only:" + CFG.token.slice(-24) : null;
+var audioOnlyWanted = false;
+try { audioOnlyWanted = !!AUDIO_ONLY_KEY && sessionStorage.getItem(AUDIO_ONLY_KEY) === "1"; } catch (e) { /* private mode */ }
+var audioOnlyBusy = false;
+
+function keepWanted(on) {
+  audioOnlyWanted = on;
+  try { if (on) { sessionStorage.setItem(AUDIO_ONLY_KEY, "1"); } else { sessionStorage.removeItem(AUDIO_ONLY_KEY); } } catch (e) { /* private mode */ }
+}
+
+/** No video is forwarded to me: the server's word once it has said it, else what I asked for. */
+export function audioOnlyOn() {
+  return R.state && typeof R.state.audio_only === "boolean" ? R.state.audio_only : audioOnlyWanted;
+}
+
+/** Before joining (the check-in's "enter with audio only"): ask for it as soon as I am in. */
+export function wantAudioOnly(on) { keepWanted(on); renderAudioOnly(); }
+
+/** Switch audio only on or off (media.audio_only); the room.state that follows shows it. */
+export async function setAudioOnly(on) {
+  if (audioOnlyBusy) { return false; }
+  var before = audioOnlyWanted;
+  keepWanted(on);
+  if (!isJoined()) { renderAudioOnly(); return true; }
+  audioOnlyBusy = true;
+  var ack;
+  try { ack = await call("media.audio_only", { on: on }); } finally { audioOnlyBusy = false; }
+  if (!ack.ok) { keepWanted(before); showError(ack.error); renderAudioOnly(); return false; }
+  if (R.state && ack.audio_only !== undefined) { R.state.audio_only = !!ack.audio_only; }
+  dropToast("quality-prompt");
+  toast(t(on ? "room.audio_only.on" : "room.audio_only.off"), { kind: "ok", ms: 4000, key: "audio-only" });
+  renderAudioOnly();
+  renderGrid();
+  return true;
+}
+
+/** After every join (a reload, a reconnect): the server starts everyone with video. */
+export function afterJoin() {
+  if (audioOnlyWanted) {
+    call("media.audio_only", { on: true }).then(function (ack) { if (!ack.ok) { showError(ack.error); } });
+  }
+}
+
+export function renderAudioOnly() {
+  var btn = $("#audio-only-btn");
+  var on = audioOnlyOn();
+  btn.setAttribute("aria-pressed", on ? "true" : "false");
+  btn.setAttribute("aria-label", t(on ? "room.audio_only.turn_off" : "room.audio_only.turn_on"));
+  btn.title = t(on ? "room.audio_only.turn_off" : "room.audio_only.turn_on");
+}
+
+// ------------------------------------------------------------------ the mediator's panel
 
 export async function act(event, data, okText) {
   var ack = await call(event, data);
@@ -58,7 +118,9 @@ export function renderManage(force) {
     var isMe = R.me && p.id === R.me.id;
     var chips = [h("span", { className: "chip", text: roleLabel(p.role) }), h("span", { className: "chip chip-where", text: areaName(p.where) })];
     if (p.muted && p.muted.audio) { chips.push(h("span", { className: "chip chip-warn", text: t("room.tile.muted") })); }
-    if (p.muted && p.muted.video) { chips.push(h("span", { className: "chip chip-warn", text: t("room.tile.cam_off") })); }
+    if (p.muted && p.muted.video) {
+      chips.push(h("span", { className: "chip chip-warn", text: t(p.video_off_reason === "bandwidth" ? "room.tile.peer_audio_only" : "room.tile.cam_off") }));
+    }
     var consent = recView().consent || {};
     if (consent[p.id]) { chips.push(h("span", { className: "chip chip-where", "data-testid": "consent", text: t("room.rec.consent." + consent[p.id]) })); }
     var actions = h("div", { className: "prow-actions" });
@@ -109,6 +171,8 @@ export function renderManage(force) {
 }
 
 export function wireControls() {
+  $("#audio-only-btn").addEventListener("click", function () { setAudioOnly(!audioOnlyOn()); });
+  renderAudioOnly();
   $("#caucus-form").addEventListener("submit", async function (ev) {
     ev.preventDefault();
     var input = $("#caucus-name");

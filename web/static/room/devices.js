@@ -181,7 +181,8 @@ export function updateToggles() {
   selfTile.classList.toggle("cam-off", !(media.video && media.on.video));
 }
 
-async function setOn(kind, on, opts) {
+/** Turn my microphone or camera on or off (opts.local: do not tell the server, the caller does). */
+export async function setOn(kind, on, opts) {
   opts = opts || {};
   media.on[kind] = on;
   if (media[kind]) { media[kind].enabled = on; }

@@ -14,19 +14,22 @@
  *   render.js   a room.state applied to the page          chat.js     chat
  *   help.js     help requests                             controls.js the mediator's panel
  *   experts.js  inviting an expert                        recording.js recording consent
- *   end.js      leaving, removal, the end, rejoining */
+ *   end.js      leaving, removal, the end, rejoining     linkcheck.js the check-in's link check
+ *   quality.js  link quality bars, the poor-link advice */
 import { CFG, STORE_KEY } from "./config.js";
 import { $ } from "./dom.js";
 import { R } from "./state.js";
 import { setConn } from "./toasts.js";
 import { setScreen, wireSide } from "./screen.js";
-import { openDevices, updateToggles, wireDevices } from "./devices.js";
+import { openDevices, updateToggles, wireDevices, setOn } from "./devices.js";
 import { enter, wantJoined } from "./signal.js";
 import { wireSteps } from "./steps.js";
 import { wireGrid } from "./grid.js";
 import { wireChat } from "./chat.js";
 import { wireHelp } from "./help.js";
-import { wireControls } from "./controls.js";
+import { wireControls, wantAudioOnly } from "./controls.js";
+import { checkLink, wireLinkCheck } from "./linkcheck.js";
+import { wireQuality } from "./quality.js";
 import { wireExperts } from "./experts.js";
 import { wireRecording } from "./recording.js";
 import { wireEndSession, wireLeave } from "./end.js";
@@ -45,15 +48,25 @@ function start() {
   wireEndSession();
   wireRecording();
   wireLeave();
+  wireQuality();
+  // Enter with audio only (offered when the link check finds video may not work): no video
+  // received, and my camera stays off until I turn it on.
+  wireLinkCheck(function () { wantAudioOnly(true); setOn("video", false, { local: true }); enter(); });
 
   $("#enter-btn").addEventListener("click", function () { enter(); });
   updateToggles();
   setScreen("precheck");
   var autoEnter = false;
   try { autoEnter = sessionStorage.getItem(STORE_KEY) === "1"; } catch (e) { /* ignore */ }
+  // The link check runs once the camera has started (which keeps a phone busy for a moment), or
+  // after 3 s if the permission question is still open; not when going straight back in.
+  var checked = false;
+  var check = function () { if (!checked && !autoEnter && R.screen === "precheck") { checked = true; checkLink(); } };
+  setTimeout(check, 3000);
   openDevices().then(function () {
     // Back after a reload or a crash of the tab: straight in, no second check-in.
-    if (autoEnter && !wantJoined) { enter(); }
+    if (autoEnter && !wantJoined) { enter(); return; }
+    check();
   });
 }
 

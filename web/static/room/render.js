@@ -1,13 +1,14 @@
 /* A room.state (pushed by the server, or the join ack's copy) applied to the page: R.state,
  * lobby or room screen (with the admission time and toast), the caucus banner, lobby toasts
- * that no longer apply, then every view drawn from the state: grid, manage panel, recording,
- * controls. */
+ * that no longer apply, then every view drawn from the state: grid, audio only, my link's
+ * quality, manage panel, recording, controls. */
 import { t, $, now } from "./dom.js";
 import { R, myWhere, canManage, person } from "./state.js";
 import { toast, keyedToasts, dropToast } from "./toasts.js";
 import { setScreen, openSide, updateControls } from "./screen.js";
 import { renderGrid } from "./grid.js";
-import { renderManage } from "./controls.js";
+import { renderManage, renderAudioOnly } from "./controls.js";
+import { noteOwnQuality } from "./quality.js";
 import { renderRecording } from "./recording.js";
 
 var manageOpened = false;
@@ -55,6 +56,8 @@ export function renderState(state) {
     }
   });
   renderGrid();
+  renderAudioOnly();
+  noteOwnQuality();
   renderManage();
   renderRecording();
   updateControls();

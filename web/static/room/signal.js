@@ -13,7 +13,7 @@ import { setupPeers, teardownPeers, publish, onServerOffer, pumpOffers } from ".
 import { renderState } from "./render.js";
 import { onChat } from "./chat.js";
 import { onHelpRequested } from "./help.js";
-import { onLobbyWaiting } from "./controls.js";
+import { onLobbyWaiting, afterJoin } from "./controls.js";
 import { onRecordingAsk, onRecordingRefused } from "./recording.js";
 import { showStep } from "./steps.js";
 import { finish, onRemoved, onEnded } from "./end.js";
@@ -175,6 +175,7 @@ export async function join() {
   ["audio", "video"].forEach(function (kind) {
     if (media[kind] && !media.on[kind]) { call("media.mute", { kind: kind, muted: true }); }
   });
+  afterJoin();   // audio only, when I asked for it (at check-in or before a reload)
   publish();
   pumpOffers();
 }
