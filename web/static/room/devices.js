@@ -187,6 +187,8 @@ export async function setOn(kind, on, opts) {
   media.on[kind] = on;
   if (media[kind]) { media[kind].enabled = on; }
   updateToggles();
+  // The camera may have been taken off the sender (uplink.js, a link too poor for video): put it back.
+  if (on && R.pubPc) { publish(); }
   if (R.me && !opts.local && isJoined()) {
     var ack = await call("media.mute", { kind: kind, muted: !on });
     if (!ack.ok) { showError(ack.error); }

@@ -15,7 +15,8 @@
  *   help.js     help requests                             controls.js the mediator's panel
  *   experts.js  inviting an expert                        recording.js recording consent
  *   end.js      leaving, removal, the end, rejoining     linkcheck.js the check-in's link check
- *   quality.js  link quality bars, the poor-link advice */
+ *   quality.js  link quality bars, the poor-link advice  uplink.js   camera off when my uplink
+ *                                                                     cannot carry video */
 import { CFG, STORE_KEY } from "./config.js";
 import { $ } from "./dom.js";
 import { R } from "./state.js";
@@ -30,6 +31,7 @@ import { wireHelp } from "./help.js";
 import { wireControls, wantAudioOnly } from "./controls.js";
 import { checkLink, wireLinkCheck } from "./linkcheck.js";
 import { wireQuality } from "./quality.js";
+import { wireUplink } from "./uplink.js";
 import { wireExperts } from "./experts.js";
 import { wireRecording } from "./recording.js";
 import { wireEndSession, wireLeave } from "./end.js";
@@ -49,6 +51,7 @@ function start() {
   wireRecording();
   wireLeave();
   wireQuality();
+  wireUplink();
   // Enter with audio only (offered when the link check finds video may not work): no video
   // received, and my camera stays off until I turn it on.
   wireLinkCheck(function () { wantAudioOnly(true); setOn("video", false, { local: true }); enter(); });

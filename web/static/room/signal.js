@@ -16,6 +16,7 @@ import { onHelpRequested } from "./help.js";
 import { onLobbyWaiting, afterJoin } from "./controls.js";
 import { onRecordingAsk, onRecordingRefused } from "./recording.js";
 import { showStep } from "./steps.js";
+import { videoOffReason } from "./uplink.js";
 import { finish, onRemoved, onEnded } from "./end.js";
 
 export var socket = null;
@@ -173,7 +174,11 @@ export async function join() {
   stateAfterJoin = null;
   // The server starts everyone unmuted: tell it what is off here.
   ["audio", "video"].forEach(function (kind) {
-    if (media[kind] && !media.on[kind]) { call("media.mute", { kind: kind, muted: true }); }
+    if (media[kind] && !media.on[kind]) {
+      var off = { kind: kind, muted: true };
+      if (kind === "video" && videoOffReason()) { off.reason = videoOffReason(); }
+      call("media.mute", off);
+    }
   });
   afterJoin();   // audio only, when I asked for it (at check-in or before a reload)
   publish();
