@@ -103,18 +103,13 @@ class ViewerLink:
                 self._rtts.popleft()
             self.base_rtt = min(r for _, r in self._rtts)
         queueing = self.rtt is not None and self.base_rtt is not None and self.rtt - self.base_rtt > QUEUE_DELAY
-        # The viewer's own delay-based estimate (REMB, from abs-send-time) below what we send: a
-        # queue is building (aiortc's round trip misses queues longer than a sender-report
-        # interval). Trusted only while no limit is known and video flows: after a pause it
-        # describes the audio alone and climbs far slower than the video comes back.
-        remb_low = (self.estimate is None and video_flowing and remb is not None and sent > 100_000
-                    and remb < 0.8 * sent)
-        congested = self.loss >= CONGESTED_LOSS or queueing or remb_low
+        # The viewer's REMB is shown, not used: Chrome's receive-side estimate starts low and
+        # climbs far slower than what a room sends a new viewer (and after a pause it describes
+        # the audio alone), so it throttled healthy viewers; loss and queueing delay decide.
+        congested = self.loss >= CONGESTED_LOSS or queueing
         if congested:
             if now - self._cut_at > 1.0 and sent > 0:  # let the last cut take effect first
                 got_through = sent * (1 - self.loss)
-                if remb_low:
-                    got_through = min(got_through, remb)
                 target = max(FLOOR, CUT * got_through)
                 if self.estimate is None or target < self.estimate:
                     if now - self._raised_at < 5:  # the last raise did not fit: wait longer next time

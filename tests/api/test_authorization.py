@@ -20,6 +20,11 @@ MEDIATOR = {"mediator"}
 # (method, path template, body, who may call). Paths use {case}, {session}, {invite}, {user}, {evidence}.
 MATRIX = [
     ("GET", "/institutions", None, set(ACTORS)),
+    # The link check answers a join token (X-Join-Token), never a staff login or nobody.
+    ("GET", "/link-check/ping", None, set()),
+    ("GET", "/link-check/download", None, set()),
+    ("POST", "/link-check/upload", None, set()),
+    ("POST", "/link-check/result", {"rtt_ms": 20, "down_kbps": 5000, "up_kbps": 2000}, set()),
     ("POST", "/institutions", {"name": "新设调解委员会"}, {"admin"}),
     ("GET", "/users", None, {"admin"}),
     ("POST", "/users", {"username": "newuser", "password": "long-enough-pw", "role": "clerk"}, {"admin"}),

@@ -84,7 +84,8 @@ def test_a_narrow_downlink_gets_less_video_and_audio_keeps_flowing(deployment):
             assert reduced, f"adaptation never engaged: {_state(b, 's.video')}"
             assert _until(lambda: _state(b, f"s.participants.find(p => p.id === '{b_id}').quality") in ("poor", "fair"), 15)
             # The mediator on its clean link still gets everything.
-            assert _state(mediator, "Object.values(s.video).every(v => v === 'full')")
+            assert _until(lambda: _state(mediator, "Object.values(s.video).every(v => v === 'full')"), 10), \
+                (_state(mediator, "s.video"), _state(mediator, "s.participants.map(p => [p.id, p.quality, p.link])"))
             # The mediator's page has the figures; the party's page does not.
             assert _state(mediator, f"s.participants.find(p => p.id === '{b_id}').link.budget_kbps") is not None
             assert _state(b, f"'link' in s.participants.find(p => p.id === '{b_id}')") is False

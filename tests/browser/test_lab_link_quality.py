@@ -165,8 +165,10 @@ def test_a_narrow_uplink_turns_the_camera_off_and_the_party_turns_it_back_on(dep
             party.click("[data-testid=cam-toggle]")
             note.wait_for(state="hidden", timeout=15_000)
             # The page's part: the camera is back on the sender and video goes out again.
-            assert party.evaluate("""window.mediationRoom.pubPc.getTransceivers()
-                .some(t => t.receiver.track.kind === 'video' && t.sender.track && t.sender.track.readyState === 'live')""")
+            # (replaceTrack is asynchronous: the note may hide a moment before the track is back.)
+            assert _until(lambda: party.evaluate("""window.mediationRoom.pubPc.getTransceivers()
+                .some(t => t.receiver.track.kind === 'video' && t.sender.track && t.sender.track.readyState === 'live')"""), 10), \
+                party.evaluate("[window.mediationRoom.joins, window.mediationRoom.errors]")
             sent = party.evaluate(OUTBOUND_JS)[0]["frames"]
             assert _until(lambda: party.evaluate(OUTBOUND_JS)[0]["frames"] > sent + 20, 15), party.evaluate(OUTBOUND_JS)
             assert party.evaluate("window.mediationRoom.uplink.stopped") == 1
