@@ -129,5 +129,21 @@ def admit(mediator, party) -> str:
     return pid
 
 
+def until(check, timeout: float, interval: float = 0.1):
+    """Poll `check` until it returns something true (returned) or `timeout` seconds pass (None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def room_state(page, expr: str):
+    """`expr` evaluated on the page's last room.state (as `s`), or None before the first."""
+    return page.evaluate(f"(() => {{ const s = window.mediationRoom.state; return s ? ({expr}) : null; }})()")
+
+
 def decoded_from(page, pid: str) -> int:
     return page.evaluate(f"({DECODED_BY_JS})()").get(pid, 0)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .conftest import DESKTOP, PHONE
-from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab
+from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab, room_state, until
 from .room_helpers import open_room, wait_decoding, wait_js
 
 pytestmark = pytest.mark.browser
@@ -29,20 +29,6 @@ def deployment(tmp_path_factory):
     require_lab()
     with lab_deployment(tmp_path_factory.mktemp("lab-adapt"), participants=3) as d:
         yield d
-
-
-def _until(check, timeout: float, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
-
-
-def _state(page, expr: str):
-    return page.evaluate(f"(() => {{ const s = window.mediationRoom.state; return s ? ({expr}) : null; }})()")
 
 
 def _call(page, event: str, data: dict) -> dict:
@@ -77,45 +63,45 @@ def test_a_narrow_downlink_gets_less_video_and_audio_keeps_flowing(deployment):
             for page in pages:
                 wait_decoding(page, "everyone decodes", timeout=30)
             # Published with temporal layers, so the server can reduce rather than only pause.
-            assert _until(lambda: _state(b, f"s.video && s.video['{m_id}']") == "full", 15)
+            assert until(lambda: room_state(b, f"s.video && s.video['{m_id}']") == "full", 15)
 
             b_link.set(down={"rate": 150_000, "queue": 20_000})
-            reduced = _until(lambda: _state(b, f"s.video && s.video['{m_id}'] !== 'full' && s.video['{a_id}'] !== 'full'"), 30)
-            assert reduced, f"adaptation never engaged: {_state(b, 's.video')}"
-            assert _until(lambda: _state(b, f"s.participants.find(p => p.id === '{b_id}').quality") in ("poor", "fair"), 15)
+            reduced = until(lambda: room_state(b, f"s.video && s.video['{m_id}'] !== 'full' && s.video['{a_id}'] !== 'full'"), 30)
+            assert reduced, f"adaptation never engaged: {room_state(b, 's.video')}"
+            assert until(lambda: room_state(b, f"s.participants.find(p => p.id === '{b_id}').quality") in ("poor", "fair"), 15)
             # The mediator on its clean link still gets everything.
-            assert _until(lambda: _state(mediator, "Object.values(s.video).every(v => v === 'full')"), 10), \
-                (_state(mediator, "s.video"), _state(mediator, "s.participants.map(p => [p.id, p.quality, p.link])"))
+            assert until(lambda: room_state(mediator, "Object.values(s.video).every(v => v === 'full')"), 10), \
+                (room_state(mediator, "s.video"), room_state(mediator, "s.participants.map(p => [p.id, p.quality, p.link])"))
             # The mediator's page has the figures; the party's page does not.
-            assert _state(mediator, f"s.participants.find(p => p.id === '{b_id}').link.budget_kbps") is not None
-            assert _state(b, f"'link' in s.participants.find(p => p.id === '{b_id}')") is False
+            assert room_state(mediator, f"s.participants.find(p => p.id === '{b_id}').link.budget_kbps") is not None
+            assert room_state(b, f"'link' in s.participants.find(p => p.id === '{b_id}')") is False
             # Audio keeps flowing to the narrow viewer.
             before = b.evaluate(f"({AUDIO_RECEIVED_JS})()")
             time.sleep(3)
             assert b.evaluate(f"({AUDIO_RECEIVED_JS})()") > before + 3 * 48000 * 0.8
             sent = b_link.stats()["down"]
-            print(f"\n150 kbit/s: levels for the party {_state(b, 's.video')}, its quality "
-                  f"{_state(mediator, f's.participants.find(p => p.id === {chr(39)}{b_id}{chr(39)})')['quality']}, "
-                  f"link figures {_state(mediator, f's.participants.find(p => p.id === {chr(39)}{b_id}{chr(39)}).link')}, "
+            print(f"\n150 kbit/s: levels for the party {room_state(b, 's.video')}, its quality "
+                  f"{room_state(mediator, f's.participants.find(p => p.id === {chr(39)}{b_id}{chr(39)})')['quality']}, "
+                  f"link figures {room_state(mediator, f's.participants.find(p => p.id === {chr(39)}{b_id}{chr(39)}).link')}, "
                   f"emulator {sent}")
 
             b_link.set(down={"rate": 0})
-            back = _until(lambda: _state(b, f"s.video['{m_id}'] === 'full' && s.video['{a_id}'] === 'full'"), 90)
-            assert back, f"video never came back in full: {_state(b, 's.video')}"
+            back = until(lambda: room_state(b, f"s.video['{m_id}'] === 'full' && s.video['{a_id}'] === 'full'"), 90)
+            assert back, f"video never came back in full: {room_state(b, 's.video')}"
             base = decoded_from(b, m_id)
-            assert _until(lambda: decoded_from(b, m_id) > base + 20, 15)
+            assert until(lambda: decoded_from(b, m_id) > base + 20, 15)
             assert b.evaluate("window.mediationRoom.joins") == 1, "the page rejoined"
 
             # Audio only: no video at all towards this viewer, until it asks again.
             ack = _call(a, "media.audio_only", {"on": True})
             assert ack["ok"], ack
-            assert _until(lambda: _state(a, "s.audio_only && Object.values(s.video).every(v => v === 'paused')"), 10)
+            assert until(lambda: room_state(a, "s.audio_only && Object.values(s.video).every(v => v === 'paused')"), 10)
             time.sleep(1)
             frozen = decoded_from(a, m_id)
             time.sleep(2)
             assert decoded_from(a, m_id) <= frozen + 1
             assert _call(a, "media.audio_only", {"on": False})["ok"]
-            assert _until(lambda: decoded_from(a, m_id) > frozen + 10, 15)
+            assert until(lambda: decoded_from(a, m_id) > frozen + 10, 15)
         finally:
             for browser in browsers:
                 browser.close()

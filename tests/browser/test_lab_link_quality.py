@@ -16,7 +16,7 @@ import time
 import pytest
 
 from .conftest import ARTIFACTS, DESKTOP, PHONE
-from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab
+from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab, room_state, until
 from .room_helpers import open_room, wait_decoding, wait_js
 
 pytestmark = pytest.mark.browser
@@ -39,20 +39,6 @@ def deployment(tmp_path_factory):
     require_lab()
     with lab_deployment(tmp_path_factory.mktemp("lab-quality"), participants=2) as d:
         yield d
-
-
-def _until(check, timeout: float, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
-
-
-def _state(page, expr: str):
-    return page.evaluate(f"(() => {{ const s = window.mediationRoom.state; return s ? ({expr}) : null; }})()")
 
 
 def _room(pw, deployment, title):
@@ -84,20 +70,20 @@ def test_a_narrow_downlink_shows_the_paused_placeholder_and_advises_audio_only(d
         try:
             browsers, mediator, party, m_id, p_id, p_link = _room(pw, deployment, "下行窄带（调解室界面）")
             tile = f"[data-testid=tile][data-pid='{m_id}']"
-            assert _until(lambda: _state(party, f"s.video && s.video['{m_id}'] === 'full'"), 15)
+            assert until(lambda: room_state(party, f"s.video && s.video['{m_id}'] === 'full'"), 15)
             p_link.set(down={"rate": 80_000, "queue": 12_000})
             # The mediator's video is paused towards the party (or first reduced: a badge).
             seen_reduced = False
             paused = None
             deadline = time.monotonic() + 45
             while time.monotonic() < deadline:
-                level = _state(party, f"s.video['{m_id}']")
+                level = room_state(party, f"s.video['{m_id}']")
                 seen_reduced = seen_reduced or (level == "reduced" and party.is_visible(f"{tile} [data-testid=tile-reduced]"))
                 if level == "paused":
                     paused = party.locator(f"{tile}.no-video [data-testid=tile-video-note][data-reason=paused]")
                     break
                 time.sleep(0.25)
-            assert paused is not None, f"never paused: {_state(party, 's.video')}"
+            assert paused is not None, f"never paused: {room_state(party, 's.video')}"
             paused.wait_for()
             assert paused.inner_text() == "视频已暂停（网络较差）"
             assert "调解员 李明" in party.inner_text(f"{tile} .tile-ph")
@@ -105,13 +91,13 @@ def test_a_narrow_downlink_shows_the_paused_placeholder_and_advises_audio_only(d
             wait_js(party, f"(document.querySelector(\"{tile}\")._voice || 0) > 0.05", "the voice ring moves", 15)
             bars = party.locator(f"{tile} [data-testid=tile-quality]")
             assert bars.get_attribute("data-quality") in ("good", "fair", "poor")
-            print(f"\n80 kbit/s down: levels {_state(party, 's.video')}, reduced badge seen: {seen_reduced}, "
-                  f"party quality {_state(party, f's.participants.find(p => p.id === {chr(39)}{p_id}{chr(39)}).quality')}")
+            print(f"\n80 kbit/s down: levels {room_state(party, 's.video')}, reduced badge seen: {seen_reduced}, "
+                  f"party quality {room_state(party, f's.participants.find(p => p.id === {chr(39)}{p_id}{chr(39)}).quality')}")
             party.screenshot(path=ARTIFACTS / "phone-room-video-paused.png")
 
             # My own link is poor: after 5 s of it, the advice with its button (once).
-            assert _until(lambda: _state(party, f"s.participants.find(p => p.id === '{p_id}').quality") == "poor", 30), \
-                _state(party, f"s.participants.find(p => p.id === '{p_id}')")
+            assert until(lambda: room_state(party, f"s.participants.find(p => p.id === '{p_id}').quality") == "poor", 30), \
+                room_state(party, f"s.participants.find(p => p.id === '{p_id}')")
             prompt = party.locator(".toast:has-text('您的网络较差，建议切换为仅音频')")
             prompt.wait_for(timeout=20_000)
             assert party.evaluate("window.mediationRoom.qualityPrompts") == 1
@@ -122,10 +108,10 @@ def test_a_narrow_downlink_shows_the_paused_placeholder_and_advises_audio_only(d
 
             p_link.set(down={"rate": 0})
             party.click("[data-testid=audio-only]")
-            assert _until(lambda: _state(party, f"!s.audio_only && s.video['{m_id}'] === 'full'"), 90), \
-                _state(party, "s.video")
+            assert until(lambda: room_state(party, f"!s.audio_only && s.video['{m_id}'] === 'full'"), 90), \
+                room_state(party, "s.video")
             base = decoded_from(party, m_id)
-            assert _until(lambda: decoded_from(party, m_id) > base + 20, 15)
+            assert until(lambda: decoded_from(party, m_id) > base + 20, 15)
             party.wait_for_selector(f"{tile}:not(.no-video)")
         finally:
             for browser in browsers:
@@ -143,7 +129,7 @@ def test_a_narrow_uplink_turns_the_camera_off_and_the_party_turns_it_back_on(dep
             started = time.monotonic()
             p_link.set(up={"rate": 50_000, "queue": 8_000})
             # 15 s of grace for a camera just started, then 10 s under 60 kbit/s, read every 2 s.
-            stopped = _until(lambda: party.evaluate("window.mediationRoom.uplink && window.mediationRoom.uplink.stopped"), 90)
+            stopped = until(lambda: party.evaluate("window.mediationRoom.uplink && window.mediationRoom.uplink.stopped"), 90)
             took = time.monotonic() - started
             uplink = party.evaluate("window.mediationRoom.uplink")
             assert stopped, f"the camera stayed on: {uplink}, sending {party.evaluate(OUTBOUND_JS)}"
@@ -166,14 +152,14 @@ def test_a_narrow_uplink_turns_the_camera_off_and_the_party_turns_it_back_on(dep
             note.wait_for(state="hidden", timeout=15_000)
             # The page's part: the camera is back on the sender and video goes out again.
             # (replaceTrack is asynchronous: the note may hide a moment before the track is back.)
-            assert _until(lambda: party.evaluate("""window.mediationRoom.pubPc.getTransceivers()
+            assert until(lambda: party.evaluate("""window.mediationRoom.pubPc.getTransceivers()
                 .some(t => t.receiver.track.kind === 'video' && t.sender.track && t.sender.track.readyState === 'live')"""), 10), \
                 party.evaluate("[window.mediationRoom.joins, window.mediationRoom.errors]")
             sent = party.evaluate(OUTBOUND_JS)[0]["frames"]
-            assert _until(lambda: party.evaluate(OUTBOUND_JS)[0]["frames"] > sent + 20, 15), party.evaluate(OUTBOUND_JS)
+            assert until(lambda: party.evaluate(OUTBOUND_JS)[0]["frames"] > sent + 20, 15), party.evaluate(OUTBOUND_JS)
             assert party.evaluate("window.mediationRoom.uplink.stopped") == 1
             base = decoded_from(mediator, p_id)
-            if not _until(lambda: decoded_from(mediator, p_id) > base + 20, 30):
+            if not until(lambda: decoded_from(mediator, p_id) > base + 20, 30):
                 # Seen in about one run of four (Dec 2026): the page sends again and answers every
                 # keyframe request, yet the server forwards nothing of it to the mediator after the
                 # publisher's starved uplink. A server-side recovery problem (rooms/), not the page's.

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .conftest import ARTIFACTS, DESKTOP, PHONE
-from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab
+from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab, until
 from .room_helpers import open_room, wait_decoding, wait_js
 
 pytestmark = pytest.mark.browser
@@ -25,16 +25,6 @@ def deployment(tmp_path_factory):
     require_lab()
     with lab_deployment(tmp_path_factory.mktemp("lab-recovery")) as d:
         yield {"server": d["server"], "mediator": d["parts"][0], "party": d["parts"][1]}
-
-
-def _until(check, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 def test_a_six_second_outage_recovers_without_rejoining(deployment):
@@ -62,7 +52,7 @@ def test_a_six_second_outage_recovers_without_rejoining(deployment):
             t_down = time.monotonic()
             # The others see the party as reconnecting, not as gone: its tile stays, marked.
             marked = f"document.querySelector(\"[data-testid=tile][data-pid='{p_id}']\")?.dataset.connection"
-            assert _until(lambda: mediator.evaluate(marked) == "reconnecting", OUTAGE - 0.5), \
+            assert until(lambda: mediator.evaluate(marked) == "reconnecting", OUTAGE - 0.5), \
                 "the mediator's page never showed the party as reconnecting"
             assert mediator.locator(f"[data-testid=tile][data-pid='{p_id}'] [data-testid=tile-reconnecting]").is_visible()
             ARTIFACTS.mkdir(exist_ok=True)
@@ -72,9 +62,9 @@ def test_a_six_second_outage_recovers_without_rejoining(deployment):
             base_mediator = decoded_from(mediator, p_id)
             p_link.outage(False)
             t_back = time.monotonic()
-            party_back = _until(lambda: decoded_from(party, m_id) > base_party + 5, 30)
+            party_back = until(lambda: decoded_from(party, m_id) > base_party + 5, 30)
             t_party = time.monotonic() - t_back
-            mediator_back = _until(lambda: decoded_from(mediator, p_id) > base_mediator + 5, 30)
+            mediator_back = until(lambda: decoded_from(mediator, p_id) > base_mediator + 5, 30)
             t_mediator = time.monotonic() - t_back
             print(f"\n6 s outage: the party decodes again {t_party:.1f} s after the link returned, "
                   f"the mediator decodes the party again after {t_mediator:.1f} s; "
@@ -85,7 +75,7 @@ def test_a_six_second_outage_recovers_without_rejoining(deployment):
             assert party.evaluate("window.mediationRoom.joins") == joins, "the page rejoined the room"
             assert party.evaluate("window.mediationRoom.me.id") == p_id
             assert party.evaluate("window.mediationRoom.screen") == "room"
-            assert _until(lambda: mediator.evaluate(marked) == "connected", 10), "still marked as reconnecting"
+            assert until(lambda: mediator.evaluate(marked) == "connected", 10), "still marked as reconnecting"
         finally:
             p_browser.close()
             m_browser.close()
@@ -125,10 +115,10 @@ def test_an_address_change_carries_on_without_reloading(deployment):
 
             new_addr = p_link.change_address()
             t_moved = time.monotonic()
-            party_back = _until(lambda: decoded_from(party, m_id) > base_party + 5 and
+            party_back = until(lambda: decoded_from(party, m_id) > base_party + 5 and
                                 party.evaluate("window.mediationRoom.screen") == "room", 40)
             t_party = time.monotonic() - t_moved
-            mediator_back = _until(lambda: decoded_from(mediator, p_id) > base_mediator + 5, 40)
+            mediator_back = until(lambda: decoded_from(mediator, p_id) > base_mediator + 5, 40)
             t_mediator = time.monotonic() - t_moved
             print(f"\naddress change to {new_addr}: the party decodes again after {t_party:.1f} s, the mediator "
                   f"decodes the party again after {t_mediator:.1f} s; party joins "
@@ -140,7 +130,7 @@ def test_an_address_change_carries_on_without_reloading(deployment):
             # The server carried the party's producers on: the mediator's tracks are the same ones.
             assert _producers_of(mediator, p_id) == producers
             marked = f"document.querySelector(\"[data-testid=tile][data-pid='{p_id}']\")?.dataset.connection"
-            assert _until(lambda: mediator.evaluate(marked) == "connected", 10), "still marked as reconnecting"
+            assert until(lambda: mediator.evaluate(marked) == "connected", 10), "still marked as reconnecting"
         finally:
             p_browser.close()
             m_browser.close()
