@@ -351,6 +351,7 @@ class _VideoTapBuffer(JitterBuffer):
         self._want_pli = False
         self._max_seq: Optional[int] = None
         self._gap_since: Optional[float] = None
+        self._gap_origin: Optional[int] = None
         self._asked: dict[int, list[float]] = {}  # missing seq -> [first missed, last NACK]
         self._sweep_at = 0.0
 
@@ -377,30 +378,64 @@ class _VideoTapBuffer(JitterBuffer):
         return pli_flag, None
 
     def _bound_gap(self, now: float) -> None:
-        # A gap at the head (the first packet not yet emitted is missing, later ones are in).
-        head_missing = self._packets[self._origin % self._capacity] is None and self._max_seq is not None \
-            and uint16_gt(self._max_seq, self._origin)
-        if not head_missing:
+        # The head frame is waiting: packets are in the buffer but it could not be emitted. That is
+        # normal while its packets arrive; it is loss when a packet inside it (or before it) is
+        # missing and later ones are in. A hole in the middle of the head frame blocks as surely
+        # as a missing first packet, so both are given up after FRAME_GIVE_UP.
+        origin = self._origin
+        if self._max_seq is None or origin is None or not (
+                uint16_gt(self._max_seq, origin) or self._packets[origin % self._capacity] is not None):
             self._gap_since = None
             return
-        if self._gap_since is None:
-            self._gap_since = now
+        if self._gap_since is None or self._gap_origin != origin:
+            self._gap_since, self._gap_origin = now, origin
             return
         if now - self._gap_since < FRAME_GIVE_UP:
             return
-        # Give the frame up: skip to the next packet we have; _emit_head_frame drops the rest of
-        # a frame whose start is lost. Viewers wait for the keyframe asked for.
         self._gap_since = None
-        skipped = 0
-        while self._packets[self._origin % self._capacity] is None and uint16_gt(self._max_seq, self._origin):
-            self.remove(1)
-            skipped += 1
-        self._tap.frames_given_up += 1
+        if not self._head_has_hole():
+            return  # a frame still arriving, slowly (a keyframe on a narrow uplink)
+        # Give up every frame with a hole at the head; _emit_head_frame drops the rest of a frame
+        # whose start is lost. Viewers wait for the keyframe asked for.
+        while self._head_has_hole():
+            self._skip_head_frame()
+            self._tap.frames_given_up += 1
+            while self._emit_head_frame():
+                pass
         self._want_pli = True
         if self._tap.on_loss is not None:
             self._tap.on_loss()
-        while self._emit_head_frame():
-            pass
+
+    def _head_has_hole(self) -> bool:
+        """A packet is missing at or inside the head frame while later packets are in."""
+        cap, packets, origin, last = self._capacity, self._packets, self._origin, self._max_seq
+        if last is None or origin is None or uint16_gt(origin, last):
+            return False
+        first = packets[origin % cap]
+        if first is None:
+            return True
+        seq = origin
+        while seq != last:
+            seq = (seq + 1) & 0xFFFF
+            packet = packets[seq % cap]
+            if packet is None:
+                return True
+            if packet.timestamp != first.timestamp:
+                return False
+        return False
+
+    def _skip_head_frame(self) -> None:
+        """Drop the head: the missing packets before the next one in, or the frame the head
+        packet belongs to (its packets and holes, up to the next frame's first packet in)."""
+        cap, packets, last = self._capacity, self._packets, self._max_seq
+        first = packets[self._origin % cap]
+        while not uint16_gt(self._origin, last):
+            packet = packets[self._origin % cap]
+            if first is None and packet is not None:
+                return
+            if first is not None and packet is not None and packet.timestamp != first.timestamp:
+                return
+            self.remove(1)
 
     def _renack(self, now: float) -> None:
         self._sweep_at = now + NACK_RETRY / 2
