@@ -668,7 +668,7 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
-                    feedback.loss, feedback.loss_at = report.fraction_lost / 256, now
+                    feedback.report(now, report.fraction_lost / 256)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -684,13 +684,26 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
 class ViewerFeedback:
     """What a viewer's receiver said lately about one forwarding sender's stream."""
 
-    __slots__ = ("loss", "loss_at", "remb", "remb_at")
+    __slots__ = ("loss", "loss_at", "remb", "remb_at", "interval", "after_silence")
 
     def __init__(self) -> None:
         self.loss = 0.0                    # fraction lost in the latest receiver report
         self.loss_at: Optional[float] = None
+        self.interval = 1.0                # s between this stream's reports, smoothed
+        self.after_silence = False         # the latest report came after the link was silent
         self.remb: Optional[int] = None    # receiver-estimated maximum bitrate (bit/s), whole connection
         self.remb_at: Optional[float] = None
+
+    def report(self, now: float, loss: float) -> None:
+        """A receiver report about this stream arrived."""
+        if self.loss_at is not None:
+            # A report after a silence far longer than this stream's usual interval counts the
+            # packets lost while the link was down: not a measure of the link.
+            gap = now - self.loss_at
+            self.after_silence = gap > max(VIEWER_SILENCE, 2.5 * self.interval)
+            if not self.after_silence:
+                self.interval = 0.8 * self.interval + 0.2 * gap
+        self.loss, self.loss_at = loss, now
 
 
 def sender_feedback(sender: RTCRtpSender) -> Optional[ViewerFeedback]:

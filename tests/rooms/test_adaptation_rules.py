@@ -1,11 +1,13 @@
 """The rules of per-viewer adaptation, as properties: the VP8 temporal-layer parser on any bytes,
-and the allocation of a viewer's estimate among its videos (rooms/adaptation.py)."""
+and the allocation of a viewer's estimate among its videos (rooms/adaptation.py); and how the
+estimate reads receiver reports around an outage."""
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rooms.adaptation import AUDIO_RESERVE, ViewerLink
+from rooms.adaptation import AUDIO_RESERVE, TICK, ViewerLink
+from rooms.aiortc_hooks import ViewerFeedback
 from rooms.frames import vp8_temporal_id
 from rooms.media import FULL, PAUSED, REDUCED
 
@@ -71,3 +73,41 @@ def test_the_mediator_first_and_going_up_waits():
     link.estimate = 2_000_000  # the link widened: up only after it fitted for a while
     assert link.allocate(10.0, [32_000], table) == levels
     assert link.allocate(10.5, [32_000], table) == {"mediator": FULL, "party": FULL}
+
+
+def _run(link: ViewerLink, fb: ViewerFeedback, start: float, seconds: float, loss: float, kbps: float,
+         sent: list[int], reports: bool = True) -> list[bool]:
+    """Ticks of 0.5 s sending `kbps`, a report each second (none while `reports` is False)."""
+    got, t = [], start
+    while t < start + seconds - 1e-9:
+        t += TICK
+        sent[0] += int(kbps * 1000 / 8 * TICK)
+        if reports and abs(t - round(t)) < 1e-9:
+            fb.report(t, loss)
+        got.append(link.observe(t, sent[0], [(fb, 0.04)], demand=kbps * 1000))
+    return got
+
+
+def test_an_outage_is_not_congestion_but_loss_after_it_is():
+    link, fb, sent = ViewerLink(), ViewerFeedback(), [0]
+    assert not any(_run(link, fb, 0.0, 10.0, 0.0, 600, sent))
+    assert link.estimate is None
+    # 6 s without a word from the viewer, then a report that counts the outage's losses.
+    _run(link, fb, 10.0, 6.0, 0.0, 600, sent, reports=False)
+    assert link.estimate is None
+    after = _run(link, fb, 16.0, 1.0, 0.9, 600, sent)
+    assert not any(after) and link.estimate is None, "the outage's losses were taken for congestion"
+    # The link came back narrow: the next reports' loss cuts the estimate.
+    narrow = _run(link, fb, 17.0, 3.0, 0.3, 600, sent)
+    assert any(narrow) and link.estimate is not None and link.estimate < 600_000
+
+
+def test_no_raise_without_fresh_reports():
+    link, fb, sent = ViewerLink(), ViewerFeedback(), [0]
+    _run(link, fb, 0.0, 4.0, 0.3, 400, sent)
+    assert link.estimate is not None
+    _run(link, fb, 4.0, 10.0, 0.0, 200, sent)  # clean again: raised after the wait
+    _run(link, fb, 14.0, 3.5, 0.0, 200, sent, reports=False)  # the last report goes stale
+    held = link.estimate
+    _run(link, fb, 17.5, 20.0, 0.0, 200, sent, reports=False)
+    assert link.estimate == held, "raised while the viewer said nothing"
