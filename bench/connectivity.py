@@ -25,6 +25,7 @@ with nothing else on the machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -39,7 +40,7 @@ if str(ROOT) not in sys.path:
 from bench.scale import write_section  # noqa: E402
 from tests.browser.conftest import DESKTOP, PHONE  # noqa: E402
 from tests.browser.lab_helpers import (  # noqa: E402
-    PORT, admit, browser_in, decoded_from, enter, lab_deployment, page_in)
+    PORT, admit, browser_in, decode_mark, decoded_from, decoded_past, enter, lab_deployment, page_in)
 from tests.browser.room_helpers import open_room, wait_decoding, wait_js  # noqa: E402
 from tests.browser.test_firefox_room import firefox_pass_steps  # noqa: E402
 from tests.support import netlab  # noqa: E402
@@ -135,10 +136,10 @@ def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
             out["fps"] = (f1 - f0) / 10
             out["concealed"] = (c1 - c0) / max(n1 - n0, 1)
         if profile == "address_change":
-            base_p, base_m = decoded_from(party, m_id), decoded_from(mediator, p_id)
+            base_p, base_m = decode_mark(party, m_id), decode_mark(mediator, p_id)
             p_link.change_address()
-            out["party_back"], out["mediator_back"] = _both(lambda: decoded_from(party, m_id) > base_p + 5,
-                                                            lambda: decoded_from(mediator, p_id) > base_m + 5, 40)
+            out["party_back"], out["mediator_back"] = _both(lambda: decoded_past(party, m_id, base_p),
+                                                            lambda: decoded_past(mediator, p_id, base_m), 40)
             out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
         if profile == "rtt_600ms":
             p_link.set(both={"delay": 0.3})
@@ -156,10 +157,10 @@ def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
         if profile == "outage_6s":
             p_link.outage(True)
             time.sleep(6)
-            base_p, base_m = decoded_from(party, m_id), decoded_from(mediator, p_id)
+            base_p, base_m = decode_mark(party, m_id), decode_mark(mediator, p_id)
             p_link.outage(False)
-            out["party_back"], out["mediator_back"] = _both(lambda: decoded_from(party, m_id) > base_p + 5,
-                                                            lambda: decoded_from(mediator, p_id) > base_m + 5, 30)
+            out["party_back"], out["mediator_back"] = _both(lambda: decoded_past(party, m_id, base_p),
+                                                            lambda: decoded_past(mediator, p_id, base_m), 30)
             out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
         if profile == "rejoin":
             t0 = time.monotonic()
@@ -188,7 +189,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--long-minutes", type=float, default=10, help="how long the 600 ms round-trip link is held")
-    ap.add_argument("--only", nargs="*", help="profiles to run (default: all)")
+    ap.add_argument("--only", nargs="*", help="profiles to run (default: all); the table keeps the other "
+                    "profiles' rows from the last run of each (--results)")
+    ap.add_argument("--results", type=Path, default=Path.home() / ".cache" / "mediation-bench" / "connectivity.json",
+                    help="where each profile's latest results are kept between runs")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -222,6 +226,17 @@ def main() -> int:
                     print(profile, i, results[-1], flush=True)
             rows.append((profile, results))
     load_after = os.getloadavg()
+    # Each profile's latest results, with the load they were measured at: a run of some profiles
+    # (--only) is tabled together with the others' latest runs.
+    kept = json.loads(args.results.read_text()) if args.results.exists() else {}
+    loads = f"{load_before[0]:.2f} / {load_after[0]:.2f}"
+    for profile, results in rows:
+        kept[profile] = {"results": results, "load": loads, "runs": args.runs, "at": time.strftime("%Y-%m-%d %H:%M")}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(kept, indent=1))
+    ran = {profile for profile, _ in rows}
+    rows = [(profile, kept[profile]["results"]) for profile in profiles if profile in kept]
+    earlier = sorted({f"{kept[p]['load']} ({p}, {kept[p]['at']})" for p, _ in rows if p not in ran})
 
     lines = ["| party's link | runs | admitted → first decoded frame, p50 / max (s) | video fps / audio concealed "
              "(10 s after it) | event → party decodes again (s) | event → others decode the party again (s) | "
@@ -265,7 +280,7 @@ address changes under its page (as from Wi-Fi to mobile data); times from the ch
 `rejoin`: the baseline, a page reload (what a full rejoin costs the party): reload → first
 decoded frame. `rtt_600ms`: once, the party's link gets 300 ms each way for
 {args.long_minutes:g} minutes; the page's two connections are checked every 5 s.{long_note}
-Load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on 2 cores.
+Load average (1 min) before / after: {loads} on 2 cores{"; rows from earlier runs: " + ", ".join(earlier) if earlier else ""}.
 
 {table}
 """

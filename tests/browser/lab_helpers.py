@@ -147,3 +147,20 @@ def room_state(page, expr: str):
 
 def decoded_from(page, pid: str) -> int:
     return page.evaluate(f"({DECODED_BY_JS})()").get(pid, 0)
+
+
+# Which subscribe connection the counts come from: coming back may make a new one, whose
+# counters start at 0 again.
+_SUB_TAG_JS = "(() => { const R = window.mediationRoom; if (!R || !R.subPc) return null; " \
+              "return R.subPc.__labTag || (R.subPc.__labTag = Math.random().toString(36).slice(2)); })()"
+
+
+def decode_mark(page, pid: str) -> tuple:
+    """Where pid's decoded frames stand now, on which subscribe connection (for decoded_past)."""
+    return page.evaluate(_SUB_TAG_JS), decoded_from(page, pid)
+
+
+def decoded_past(page, pid: str, mark: tuple, by: int = 5) -> bool:
+    """More than `by` frames of pid decoded since `mark`, on the same or a newer connection."""
+    tag, count = page.evaluate(_SUB_TAG_JS), decoded_from(page, pid)
+    return count > (mark[1] if tag == mark[0] else 0) + by

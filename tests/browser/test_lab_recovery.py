@@ -12,7 +12,8 @@ import time
 import pytest
 
 from .conftest import ARTIFACTS, DESKTOP, PHONE
-from .lab_helpers import admit, browser_in, decoded_from, enter, lab_deployment, page_in, require_lab, until
+from .lab_helpers import (admit, browser_in, decode_mark, decoded_past, enter, lab_deployment, page_in, require_lab,
+                          until)
 from .room_helpers import open_room, wait_decoding, wait_js
 
 pytestmark = pytest.mark.browser
@@ -58,13 +59,13 @@ def test_a_six_second_outage_recovers_without_rejoining(deployment):
             ARTIFACTS.mkdir(exist_ok=True)
             mediator.screenshot(path=str(ARTIFACTS / "lab-outage-mediator.png"))
             time.sleep(max(0.0, OUTAGE - (time.monotonic() - t_down)))
-            base_party = decoded_from(party, m_id)
-            base_mediator = decoded_from(mediator, p_id)
+            base_party = decode_mark(party, m_id)
+            base_mediator = decode_mark(mediator, p_id)
             p_link.outage(False)
             t_back = time.monotonic()
-            party_back = until(lambda: decoded_from(party, m_id) > base_party + 5, 30)
+            party_back = until(lambda: decoded_past(party, m_id, base_party), 30)
             t_party = time.monotonic() - t_back
-            mediator_back = until(lambda: decoded_from(mediator, p_id) > base_mediator + 5, 30)
+            mediator_back = until(lambda: decoded_past(mediator, p_id, base_mediator), 30)
             t_mediator = time.monotonic() - t_back
             print(f"\n6 s outage: the party decodes again {t_party:.1f} s after the link returned, "
                   f"the mediator decodes the party again after {t_mediator:.1f} s; "
@@ -111,14 +112,14 @@ def test_an_address_change_carries_on_without_reloading(deployment):
             party.evaluate("window.__samePage = true")
             producers = _producers_of(mediator, p_id)
             assert len(producers) == 2, producers
-            base_party, base_mediator = decoded_from(party, m_id), decoded_from(mediator, p_id)
+            base_party, base_mediator = decode_mark(party, m_id), decode_mark(mediator, p_id)
 
             new_addr = p_link.change_address()
             t_moved = time.monotonic()
-            party_back = until(lambda: decoded_from(party, m_id) > base_party + 5 and
+            party_back = until(lambda: decoded_past(party, m_id, base_party) and
                                 party.evaluate("window.mediationRoom.screen") == "room", 40)
             t_party = time.monotonic() - t_moved
-            mediator_back = until(lambda: decoded_from(mediator, p_id) > base_mediator + 5, 40)
+            mediator_back = until(lambda: decoded_past(mediator, p_id, base_mediator), 40)
             t_mediator = time.monotonic() - t_moved
             print(f"\naddress change to {new_addr}: the party decodes again after {t_party:.1f} s, the mediator "
                   f"decodes the party again after {t_mediator:.1f} s; party joins "
