@@ -35,6 +35,7 @@ from server.services import sessions as session_svc
 from signaling.agreement_events import broadcast_agreement, broadcast_comment
 
 from signaling import schemas as ev
+from signaling.devices import Devices, matches as device_matches
 from signaling.cluster import CapacityError, StartError, make_cluster
 from signaling.recording import ConsentError, RecordingController
 
@@ -69,6 +70,7 @@ class LiveRoom:
     handed_over: bool = False  # another node hosts this room now: stop writing its state
     save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one state write per room at a time
     holds: dict[str, asyncio.Task] = field(default_factory=dict)  # dropped participant -> its release
+    devices: Devices = field(default_factory=Devices)  # which device holds each place; second devices
 
 
 class Hub:
@@ -86,6 +88,7 @@ class Hub:
         self.settings = settings
         self.rooms: dict[str, LiveRoom] = {}
         self.by_sid: dict[str, tuple[str, str]] = {}  # socket id -> (room id, participant id)
+        self.device_sids: dict[str, str] = {}  # socket id of a waiting second device -> room id
         self._create_lock = asyncio.Lock()
         self.empty_room_grace = EMPTY_ROOM_GRACE
         self.reconnect_grace = RECONNECT_GRACE
@@ -135,6 +138,8 @@ class Hub:
             "experts.list": (ev.ExpertsList, self.experts_list, True),
             "leave": (ev.Empty, self.leave, True),
             "session.end": (ev.Empty, self.session_end, True),
+            "device.admit": (ev.ParticipantRef, self.device_admit, True),
+            "device.deny": (ev.ParticipantRef, self.device_deny, True),
         }
         for name, (model, fn, needs_join) in table.items():
             self.add_event(name, model, fn, needs_join=needs_join)
@@ -183,6 +188,11 @@ class Hub:
 
     async def _on_disconnect(self, sid, reason=None):
         self.pending.pop(sid, None)
+        waiting_in = self.device_sids.pop(sid, None)
+        if waiting_in is not None and waiting_in in self.rooms:
+            live = self.rooms[waiting_in]
+            if live.devices.take(sid) is not None:
+                self.schedule_state(live)
         where = self.by_sid.pop(sid, None)
         if where is None:
             return
@@ -268,6 +278,7 @@ class Hub:
                              for pid, p in live.room.participants.items()],
             "remembered": remembered,
             "caucuses": dict(live.room.caucuses),
+            "devices": dict(live.devices.bound),
             "recording": {"state": rec.state if rec else "off", "consent": dict(rec.consent) if rec else {},
                           "caucuses_enabled": sorted(rec.caucus_enabled) if rec else []},
         }
@@ -303,6 +314,7 @@ class Hub:
             if caucus_id not in live.room.caucuses:
                 live.room.create_caucus(str(name), caucus_id=str(caucus_id))
         live.remembered.update({str(k): str(v) for k, v in (state.get("remembered") or {}).items()})
+        live.devices.bound.update({str(k): str(v) for k, v in (state.get("devices") or {}).items()})
         until = time.monotonic() + self.reconnect_grace
         for row in state.get("participants") or []:
             live.reconnect_until[str(row["id"])] = until  # single-use links may come back here
@@ -352,6 +364,8 @@ class Hub:
             if me is None or not me.can("admit"):
                 full = {**full, "participants": [{k: v for k, v in x.items() if k != "link"}
                                                  for x in full["participants"]]}
+            else:
+                full = {**full, "devices_waiting": live.devices.view()}
             return {**full, **live.room.viewer_view(pid)}
         # Waiting people see themselves and whether the mediator is there, nobody else.
         return {"id": full["id"], "participants": [{k: v for k, v in x.items() if k != "link"}
@@ -396,6 +410,8 @@ class Hub:
                     await live_svc.record(s, p, "participant.left", {"reason": reason})
             except Exception:  # noqa: BLE001 - the room must go on even if the log write failed
                 log.exception("could not record that %s left", pid)
+        if reason in ("disconnected", "left"):
+            await self._let_waiting_device_in(live, pid)
         if not live.sids and not live.room.participants:
             self._drop_when_still_empty(live)
 
@@ -523,13 +539,16 @@ class Hub:
             live = self.rooms.get(room_id)
             part = live.room.participants.get(pid) if live else None
             if part is not None and str(claims.get("sub")) == pid and str(claims.get("room", "")) == room_id:
-                return self._join_ack(live, pid, live.passes[pid], part)
+                return self._join_ack(live, pid, live.passes[pid], part,
+                                      resume=data.resume if live.devices.holds(pid, data.resume) else None)
             return fail("already_joined", "This connection has already joined.")
         room_id = str(claims.get("room", ""))
         existing = self.rooms.get(room_id)
         sub = str(claims.get("sub"))
-        known = existing is not None and (sub in existing.room.participants
-                                          or existing.reconnect_until.get(sub, 0) > time.monotonic())
+        # Coming back is for the device that holds the place (signaling/devices.py): a used
+        # single-use link without its secret is refused in check_pass.
+        known = existing is not None and existing.devices.holds(sub, data.resume) and (
+            sub in existing.room.participants or existing.reconnect_until.get(sub, 0) > time.monotonic())
         state = None
         if existing is None or existing.room.closed:
             # A whole room lives on one node: find it, or place it on the least-loaded one.
@@ -546,7 +565,8 @@ class Hub:
                 return fail("redirect", "This session is hosted on another server.",
                             node={"id": host.id, "url": host.url})
             state = await self._load_state(room_id)
-            known = known or bool(state and sub in {str(r.get("id")) for r in state.get("participants") or []})
+            known = known or bool(state and sub in {str(r.get("id")) for r in state.get("participants") or []}
+                                  and device_matches(state.get("devices") or {}, sub, data.resume))
         async with self.db.session() as s:
             p = await live_svc.check_pass(s, self.settings.secret_key, data.token, known=known)
         for gate in self.join_gates:
@@ -564,6 +584,10 @@ class Hub:
                 return fail("session_ended", "This mediation session has ended.")
             pid = p.participant_id
             resumed = pid in live.room.participants
+            this_device = live.devices.holds(pid, data.resume)
+            if resumed and not this_device:
+                return await self._second_device(sid, live, p)
+            resume = data.resume if this_device else live.devices.bind(pid)
             if resumed:
                 # The same person again: a connection that dropped (held), a reload, or a second
                 # tab. The newest connection wins and carries on where the person is, with fresh
@@ -597,11 +621,12 @@ class Hub:
                 log.exception("on_joined hook failed for %s", pid)
         for observe in self.join_observers:
             observe(time.monotonic() - started)
-        return self._join_ack(live, pid, p, participant, resumed=resumed)
+        return self._join_ack(live, pid, p, participant, resumed=resumed, resume=resume)
 
-    def _join_ack(self, live: LiveRoom, pid: str, p, participant, resumed: bool = False) -> dict:
+    def _join_ack(self, live: LiveRoom, pid: str, p, participant, resumed: bool = False,
+                  resume: str | None = None) -> dict:
         return {"participant": {"id": pid, "role": p.role, "name": p.name, "grants": sorted(participant.grants)},
-                "resumed": resumed,
+                "resumed": resumed, "resume": resume,
                 "room": self.state_for(live, pid), "in_lobby": participant.area == LOBBY,
                 "ice_servers": live_svc.ice_servers_for(self.settings, p),
                 "session_id": p.session_id, "node": {"id": self.settings.node_id, "url": self.settings.node_url},
@@ -664,6 +689,58 @@ class Hub:
         self._forget(live, target, target_sid)
         return {}
 
+    # ------------------------------------------------------------------ second devices
+
+    async def _second_device(self, sid: str, live: LiveRoom, p) -> dict:
+        """The link is in use on another device: this one waits for someone who admits (or
+        for the holder to go); it never replaces whoever is in (signaling/devices.py)."""
+        again = sid in live.devices.waiting  # the page asked again while waiting
+        live.devices.wait(sid, p)
+        self.device_sids[sid] = live.room.id
+        if not again:
+            async with self.db.session() as s:
+                await live_svc.record(s, p, "participant.second_device")
+        self.schedule_state(live)
+        return fail("second_device", "This link is already in use on another device. "
+                    "The mediator has been asked to let this device in.")
+
+    async def _let_device_in(self, live: LiveRoom, sid: str, pid: str) -> None:
+        live.devices.take(sid)
+        self.device_sids.pop(sid, None)
+        # The secret is this device's now: its join carries on the place (the holder, if still
+        # connected, is replaced by that join).
+        await self.sio.emit("device.admitted", {"resume": live.devices.bind(pid)}, to=sid, ignore_queue=True)
+        self.schedule_state(live)
+
+    async def _let_waiting_device_in(self, live: LiveRoom, pid: str) -> None:
+        """The holder is gone (left, or its hold ran out): the longest-waiting device takes over."""
+        device = live.devices.first_waiting(pid)
+        if device is not None and not live.room.closed:
+            await self._let_device_in(live, device.sid, pid)
+
+    async def device_admit(self, sid, live: LiveRoom, pid: str, data: ev.ParticipantRef) -> dict:
+        live.room.participant(pid).require("admit")
+        device = live.devices.first_waiting(data.participant_id)
+        if device is None:
+            return fail("not_found", "No second device is waiting for this participant.")
+        await self._let_device_in(live, device.sid, data.participant_id)
+        async with self.db.session() as s:
+            await live_svc.record(s, device.pass_, "participant.device_admitted", actor=live.passes[pid].ref())
+        return {}
+
+    async def device_deny(self, sid, live: LiveRoom, pid: str, data: ev.ParticipantRef) -> dict:
+        live.room.participant(pid).require("admit")
+        device = live.devices.first_waiting(data.participant_id)
+        if device is None:
+            return fail("not_found", "No second device is waiting for this participant.")
+        live.devices.take(device.sid)
+        self.device_sids.pop(device.sid, None)
+        await self.sio.emit("device.denied", {}, to=device.sid, ignore_queue=True)
+        async with self.db.session() as s:
+            await live_svc.record(s, device.pass_, "participant.device_denied", actor=live.passes[pid].ref())
+        self.schedule_state(live)
+        return {}
+
     def _forget(self, live: LiveRoom, pid: str, sid: str | None) -> None:
         live.sids.pop(pid, None)
         live.passes.pop(pid, None)
@@ -714,6 +791,8 @@ class Hub:
         return {"message": out}
 
     async def help_request(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
+        if self._area_of(live, pid) == LOBBY:  # only admitted participants ask (docs/protocol.md)
+            return fail("in_lobby", "You can ask for help once the mediator has let you in.")
         p = live.passes[pid]
         await self.to_grant_holders(live, "admit", "help.requested",
                                      {"participant_id": pid, "name": p.name, "where": self._area_of(live, pid)})

@@ -15,6 +15,8 @@ class Event(BaseModel):
 
 class Join(Event):
     token: Annotated[str, StringConstraints(min_length=10, max_length=4096)]
+    # The secret the first join on this device returned (signaling/devices.py).
+    resume: Annotated[str, StringConstraints(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
 
 
 class Offer(Event):

@@ -18,12 +18,16 @@ class Peer:
     the deployment (the entry URL, then the other nodes it knows), joins again and republishes."""
 
     EVENTS = ("room.state", "rtc.offer", "chat.message", "lobby.waiting", "removed", "session.ended",
-              "help.requested", "muted", "recording.consent_request", "recording.refused", "room.moved")
+              "help.requested", "muted", "recording.consent_request", "recording.refused", "room.moved",
+              "device.admitted", "device.denied")
 
     def __init__(self, base_url: str, token: str, media=None, *, rejoin: bool = False, fallback: tuple = (),
-                 relay_only: bool = False):
+                 relay_only: bool = False, resume: str | None = None):
         """relay_only: like a browser behind a firewall, use only the TURN relay the join ack names
-        (its ice_servers, iceTransportPolicy "relay"); the connections are made after joining."""
+        (its ice_servers, iceTransportPolicy "relay"); the connections are made after joining.
+        resume: the secret an earlier join on "this device" returned (the page keeps it); without
+        it a new Peer is a second device for the server."""
+        self.resume = resume
         self.base_url = base_url      # the node this client talks to now
         self.entry_url = base_url     # where it came in
         self.fallback = list(fallback)
@@ -118,6 +122,8 @@ class Peer:
                 await self.sio.disconnect()
             elif name == "rtc.offer":
                 self._tasks.append(asyncio.ensure_future(self._answer(data)))
+            elif name == "device.admitted":
+                self.resume = data["resume"]  # this device holds the place now: join again with it
         return record
 
     async def connect(self) -> None:
@@ -132,7 +138,7 @@ class Peer:
         if not self.sio.connected:
             await self.connect()
         for _ in range(6):
-            ack = await self.call("join", {"token": self.token})
+            ack = await self.call("join", {"token": self.token, **({"resume": self.resume} if self.resume else {})})
             code = None if ack.get("ok") else ack["error"]["code"]
             if code == "redirect":
                 # The room lives on another node: go there (as the browser client does).
@@ -149,6 +155,7 @@ class Peer:
             else:
                 break
         if ack.get("ok"):
+            self.resume = ack.get("resume") or self.resume
             self.me = ack["participant"]
             self.node = ack.get("node")
             self.nodes = [u for u in ack.get("nodes", []) if u]

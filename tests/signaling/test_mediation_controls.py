@@ -142,14 +142,14 @@ async def test_ad_hoc_expert_direct_entry_and_single_use(live, media):
         live.app["hub"].reconnect_grace = 0.5
         assert (await expert.call("leave"))["ok"]
         await expert.close()
-        # Right after leaving (a reload, a closed tab) the same person may come back...
-        back = Peer(live.url, ack["token"], media)
+        # Right after leaving (a reload, a closed tab) the same person's device may come back...
+        back = Peer(live.url, ack["token"], media, resume=expert.resume)
         assert (await back.join())["ok"]
         assert (await back.call("leave"))["ok"]
         await back.close()
         # ...but once that short grace is over the used single-use link no longer opens the room.
         await asyncio.sleep(0.7)
-        again = Peer(live.url, ack["token"], media)
+        again = Peer(live.url, ack["token"], media, resume=back.resume)
         assert (await again.join())["error"]["code"] == "token_used"
         await again.close()
         # A party can't invite anyone.

@@ -174,11 +174,14 @@ async def test_session_end_tells_everyone_and_voids_the_links(live, media):
 async def test_remove_participant_and_replaced_connection(live, media):
     mediator = Peer(live.url, await live.token("mediator"), media)
     token = await live.token("party", party_id=live.party_ids[1])
-    first, second = Peer(live.url, token, media), Peer(live.url, token, media)
+    first = Peer(live.url, token, media)
     try:
         await mediator.join()
         await first.join()
-        await second.join()  # the same person from a second tab replaces the first
+        # The same person from a second tab of the same browser (it has the device's secret)
+        # replaces the first.
+        second = Peer(live.url, token, media, resume=first.resume)
+        await second.join()
         await wait_for(lambda: first.events["removed"], what="replaced notice")
         assert first.events["removed"][0]["reason"] == "replaced"
         room = live.app["hub"].rooms[live.room_id].room
@@ -202,12 +205,12 @@ async def test_a_dropped_party_coming_back_carries_on_where_it_was(live, media):
     hub = live.app["hub"]
     mediator = Peer(live.url, await live.token("mediator"), media)
     token = await live.token("party", party_id=live.party_ids[0])
-    party = Peer(live.url, token, media)
-    again = Peer(live.url, token, media)
+    party = again = Peer(live.url, token, media)
     try:
         await mediator.join()
         await mediator.publish()
         await party.join()
+        again = Peer(live.url, token, media, resume=party.resume)  # the same phone, a new connection
         await mediator.call("lobby.admit", {"participant_id": party.me["id"]})
         pid = party.me["id"]
         caucus = (await mediator.call("caucus.create", {"name": "单独谈"}))["caucus_id"]

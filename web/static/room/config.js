@@ -10,4 +10,7 @@ export var VIDEO_MAX_BITRATE = 600000;   // REMB from viewers does not reach us 
 export var AUDIO_MAX_BITRATE = 48000;
 export var ACK_MS = 10000;
 export var STORE_KEY = CFG ? "mediation-room-entered:" + CFG.token.slice(-24) : null;
+// The secret binding this link to this device (docs/protocol.md, "One device per link"): kept
+// in localStorage, so a reload, a new tab or a browser restart on this device carries on.
+export var RESUME_KEY = CFG ? "mediation-room-device:" + CFG.token.slice(-24) : null;
 export var canPublishRole = !!CFG && CFG.role !== "observer";

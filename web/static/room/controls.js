@@ -77,6 +77,20 @@ export async function act(event, data, okText) {
 }
 function admit(pid) { return act("lobby.admit", { participant_id: pid }); }
 
+var devicesSeen = {};
+/** A toast for each device that starts waiting (the manage panel lists them too). */
+export function noticeDevices(state) {
+  if (!canManage()) { return; }
+  var now = {};
+  (state.devices_waiting || []).forEach(function (d) {
+    now[d.participant_id] = true;
+    if (devicesSeen[d.participant_id] || sideShows("manage")) { return; }
+    toast(t("room.device.waiting_notice", { name: d.name, role: roleLabel(d.role) }), { kind: "warn", ms: 15000, key: "device:" + d.participant_id,
+      action: { label: t("room.manage.device_admit"), run: function () { act("device.admit", { participant_id: d.participant_id }); } } });
+  });
+  devicesSeen = now;
+}
+
 export function onLobbyWaiting(data) {
   if (!data || sideShows("manage")) { return; }   // the open list shows it already
   toast(t("room.lobby.waiting_notice", { name: data.name, role: roleLabel(data.role) }), { kind: "warn", ms: 15000, key: "lobby:" + data.participant_id,
@@ -86,7 +100,8 @@ export function onLobbyWaiting(data) {
 var manageSig = "";
 export function renderManage(force) {
   if (!canManage() || !R.state) { return; }
-  var sig = JSON.stringify([R.state.participants, R.state.caucuses, R.state.recording, R.me && R.me.id]);
+  var devices = R.state.devices_waiting || [];
+  var sig = JSON.stringify([R.state.participants, R.state.caucuses, R.state.recording, devices, R.me && R.me.id]);
   if (!force && sig === manageSig) { return; }
   manageSig = sig;
   var caucuses = R.state.caucuses || [];
@@ -109,7 +124,18 @@ export function renderManage(force) {
             act("lobby.deny", data);
           } }))));
   });
-  $("#lobby-empty").hidden = waiting.length > 0;
+  // The same link asking to enter from another device (docs/protocol.md, "One device per link").
+  devices.forEach(function (d) {
+    lobbyList.appendChild(h("li", { className: "prow lobby", "data-pid": d.participant_id, "data-testid": "device-row" },
+      h("div", { className: "prow-head" }, h("span", { className: "prow-name", text: d.name }),
+        h("span", { className: "chip", text: roleLabel(d.role) }), h("span", { className: "chip chip-warn", text: t("room.manage.second_device") })),
+      h("div", { className: "prow-actions" },
+        h("button", { type: "button", className: "btn btn-primary btn-small", "data-testid": "device-admit", "data-pid": d.participant_id,
+          text: t("room.manage.device_admit"), onclick: function () { act("device.admit", { participant_id: d.participant_id }); } }),
+        h("button", { type: "button", className: "btn btn-secondary btn-small", "data-testid": "device-deny", "data-pid": d.participant_id,
+          text: t("room.manage.device_deny"), onclick: function () { act("device.deny", { participant_id: d.participant_id }); } }))));
+  });
+  $("#lobby-empty").hidden = waiting.length + devices.length > 0;
 
   var peopleList = $("#people-list");
   peopleList.textContent = "";

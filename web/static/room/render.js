@@ -7,7 +7,7 @@ import { R, myWhere, canManage, person } from "./state.js";
 import { toast, keyedToasts, dropToast } from "./toasts.js";
 import { setScreen, openSide, updateControls } from "./screen.js";
 import { renderGrid } from "./grid.js";
-import { renderManage, renderAudioOnly } from "./controls.js";
+import { renderManage, renderAudioOnly, noticeDevices } from "./controls.js";
 import { noteOwnQuality } from "./quality.js";
 import { renderRecording } from "./recording.js";
 
@@ -54,11 +54,15 @@ export function renderState(state) {
       var p = person(key.slice(6));
       if (!p || p.where !== "lobby") { dropToast(key); }
     }
+    if (key.indexOf("device:") === 0 && !(state.devices_waiting || []).some(function (d) { return "device:" + d.participant_id === key; })) {
+      dropToast(key);
+    }
   });
   renderGrid();
   renderAudioOnly();
   noteOwnQuality();
   renderManage();
+  noticeDevices(state);
   renderRecording();
   updateControls();
 }

@@ -41,7 +41,7 @@ export function updateControls() {
   $all("[data-needs=manage]").forEach(function (n) { n.hidden = !manage; });
   $all("[data-needs=help]").forEach(function (n) { n.hidden = !help; });
   $all("[data-needs=record]").forEach(function (n) { n.hidden = grants().indexOf("record") < 0; });
-  var lobbyCount = lobbyPeople().length;
+  var lobbyCount = lobbyPeople().length + ((canManage() && R.state && R.state.devices_waiting) || []).length;
   var badge = $(".controls [data-open=manage] .badge");
   badge.textContent = String(lobbyCount + helpCount());
   badge.hidden = !(lobbyCount + helpCount());

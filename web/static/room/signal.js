@@ -3,7 +3,7 @@
  * hosting the room, capacity, steps still owed); reconnecting and rejoining on a fresh
  * connection; a room.state pushed before the join's ack. Every server event is routed here. */
 /* global io */
-import { CFG, ACK_MS, STORE_KEY } from "./config.js";
+import { CFG, ACK_MS, STORE_KEY, RESUME_KEY } from "./config.js";
 import { t, $, errorText, now } from "./dom.js";
 import { R } from "./state.js";
 import { toast, showError, setBanner, setConn } from "./toasts.js";
@@ -91,6 +91,34 @@ function ensureSocket() {
   socket.on("session.ended", onEnded);
   socket.on("recording.consent_request", onRecordingAsk);
   socket.on("recording.refused", onRecordingRefused);
+  socket.on("device.admitted", onDeviceAdmitted);
+  socket.on("device.denied", onDeviceDenied);
+}
+
+// ------------------------------------------------------------------ one device per link
+
+function deviceSecret() {
+  try { return localStorage.getItem(RESUME_KEY); } catch (e) { return null; }
+}
+function keepDeviceSecret(secret) {
+  if (typeof secret !== "string" || !secret) { return; }
+  R.deviceSecret = secret;
+  try { localStorage.setItem(RESUME_KEY, secret); } catch (e) { /* private mode: kept for this page only */ }
+}
+/** The link is in use on another device: wait here until the mediator lets this one in. */
+function waitAsSecondDevice() {
+  R.secondDevice = (R.secondDevice || 0) + 1;
+  setConn("online");
+  setBanner(null);
+  setScreen("device");
+}
+function onDeviceAdmitted(data) {
+  if (!wantJoined || !data) { return; }
+  keepDeviceSecret(data.resume);
+  join();
+}
+function onDeviceDenied() {
+  finish("denied", { title: t("room.device.denied.title"), text: t("room.device.denied.text"), rejoin: false });
 }
 
 function onConnect() {
@@ -152,11 +180,15 @@ export async function join() {
   teardownPeers();
   stateAfterJoin = null;
   R.joinSentAt = now();
-  var ack = await call("join", { token: CFG.token }, 15000);
+  var req = { token: CFG.token };
+  var secret = R.deviceSecret || deviceSecret();
+  if (secret) { req.resume = secret; }
+  var ack = await call("join", req, 15000);
   if (gen !== joinGen || !wantJoined) { return; }
   if (!ack.ok) { return joinRefused(ack.error || {}); }
   joined = true;
   rejoinDelay = 500;
+  keepDeviceSecret(ack.resume);
   R.joins += 1;
   if (Array.isArray(ack.nodes)) { nodeUrls = ack.nodes.filter(function (u) { return typeof u === "string" && /^https?:\/\//.test(u); }); }
   R.nodeId = ack.node && ack.node.id;
@@ -188,6 +220,7 @@ export async function join() {
 function joinRefused(err) {
   var code = err.code;
   if (code === "already_joined") { hardRejoin("already_joined"); return; }
+  if (code === "second_device") { waitAsSecondDevice(); return; }
   if (code === "redirect" && err.node && /^https?:\/\//.test(err.node.url || "")) {
     // The room lives on another node of this deployment: talk to that one.
     R.redirects = (R.redirects || 0) + 1;
