@@ -4,7 +4,8 @@ party, against the real server: the Firefox party checks in with its fake camera
 microphone, passes the join steps, waits in the lobby and is admitted; every page decodes the
 others' video (framesDecoded rising, per publisher, on the subscribe connection), sound goes
 both ways (decoded audio samples rising; Firefox's tile plays unmuted), a reload brings Firefox
-back with new connections, and a move into a caucus and back keeps its media flowing. A second
+back with new connections, an aiortc participant (an expert let in directly) and Firefox decode
+each other's video and audio, and a move into a caucus and back keeps its media flowing. A second
 test runs Firefox with its own autoplay setting: sound after the entering clicks, and after a
 reload the page's sound button. Timings are printed, never asserted."""
 from __future__ import annotations
@@ -15,9 +16,10 @@ import time
 import pytest
 
 from tests.support.firefox import FIREFOX, PULSEAUDIO, Firefox
+from tests.support.threaded_peer import ThreadedPeer
 
 from .conftest import DESKTOP, PHONE, _missing
-from .room_helpers import open_room, wait_js
+from .room_helpers import login, open_room, wait_js
 from .test_room import enter, my_id, room_browser, room_page, tile, wait_screen  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
@@ -213,6 +215,26 @@ def test_firefox_party_in_lobby_admitted_media_both_ways_and_caucus(server, room
     cp_reader = Reader(chromium_party, "Chromium party")
     ff_reader.wait_rising(cpid, "frames", "Firefox decodes the Chromium party's video")
     cp_reader.wait_rising(fpid, "frames", "the Chromium party decodes Firefox's video")
+    # An aiortc participant (an expert let in directly): Firefox and it decode each other's
+    # video and audio, and the Chromium pages decode it too.
+    status, body = server.api("POST", f"/sessions/{links.session_id}/invites",
+                              {"role": "expert", "name": "鉴定专家（aiortc）", "specialty": "工程造价", "direct": True},
+                              token=login(server, "mediator"))
+    assert status == 201, body
+    expert = ThreadedPeer(server.url, body["token"])
+    try:
+        t = time.monotonic()
+        expert.join_and_publish()
+        eid = expert.id
+        ff_reader.wait_rising(eid, "frames", "Firefox decodes the aiortc expert's video")
+        ff_reader.wait_rising(eid, "samples", "Firefox decodes the aiortc expert's audio", by=9600)
+        expert.wait_frames(fpid, "video", what="the aiortc expert decodes Firefox's video")
+        expert.wait_frames(fpid, "audio", by=50, what="the aiortc expert decodes Firefox's audio")
+        cp_reader.wait_rising(eid, "frames", "the Chromium party decodes the aiortc expert")
+        expert.wait_frames(cpid, "video", what="the aiortc expert decodes the Chromium party")
+        timings["aiortc expert joins -> Firefox and it decode each other"] = time.monotonic() - t
+    finally:
+        expert.close()
     codecs = firefox.evaluate(VIDEO_CODECS_JS)
     firefox.wait_js(f"!!document.querySelector(\"{tile(mid)}:not(.no-video)\")", "the mediator's tile shows video")
     time.sleep(0.3)
