@@ -159,12 +159,11 @@ def test_a_narrow_uplink_turns_the_camera_off_and_the_party_turns_it_back_on(dep
             assert until(lambda: party.evaluate(OUTBOUND_JS)[0]["frames"] > sent + 20, 15), party.evaluate(OUTBOUND_JS)
             assert party.evaluate("window.mediationRoom.uplink.stopped") == 1
             base = decoded_from(mediator, p_id)
-            if not until(lambda: decoded_from(mediator, p_id) > base + 20, 30):
-                # Seen in about one run of four (Dec 2026): the page sends again and answers every
-                # keyframe request, yet the server forwards nothing of it to the mediator after the
-                # publisher's starved uplink. A server-side recovery problem (rooms/), not the page's.
-                pytest.xfail(f"no video from the party at the mediator again: party sends {party.evaluate(OUTBOUND_JS)}, "
-                             f"the mediator received {mediator.evaluate(INBOUND_JS)}")
+            # (A hole inside a frame once blocked the server's receive buffer here for tens of
+            # seconds after the starved uplink: rooms/aiortc_hooks.py gives such frames up.)
+            assert until(lambda: decoded_from(mediator, p_id) > base + 20, 30), \
+                (f"no video from the party at the mediator again: party sends {party.evaluate(OUTBOUND_JS)}, "
+                 f"the mediator received {mediator.evaluate(INBOUND_JS)}")
         finally:
             for browser in browsers:
                 browser.close()
