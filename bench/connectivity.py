@@ -61,6 +61,17 @@ RECEPTION_JS = """async () => {
   });
   return [frames, concealed, samples];
 }"""
+# What a page knows when video did not come back: what the server says it forwards to it, its
+# connections, and its inbound video counters.
+DIAGNOSIS_JS = """async (pid) => {
+  const R = window.mediationRoom, out = {video: R.state && R.state.video, quality: null, states: null, inbound: []};
+  const me = R.state && R.state.participants.find(p => p.id === R.me.id); out.quality = me && me.quality;
+  out.states = [R.pubPc && R.pubPc.connectionState, R.subPc && R.subPc.connectionState];
+  if (R.subPc) (await R.subPc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video')
+    out.inbound.push({mid: r.mid, packets: r.packetsReceived, lost: r.packetsLost, frames: r.framesDecoded,
+                      keyframes: r.keyFramesDecoded, plis: r.pliCount, nacks: r.nackCount, firs: r.firCount}); });
+  out.errors = R.errors; return out;
+}"""
 STATES_JS = "[window.mediationRoom.pubPc && window.mediationRoom.pubPc.connectionState, " \
             "window.mediationRoom.subPc && window.mediationRoom.subPc.connectionState]"
 
@@ -137,10 +148,12 @@ def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
             out["concealed"] = (c1 - c0) / max(n1 - n0, 1)
         if profile == "address_change":
             base_p, base_m = decode_mark(party, m_id), decode_mark(mediator, p_id)
+            joins = party.evaluate("window.__samePage = true, window.mediationRoom.joins")
             p_link.change_address()
             out["party_back"], out["mediator_back"] = _both(lambda: decoded_past(party, m_id, base_p),
                                                             lambda: decoded_past(mediator, p_id, base_m), 40)
-            out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
+            out["reloaded"] = party.evaluate("window.__samePage !== true")
+            out["resumed_joins"] = party.evaluate("window.mediationRoom.joins") - joins
         if profile == "rtt_600ms":
             p_link.set(both={"delay": 0.3})
             t0, drops, minute = time.monotonic(), 0, None
@@ -155,13 +168,19 @@ def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
             out["last_minute_frames"] = (decoded_from(party, m_id) - minute[0], decoded_from(mediator, p_id) - minute[1])
             out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
         if profile == "outage_6s":
+            joins = party.evaluate("window.__samePage = true, window.mediationRoom.joins")
             p_link.outage(True)
             time.sleep(6)
             base_p, base_m = decode_mark(party, m_id), decode_mark(mediator, p_id)
             p_link.outage(False)
             out["party_back"], out["mediator_back"] = _both(lambda: decoded_past(party, m_id, base_p),
                                                             lambda: decoded_past(mediator, p_id, base_m), 30)
-            out["rejoined"] = party.evaluate("window.mediationRoom.joins") != 1
+            out["reloaded"] = party.evaluate("window.__samePage !== true")
+            out["resumed_joins"] = party.evaluate("window.mediationRoom.joins") - joins
+            if out["party_back"] is None or out["mediator_back"] is None:
+                out["diagnosis"] = party.evaluate(DIAGNOSIS_JS, m_id)
+                out["diagnosis"]["link_at_mediator"] = mediator.evaluate(
+                    f"(window.mediationRoom.state.participants.find(p => p.id === '{p_id}') || {{}}).link")
         if profile == "rejoin":
             t0 = time.monotonic()
             party.reload()  # the page enters again by itself after a reload
@@ -254,7 +273,8 @@ def main() -> int:
                        f"{100 * max(r['concealed'] for r in results):.2f} % (worst run)")
         came_back = how.get(profile, "–")
         if profile in ("outage_6s", "address_change"):
-            came_back += f"; page rejoined {sum(1 for r in results if r.get('rejoined'))} of {len(results)}"
+            came_back += (f"; page reloaded {sum(1 for r in results if r.get('reloaded'))} of {len(results)}, "
+                          f"joined again (resumed) {sum(r.get('resumed_joins', 0) for r in results)} times in all")
         if profile == "rtt_600ms":
             r = results[0]
             came_back = (f"stayed {r['minutes']:.1f} min, not connected in {r['not_connected_checks']} of "

@@ -40,10 +40,11 @@ RAISE = 1.06              # per tick while clean (about +12 %/s)
 RAISE_WAIT = 4.0          # s after a cut before raising again; doubles when a raise fails
 RAISE_WAIT_MAX = 32.0
 UPGRADE_AFTER = 2         # ticks a higher level must fit before it is used
-# After an outage the first receiver report counts what was lost while the link was down: the
-# estimate is held (neither cut nor raised) this long after such a report. An outage is not
-# congestion; cutting on it paused a party's video for ~18 s after a 6 s outage (bench).
-HOLD_AFTER_SILENCE = 1.5
+# A report losing this much right after a clean one (or as a stream's first) is not trusted
+# alone: after an outage the first report counts what was lost while the link was down, and an
+# outage is not congestion (cutting on it paused a party's video for ~18 s, or for good, after a
+# 6 s outage in the lab). A link really too narrow shows it again in the next report.
+SPIKE_LOSS = 0.5
 AUDIO_RESERVE = 1.25      # audio streams get this share over what they use (Opus varies)
 
 
@@ -62,6 +63,11 @@ class Rate:
                 self.value = sample if self.value == 0 else 0.5 * self.value + 0.5 * sample
         self._last = (now, total)
         return self.value
+
+
+def is_spike(fb) -> bool:
+    """A report that loses SPIKE_LOSS or more right after a clean one (or as the first)."""
+    return fb.loss >= SPIKE_LOSS and (fb.prev_loss is None or fb.prev_loss < CONGESTED_LOSS)
 
 
 def reports_of(senders: list) -> list[tuple]:
@@ -86,8 +92,6 @@ class ViewerLink:
         self._raised_at = -math.inf
         self._wait = RAISE_WAIT
         self._rtts: collections.deque = collections.deque()  # (time, rtt) of the last 30 s
-        self._hold_until = -math.inf
-        self._silence_seen: Optional[float] = None            # loss_at of the last after-silence report
 
     def observe(self, now: float, sent_bytes: int, reports: list, demand: float, video_flowing: bool = True) -> bool:
         """Take in the latest counters and reports; True when the link is congested now.
@@ -98,14 +102,9 @@ class ViewerLink:
         losses, rtts = [], []
         remb = None
         for fb, rtt in reports:
-            # A report is fresh for twice its stream's interval (audio reports come less often).
-            if fb is not None and fb.loss_at is not None and now - fb.loss_at < max(3.0, 2 * fb.interval):
-                if fb.after_silence:
-                    if self._silence_seen is None or fb.loss_at > self._silence_seen:
-                        self._silence_seen = fb.loss_at
-                        self._hold_until = fb.loss_at + HOLD_AFTER_SILENCE
-                    continue
-                losses.append(fb.loss)
+            if fb is not None and fb.loss_at is not None and now - fb.loss_at < 3:
+                if not is_spike(fb):
+                    losses.append(fb.loss)
             if fb is not None and fb.remb_at is not None and now - fb.remb_at < 3:
                 remb = fb.remb
             if rtt is not None and rtt >= 0:  # aiortc's estimate can dip below 0 on a fast link
@@ -123,8 +122,6 @@ class ViewerLink:
         # climbs far slower than what a room sends a new viewer (and after a pause it describes
         # the audio alone), so it throttled healthy viewers; loss and queueing delay decide.
         congested = self.loss >= CONGESTED_LOSS or queueing
-        if now < self._hold_until:
-            return False  # just back from an outage: what the reports say now is about the outage
         if congested:
             if now - self._cut_at > 1.0 and sent > 0:  # let the last cut take effect first
                 got_through = sent * (1 - self.loss)

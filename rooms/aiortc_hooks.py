@@ -684,25 +684,18 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
 class ViewerFeedback:
     """What a viewer's receiver said lately about one forwarding sender's stream."""
 
-    __slots__ = ("loss", "loss_at", "remb", "remb_at", "interval", "after_silence")
+    __slots__ = ("loss", "loss_at", "prev_loss", "remb", "remb_at")
 
     def __init__(self) -> None:
         self.loss = 0.0                    # fraction lost in the latest receiver report
         self.loss_at: Optional[float] = None
-        self.interval = 1.0                # s between this stream's reports, smoothed
-        self.after_silence = False         # the latest report came after the link was silent
+        self.prev_loss: Optional[float] = None  # the report before it (None: this is the first)
         self.remb: Optional[int] = None    # receiver-estimated maximum bitrate (bit/s), whole connection
         self.remb_at: Optional[float] = None
 
     def report(self, now: float, loss: float) -> None:
         """A receiver report about this stream arrived."""
-        if self.loss_at is not None:
-            # A report after a silence far longer than this stream's usual interval counts the
-            # packets lost while the link was down: not a measure of the link.
-            gap = now - self.loss_at
-            self.after_silence = gap > max(VIEWER_SILENCE, 2.5 * self.interval)
-            if not self.after_silence:
-                self.interval = 0.8 * self.interval + 0.2 * gap
+        self.prev_loss = self.loss if self.loss_at is not None else None
         self.loss, self.loss_at = loss, now
 
 

@@ -97,8 +97,11 @@ def test_an_outage_is_not_congestion_but_loss_after_it_is():
     assert link.estimate is None
     after = _run(link, fb, 16.0, 1.0, 0.9, 600, sent)
     assert not any(after) and link.estimate is None, "the outage's losses were taken for congestion"
-    # The link came back narrow: the next reports' loss cuts the estimate.
-    narrow = _run(link, fb, 17.0, 3.0, 0.3, 600, sent)
+    assert not any(_run(link, fb, 17.0, 3.0, 0.0, 600, sent)) and link.estimate is None
+    # Another outage, and this time the link comes back narrow: the next report confirms the loss.
+    _run(link, fb, 20.0, 6.0, 0.0, 600, sent, reports=False)
+    assert not any(_run(link, fb, 26.0, 1.0, 0.9, 600, sent))
+    narrow = _run(link, fb, 27.0, 3.0, 0.6, 600, sent)
     assert any(narrow) and link.estimate is not None and link.estimate < 600_000
 
 
@@ -111,3 +114,18 @@ def test_no_raise_without_fresh_reports():
     held = link.estimate
     _run(link, fb, 17.5, 20.0, 0.0, 200, sent, reports=False)
     assert link.estimate == held, "raised while the viewer said nothing"
+
+
+def test_an_outage_right_after_the_stream_began_is_not_congestion_either():
+    """The link went down before the viewer's first report on the stream (seen in the lab: a
+    6 s outage half a second after video began paused that viewer's video)."""
+    link, fb, sent = ViewerLink(), ViewerFeedback(), [0]
+    _run(link, fb, 0.0, 6.5, 0.0, 600, sent, reports=False)
+    after = _run(link, fb, 6.5, 1.0, 0.7, 600, sent)
+    assert not any(after) and link.estimate is None
+
+
+def test_a_link_too_narrow_from_the_start_is_cut_on_the_second_report():
+    link, fb, sent = ViewerLink(), ViewerFeedback(), [0]
+    got = _run(link, fb, 0.0, 3.0, 0.7, 600, sent)
+    assert got[:2] == [False, False] and any(got) and link.estimate is not None
