@@ -16,14 +16,14 @@ Server events:
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from rooms.participant import LOBBY, MAIN
 from server.core.errors import Forbidden
+from server.core.schemas import Checked, Day
 from server.services.outcome import agreements as agr
 from server.services import live as live_svc
 from server.services.cases import get_case
@@ -34,7 +34,7 @@ Template = Literal["labour", "family", "neighbour", "property", "medical", "fish
                    "consumer", "other"]
 
 
-class _Ev(BaseModel):
+class _Ev(Checked):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -47,7 +47,7 @@ class UpdateEv(_Ev):
     facts: Annotated[str, StringConstraints(max_length=10000)] | None = None
     terms: list[Annotated[str, StringConstraints(min_length=1, max_length=2000)]] | None = Field(default=None,
                                                                                                 max_length=30)
-    performance_deadline: dt.date | None = None
+    performance_deadline: Day | None = None
     version: int | None = Field(default=None, ge=1)
 
 

@@ -26,10 +26,11 @@ import logging
 from http.cookies import SimpleCookie
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from rooms.participant import LOBBY
 from server.core.i18n import LANGS, pick_lang, translator
+from server.core.schemas import Checked
 from server.services import directory
 from server.services.notify import messages as notify
 from server.services.procedure import rules as procedure
@@ -41,7 +42,7 @@ from signaling.hub import Hub, LiveRoom, fail
 log = logging.getLogger("mediation.signaling.procedure")
 
 
-class _Ev(BaseModel):
+class _Ev(Checked):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

@@ -1,15 +1,21 @@
-"""Shapes of every client event. Anything else is refused with a clear error ack."""
+"""Shapes of every client event. Anything else is refused with a clear error ack.
+
+Ids and text follow the same rules as the HTTP API's (server/core/schemas.py; docs/api.md,
+"Accepted input"): database ids within ID_MAX, no control characters but tab and line breaks.
+"""
 from __future__ import annotations
 
 from typing import Optional, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
+
+from server.core.schemas import Checked, Id as RowId
 
 SDP = Annotated[str, StringConstraints(min_length=10, max_length=200_000)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=80)]
 
 
-class Event(BaseModel):
+class Event(Checked):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -84,7 +90,7 @@ class Move(Event):
 
 
 class InviteExpert(Event):
-    expert_id: int | None = Field(default=None, gt=0)
+    expert_id: RowId | None = None
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
     specialty: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)] | None = None
     organisation: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
@@ -93,7 +99,7 @@ class InviteExpert(Event):
 
 
 class InviteRevoke(Event):
-    invite_id: int = Field(gt=0)
+    invite_id: RowId
 
 
 class ExpertsList(Event):

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from server.core.i18n import catalog
 from server.core.errors import AppError, NotFound, ValidationFailed
+from server.core.schemas import ID_MAX, check_text, parse_id, whole_number
 
 MAX_JSON_BYTES = 256 * 1024
 
@@ -35,18 +36,41 @@ async def json_body(request: web.Request) -> dict:
     return data
 
 
+# Paths, queries and form fields follow the rules of server/core/schemas.py (docs/api.md,
+# "Accepted input"); every route and page reads them through these.
+
 def path_int(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    """An id in the path; one that cannot name a row (not ASCII digits, beyond ID_MAX) names nothing: 404."""
+    n = parse_id(request.match_info[name])
+    if n is None:
         raise NotFound(f"No such {name.removesuffix('_id') or 'item'}.")
-    return int(raw)
+    return n
 
 
 def query_page(request: web.Request) -> int:
-    raw = request.query.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100000:
+    n = whole_number(request.query.get("page", "1"))
+    if n is None or not 1 <= n <= 100000:
         raise ValidationFailed("page must be a positive number.", fields={"page": "invalid"})
-    return int(raw)
+    return n
+
+
+def query_id(request: web.Request, name: str) -> int | None:
+    """An optional id in the query (absent or empty: None); anything but an id is a 422."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    n = parse_id(raw)
+    if n is None:
+        raise ValidationFailed(f"{name} must be a number from 1 to {ID_MAX}.", fields={name: "invalid"})
+    return n
+
+
+def query_text(request: web.Request, name: str, limit: int) -> str | None:
+    """An optional text in the query, at most `limit` characters and without control characters (422)."""
+    raw = request.query.get(name)
+    if raw is not None and len(raw) > limit:
+        raise ValidationFailed(f"{name} is too long.", fields={name: f"at most {limit} characters"})
+    return check_text(raw, name)
 
 
 def has_key(request, key: str) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.core import audit
 from server.core.errors import AppError, Forbidden, Unauthorized, ValidationFailed
 from server.core.models import ChatMessage, Invite, MediationSession, User
-from server.core.schemas import LinkCheckIn
+from server.core.schemas import LinkCheckIn, whole_number
 from server.core.security import TokenInvalid, decode_join_token
 from server.core.throttle import Throttle, guard
 from server.services.cases import get_case
@@ -191,7 +191,7 @@ def probe_pass(secret: str, token: str | None, client: str) -> dict:
 
 def probe_download(raw: str | None) -> bytes:
     """The download probe's body: `raw` (the query's `bytes`) bytes; 256 KB by default, at most PROBE_MAX_BYTES."""
-    size = 256 * 1024 if raw is None else (int(raw) if raw.isdigit() and len(raw) < 10 else 0)
+    size = 256 * 1024 if raw is None else (whole_number(raw) or 0)
     if not 1 <= size <= PROBE_MAX_BYTES:
         raise ValidationFailed(f"bytes must be a number from 1 to {PROBE_MAX_BYTES}.", fields={"bytes": "out of range"})
     return _PROBE_BODY[:size]

@@ -1,8 +1,12 @@
 """Seeding and request helpers for the API tests."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
+
+from server.core.models import Base
 from server.core.schemas import ExpertIn, InstitutionIn, UserIn
 from server.services import directory
 
@@ -40,6 +44,27 @@ async def login(client, username: str) -> dict:
     r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
     assert r.status == 200, await r.text()
     return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+
+async def row_counts(db) -> dict[str, int]:
+    """Rows per table (staff sessions left out: logging in adds one), to show a refusal wrote nothing."""
+    async with db.session() as s:
+        return {t.name: (await s.execute(select(func.count()).select_from(t))).scalar_one()
+                for t in Base.metadata.sorted_tables if t.name != "staff_sessions"}
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+async def portal_login(client, username: str) -> str:
+    """Log in through the portal's form (the session cookie replaces any other); returns the page's CSRF token."""
+    client.session.cookie_jar.clear()
+    r = await client.post("/login", data={"username": username, "password": PASSWORD, "next": "/staff",
+                                          "csrf_token": csrf_of(await (await client.get("/login")).text())},
+                          allow_redirects=False)
+    assert r.status == 303, await r.text()
+    return csrf_of(await (await client.get("/admin/experts")).text())
 
 
 def case_body(institution_id: int, **over) -> dict:

@@ -49,7 +49,13 @@ def settings(settings):
 
 @pytest.fixture
 def db_url(request, tmp_path, sqlite_template):
+    """SQLite; a test that must hold on PostgreSQL too parametrizes db_url (indirect) with both."""
     import shutil
+    if getattr(request, "param", "sqlite") == "postgresql":
+        from tests.conftest import _reset_pg, run_sync
+        url = request.getfixturevalue("pg_database")
+        run_sync(_reset_pg(url))
+        return url
     path = tmp_path / "test.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite+aiosqlite:///{path}"

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import select
 
 from server.core.models import AuditEntry, ChatMessage
+from tests.api.helpers import row_counts
 from tests.rooms.clients import wait_for
 
 from .peer import Peer
@@ -108,6 +110,33 @@ async def test_bad_events_get_error_acks_and_change_nothing(live, media):
         assert (await mediator.call("chat.send", {"text": "仍然正常"}))["ok"]
     finally:
         await stranger.close()
+        await mediator.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+async def test_ids_beyond_the_database_and_control_characters_get_bad_request(live, media):
+    """The events' ids are bounded like the API's, and their text is text (docs/api.md, "Accepted input")."""
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    try:
+        assert (await mediator.join())["ok"]
+        before = await row_counts(live.db)
+        for event, data, field in [
+            ("invite.expert", {"expert_id": 2**63}, "expert_id"),
+            ("invite.expert", {"expert_id": 3_000_000_000}, "expert_id"),
+            ("invite.revoke", {"invite_id": 2**63}, "invite_id"),
+            ("invite.revoke", {"invite_id": 3_000_000_000}, "invite_id"),
+            ("invite.expert", {"name": "王\x00工", "specialty": "construction"}, "name"),
+            ("experts.list", {"specialty": "labour\x00"}, "specialty"),
+            ("chat.send", {"text": "你好\x00"}, "text"),
+            ("chat.send", {"text": "\x1b[31m红字"}, "text"),
+            ("caucus.create", {"name": "单独\x7f谈"}, "name"),
+        ]:
+            ack = await mediator.call(event, data)
+            assert ack["ok"] is False and ack["error"]["code"] == "bad_request", (event, data, ack)
+            assert field in ack["error"].get("fields", {}), (event, ack)
+        assert await row_counts(live.db) == before
+        assert (await mediator.call("chat.send", {"text": "第一行\n\t第二行"}))["ok"]  # tab and newline are text
+    finally:
         await mediator.close()
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.core.errors import NotFound, Unauthorized
 from server.core.policy import Actor, require_view
+from server.core.schemas import check_text, parse_id
 from server.http.api.openapi import ApiRouter
 from server.services import cases as case_svc
 
@@ -32,6 +33,7 @@ def set_session_cookie(request: web.Request, resp: web.StreamResponse, token: st
 
 async def case_for(request: web.Request, s, ref: str):
     """Staff name a case by id or number; an applicant by number with X-Access-Code."""
+    check_text(ref, "ref")
     code = request.headers.get("X-Access-Code")
     if code is not None and not actor(request).is_staff:
         who = await case_svc.applicant_login(s, ref, code, request.headers.get("X-Phone"))
@@ -40,8 +42,8 @@ async def case_for(request: web.Request, s, ref: str):
     who = actor(request)
     if not who.is_staff:
         raise Unauthorized("Log in as staff, or send the case's access code in X-Access-Code.")
-    case = await case_svc.get_case(s, int(ref)) if ref.isdigit() and len(ref) < 19 else \
-        await case_svc.get_case_by_number(s, ref)
+    case_id = parse_id(ref)
+    case = await case_svc.get_case(s, case_id) if case_id is not None else await case_svc.get_case_by_number(s, ref)
     if case is None:
         raise NotFound("No such case.")
     require_view(who, case)

@@ -11,6 +11,7 @@ from server.core import serialize as ser
 from server.core.errors import NotFound, Unauthorized, ValidationFailed
 from server.http.util import json_body, path_int, query_page, respond
 from server.core.policy import require_staff
+from server.http.util import query_text
 from server.core.schemas import AssignIn, CaseIn, CloseIn, InviteIn, RejectIn, SessionIn, TokenIn, TransferIn, WithdrawIn, parse
 from server.core.security import TokenInvalid
 from server.services.archive import records as archive_svc
@@ -63,9 +64,7 @@ async def list_cases(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status and any(x not in STATUSES for x in status.split(",")):
         raise ValidationFailed("Unknown status.", fields={"status": f"one of {', '.join(STATUSES)}"})
-    q = request.query.get("q")
-    if q is not None and len(q) > 100:
-        raise ValidationFailed("The search text is too long.", fields={"q": "at most 100 characters"})
+    q = query_text(request, "q", 100)
     page = query_page(request)
     async with db(request).read() as s:
         rows, total = await case_svc.list_cases(s, actor(request), status=status, q=q, page=page)

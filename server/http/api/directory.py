@@ -6,8 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.core import serialize as ser
-from server.core.errors import ValidationFailed
-from server.http.util import json_body, path_int, respond
+from server.http.util import json_body, path_int, query_id, query_text, respond
 from server.core.policy import require_staff
 from server.core.schemas import CATEGORIES, CASE_TYPES, ExpertIn, InstitutionIn, LoginIn, UserIn, UserPatch, parse
 from server.services import cases as case_svc
@@ -95,11 +94,9 @@ async def patch_user(request: web.Request) -> web.Response:
            query={"institution_id": "admin only: one institution"}, tag="directory")
 async def mediators(request: web.Request) -> web.Response:
     require_staff(actor(request), "intake", "admin")
-    raw = request.query.get("institution_id")
-    if raw is not None and not raw.isdigit():
-        raise ValidationFailed("institution_id must be a number.", fields={"institution_id": "invalid"})
+    institution_id = query_id(request, "institution_id")
     async with db(request).read() as s:
-        rows = await case_svc.mediator_workloads(s, actor(request), int(raw) if raw else None)
+        rows = await case_svc.mediator_workloads(s, actor(request), institution_id)
     return respond({"mediators": rows})
 
 
@@ -108,8 +105,8 @@ async def mediators(request: web.Request) -> web.Response:
 async def experts(request: web.Request) -> web.Response:
     require_staff(actor(request))
     async with db(request).read() as s:
-        rows = await directory.list_experts(s, actor(request), request.query.get("specialty"),
-                                            request.query.get("level"))
+        rows = await directory.list_experts(s, actor(request), query_text(request, "specialty", 40),
+                                            query_text(request, "level", 40))
     return respond({"experts": [ser.expert(e) for e in rows]})
 
 

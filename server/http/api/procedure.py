@@ -12,7 +12,7 @@ from aiohttp import web
 from server.core import serialize as ser
 from server.http.api.base import actor, api, case_for, db, settings
 from server.core.errors import Unauthorized, ValidationFailed
-from server.http.util import json_body, path_int, respond
+from server.http.util import json_body, path_int, query_id, respond
 from server.core.policy import require_staff
 from server.core.schemas import parse
 from server.services import cases as case_svc
@@ -178,11 +178,9 @@ async def list_recusals(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status and status not in ("pending", "granted", "refused"):
         raise ValidationFailed("Unknown status.", fields={"status": "pending, granted or refused"})
-    raw = request.query.get("case_id")
-    if raw is not None and not raw.isdigit():
-        raise ValidationFailed("case_id must be a number.", fields={"case_id": "invalid"})
+    case_id = query_id(request, "case_id")
     async with db(request).read() as s:
-        rows = await procedure.recusals(s, actor(request), case_id=int(raw) if raw else None, status=status)
+        rows = await procedure.recusals(s, actor(request), case_id=case_id, status=status)
     return respond({"recusals": [procedure.recusal_json(r) for r in rows]})
 
 

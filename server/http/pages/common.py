@@ -28,7 +28,8 @@ from pydantic import BaseModel, ValidationError
 from server.core.errors import AppError, NotFound, Unauthorized
 from server.core.policy import Actor
 from server.services import cases as case_svc
-from server.http.util import has_key as _has_key, tr as _tr
+from server.core.schemas import CONTROL_MESSAGE, DATE_MAX, DATE_MESSAGE, DATE_MIN, whole_number
+from server.http.util import has_key as _has_key, path_int, tr as _tr
 
 FLASH_COOKIE = "mediation_flash"
 APPLICANT_COOKIE = "mediation_applicant"
@@ -201,6 +202,11 @@ def _error_text(request, exc: AppError) -> str:
                  action=_tr(request, "do", exc.fields.get("action")))
     if exc.code == "too_many_attempts":
         return t("error.too_many_attempts", minutes=(exc.fields or {}).get("retry_after_minutes", 15))
+    if exc.code == "validation_failed" and exc.fields:
+        # A query or path refused by a rule the forms share (a control character, a date out of range).
+        keys = {_RULE_MESSAGES.get(str(m)) for m in exc.fields.values()}
+        if len(keys) == 1 and None not in keys:
+            return t(keys.pop(), **_msg_kw(request))
     key = f"error.{exc.code}"
     if exc.code == "too_large":
         return t(key, mb=request.app["settings"].max_evidence_bytes // (1024 * 1024))
@@ -246,6 +252,9 @@ _SERVICE_FIELD_MESSAGES = {
     "required for this role": "err.institution_for_role",
     "self": "err.self_deactivate",
 }
+# The rules every input follows (server/core/schemas.py), as a service or a reader words them.
+_RULE_MESSAGES = {CONTROL_MESSAGE: "err.control", DATE_MESSAGE: "err.date_range"}
+_SERVICE_FIELD_MESSAGES.update(_RULE_MESSAGES)
 
 
 # Inputs that are a choice (select, radio): "please choose" reads better than "required".
@@ -255,13 +264,19 @@ _CHOICE_FIELDS = {"type", "category", "institution_id", "mediator_id", "role", "
 
 def _msg_kw(request) -> dict:
     cfg = _settings(request)
-    return {"files": cfg.max_evidence_files, "mb": cfg.max_evidence_bytes // (1024 * 1024)}
+    return {"files": cfg.max_evidence_files, "mb": cfg.max_evidence_bytes // (1024 * 1024),
+            "min": DATE_MIN.isoformat(), "max": DATE_MAX.isoformat()}
 
 
 def _pydantic_message(request, err: dict) -> str:
     t = request["t"]
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
-    if kind == "missing" and err.get("loc") and err["loc"][-1] in _CHOICE_FIELDS:
+    choice = bool(err.get("loc")) and err["loc"][-1] in _CHOICE_FIELDS
+    if kind == "control_character":
+        return t("err.control")
+    if kind == "date_range":
+        return t("err.date_range", **_msg_kw(request))
+    if kind == "missing" and choice:
         return t("err.choose")
     if kind == "missing" or (kind == "string_too_short" and ctx.get("min_length") == 1):
         return t("err.required")
@@ -275,6 +290,8 @@ def _pydantic_message(request, err: dict) -> str:
         return t("err.datetime")
     if kind == "string_pattern_mismatch":
         return t("err.pattern")
+    if kind == "less_than_equal" and choice:  # an id beyond any row (docs/api.md, "Accepted input")
+        return t("err.choose")
     if kind in ("greater_than_equal", "less_than_equal"):
         return t("err.range")
     msg = str(err.get("msg", ""))
@@ -316,10 +333,12 @@ def _clean(value, limit: int = 10000) -> str:
 
 
 def _opt_int(value) -> int | str | None:
+    """A number field: its int (ASCII digits), else the text itself, for the model to refuse."""
     value = _clean(value, 20)
     if not value:
         return None
-    return int(value) if value.isdigit() and len(value) < 18 else value
+    n = whole_number(value)
+    return value if n is None else n
 
 
 def _put(d: dict, key: str, value) -> None:
@@ -330,11 +349,7 @@ def _put(d: dict, key: str, value) -> None:
 
 # --- shared by several audiences' pages -------------------------------------------------------------
 
-def _path_id(request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("No such item.")
-    return int(raw)
+_path_id = path_int  # the API's: one rule for ids in paths (docs/api.md, "Accepted input")
 
 
 def _timeline_item(request, e: dict, inst_names: dict) -> dict:

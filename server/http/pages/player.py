@@ -6,7 +6,8 @@ import json
 from aiohttp import web
 
 from server.services import recordings as rec_svc
-from server.core.errors import NotFound, Unauthorized
+from server.core.errors import Unauthorized
+from server.http.util import path_int
 from server.http.pages.common import render
 
 
@@ -14,11 +15,8 @@ async def player(request: web.Request) -> web.Response:
     who = request["actor"]
     if not who.is_staff:
         raise Unauthorized("Please log in as staff.")
-    raw = request.match_info["session_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("No such session.")
     async with request.app["db"].read() as s:
-        data = await rec_svc.session_view(s, who, int(raw))
+        data = await rec_svc.session_view(s, who, path_int(request, "session_id"))
     return render(request, "recordings/player.html", data=data,
                   data_json=json.dumps(data, ensure_ascii=False).replace("</", "<\\/"))
 

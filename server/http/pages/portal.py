@@ -16,7 +16,7 @@ from aiohttp import web
 
 from server.core import serialize as ser
 from server.core.errors import AppError, Conflict, Unauthorized, ValidationFailed
-from server.core.schemas import CASE_TYPES, CATEGORIES, CaseIn, WithdrawIn
+from server.core.schemas import CASE_TYPES, CATEGORIES, CaseIn, WithdrawIn, has_control, parse_id
 from server.services import cases as case_svc
 from server.services import directory, queries
 from server.services.cases import Upload
@@ -61,9 +61,9 @@ async def _render_file_form(request, form: dict, errors: dict, status: int = 200
 
 async def file_form(request: web.Request) -> web.Response:
     form = _blank_case_form()
-    inst = request.query.get("institution", "")
-    if inst.isdigit():
-        form["institution_id"] = inst
+    inst = parse_id(request.query.get("institution"))
+    if inst is not None:
+        form["institution_id"] = str(inst)
     return await _render_file_form(request, form, {})
 
 
@@ -154,6 +154,8 @@ async def lookup_submit(request: web.Request) -> web.Response:
     for k, v in (("number", form["number"]), ("phone", form["phone"]), ("code", code)):
         if not v:
             errors[k] = t("err.required")
+        elif has_control(v):
+            errors[k] = t("err.control")
     if not errors:
         try:
             async with _read(request) as s:

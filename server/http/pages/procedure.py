@@ -30,7 +30,7 @@ from server.http.pages import common as pages
 from server.core.errors import AppError, Conflict, NotFound, ValidationFailed
 from server.http.pages.common import _applicant, _db, _path_id, _read, _sign, _unsign, redirect, render
 from server.core.policy import require_staff
-from server.core.schemas import parse
+from server.core.schemas import parse, parse_id, whole_number
 from server.services import cases as case_svc
 from server.services.procedure import deadlines
 from server.services.procedure import panels
@@ -43,7 +43,7 @@ from server.http.util import has_key
 
 _DATA: contextvars.ContextVar[dict] = contextvars.ContextVar("procedure_page_data", default={})
 SCHEDULED_COOKIE = "mediation_scheduled"
-CASE_PAGE = re.compile(r"^/staff/cases/(\d{1,18})(?:/[a-z_]+)?$")
+CASE_PAGE = re.compile(r"^/staff/cases/([0-9]{1,18})(?:/[a-z_]+)?$")
 LISTS = ("/staff/queue", "/staff/my", "/staff/cases")
 
 
@@ -73,7 +73,7 @@ async def data_middleware(request: web.Request, handler):
     try:
         if request.get("actor") is not None and request["actor"].user is not None:
             m = CASE_PAGE.match(request.path)
-            if m:
+            if m and parse_id(m.group(1)) is not None:
                 data = {"case": await _case_data(request, int(m.group(1)))}
             elif request.path in LISTS and request.method == "GET":
                 data = {"lists": await _list_data(request)}
@@ -178,7 +178,7 @@ def _schedule_input(request, form: dict) -> procedure.ScheduleIn:
     starts = _local_start(request, form.get("date", ""), form.get("time", ""))
     minutes = form.get("duration", "60")
     return parse(procedure.ScheduleIn, {"starts_at": starts.isoformat(),
-                                        "duration_minutes": int(minutes) if minutes.isdigit() else 0,
+                                        "duration_minutes": whole_number(minutes) or 0,
                                         "notify": form.get("notify") == "yes"})
 
 
@@ -287,10 +287,9 @@ async def recusal_decide(request: web.Request) -> web.Response:
     form = await _form(request)
     async with _read(request) as s:
         case_id = await procedure.recusal_case_id(s, rid)
-    mediator = form.get("mediator_id", "")
     try:
         data = parse(procedure.RecusalDecisionIn, {"grant": form.get("decision") == "grant", "note": form.get("note", ""),
-                                                   "mediator_id": int(mediator) if mediator.isdigit() else None})
+                                                   "mediator_id": pages._opt_int(form.get("mediator_id"))})
         async with _db(request).session() as s:
             await procedure.decide_recusal(s, actor, rid, data)
     except AppError as exc:

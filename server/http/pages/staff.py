@@ -14,7 +14,7 @@ from server.core import serialize as ser
 from server.http.api.base import SESSION_COOKIE, set_session_cookie
 from server.core.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
 from server.core.policy import require_staff
-from server.core.schemas import AssignIn, CloseIn, InviteIn, LoginIn, RejectIn, SessionIn, TransferIn
+from server.core.schemas import AssignIn, CloseIn, InviteIn, LoginIn, RejectIn, SessionIn, TransferIn, check_text, whole_number
 from server.services import cases as case_svc
 from server.services import directory, queries
 from server.services import sessions as session_svc
@@ -101,9 +101,9 @@ def _list_view(mode: str):
             status = ""
             chip = chip if chip in dict(CHIPS) else "all"
             statuses = dict(CHIPS)[chip]
-        q = _clean(request.query.get("q"), 100)
-        raw_page = request.query.get("page", "1")
-        page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 100000 else 1
+        q = check_text(_clean(request.query.get("q"), 100), "q")
+        page = whole_number(request.query.get("page", "1")) or 1
+        page = page if page < 100000 else 1  # an unusable page number shows the first page
         mine = mode == "my"
         async with _read(request) as s:
             rows, total = await case_svc.list_cases(s, actor, status=",".join(statuses) if statuses else None,

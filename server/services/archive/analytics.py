@@ -41,7 +41,8 @@ from server.core.errors import ValidationFailed
 from server.core.models import AuditEntry, AuditHead, Case, Institution, MediationSession, User
 from server.core.policy import Actor, case_scope, require_staff
 from server.core.workflow import OPEN_STATUSES
-from server.services.archive.records import day_bounds, parse_date, positive_int, unknown_params
+from server.core.schemas import DATE_MESSAGE, parse_date
+from server.services.archive.records import day_bounds, positive_int, unknown_params
 
 READER_ROLES = ("admin", "clerk")
 PARAMS = {"from": "first day, YYYY-MM-DD (default: the first day of the month 11 months before 'to')",
@@ -85,7 +86,7 @@ def parse_filters(query: Mapping[str, str], today: dt.date, *, extra_allowed=())
             try:
                 values[name] = parse_date(v)
             except ValueError:
-                errors[name] = "a date as YYYY-MM-DD"
+                errors[name] = f"YYYY-MM-DD, {DATE_MESSAGE}"
     inst = (query.get("institution_id") or "").strip()
     if inst:
         try:

@@ -40,7 +40,8 @@ from server.core import serialize as ser
 from server.core.errors import NotFound, ValidationFailed
 from server.core.models import AuditEntry, AuditHead, Case, ChatMessage, Evidence, Party, User
 from server.core.policy import Actor, case_scope, require_staff, require_view
-from server.core.schemas import CASE_TYPES, CATEGORIES
+from server.core.schemas import (CASE_TYPES, CATEGORIES, CONTROL_MESSAGE, DATE_MESSAGE, ID_MAX, date_in_range, has_control,
+                                 parse_date, parse_id, whole_number)
 from server.infra.files import FileStore
 from server.core.workflow import STATUSES
 from server.services import sessions as session_svc
@@ -110,24 +111,21 @@ def decode_cursor(value: str) -> tuple[dt.datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
         at, _, cid = raw.partition("|")
-        when = dt.datetime.fromisoformat(at)
-        if when.tzinfo is None or not cid.isdigit():
+        when, case_id = dt.datetime.fromisoformat(at), parse_id(cid)
+        if when.tzinfo is None or case_id is None:
             raise ValueError
-        return when, int(cid)
+        date_in_range(when.date())
+        return when, case_id
     except (ValueError, UnicodeDecodeError):
         raise ValueError("not a cursor from this server")
 
 
-def parse_date(value: str) -> dt.date:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        raise ValueError("use YYYY-MM-DD")
-    return dt.date.fromisoformat(value)
-
-
-def positive_int(value: str, *, maximum: int = 10**12) -> int:
-    if not value.isdigit() or len(value) > 13 or not 0 < int(value) <= maximum:
-        raise ValueError("a positive whole number")
-    return int(value)
+def positive_int(value: str, *, maximum: int = ID_MAX) -> int:
+    """A whole number from 1 to `maximum` in ASCII digits (an id by default: docs/api.md, "Accepted input")."""
+    n = whole_number(value)
+    if n is None or not 0 < n <= maximum:
+        raise ValueError(f"a whole number from 1 to {maximum}")
+    return n
 
 
 def unknown_params(query: Mapping[str, str], allowed) -> dict[str, str]:
@@ -147,6 +145,9 @@ def parse_search(query: Mapping[str, str], *, extra_allowed=()) -> SearchQuery:
         v = (query.get(name) or "").strip()
         if len(v) > limit:
             errors[name] = f"at most {limit} characters"
+            return None
+        if has_control(v):
+            errors[name] = CONTROL_MESSAGE
             return None
         return v or None
 
@@ -182,7 +183,7 @@ def parse_search(query: Mapping[str, str], *, extra_allowed=()) -> SearchQuery:
             try:
                 setattr(q, attr, parse_date(v))
             except ValueError:
-                errors[name] = "a date as YYYY-MM-DD"
+                errors[name] = f"YYYY-MM-DD, {DATE_MESSAGE}"
     if q.date_from and q.date_to and q.date_from > q.date_to:
         errors["to"] = "on or after 'from'"
     for name in ("after", "before"):

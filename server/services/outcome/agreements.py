@@ -35,7 +35,7 @@ from server.core import audit, events
 from server.core.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from server.core.models import Agreement, AgreementComment, AgreementSignature, Case, Party, PartyLink
 from server.core.policy import Actor, require_case_mediator, require_view
-from server.core.schemas import CATEGORIES, Strict
+from server.core.schemas import CATEGORIES, Day, Id, Strict
 from server.core.security import token_digest
 from server.core.throttle import guard
 from server.infra import pdf
@@ -94,7 +94,7 @@ class DraftIn(Strict):
     template: Template | None = None
     facts: Annotated[str, StringConstraints(strip_whitespace=True, max_length=10000)] | None = None
     terms: list[Term] | None = Field(default=None, max_length=30)
-    performance_deadline: dt.date | None = None
+    performance_deadline: Day | None = None
     version: int | None = Field(default=None, ge=1)
 
 
@@ -114,7 +114,7 @@ class SignIn(Strict):
 
 
 class LinkIn(Strict):
-    party_id: int = Field(gt=0)
+    party_id: Id
     id_number: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{17}[0-9Xx]$|^[A-Za-z0-9]{6,20}$")] | None = None
     days: int = Field(default=LINK_DAYS, ge=1, le=MAX_LINK_DAYS)
 

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +43,7 @@ from server.core.policy import Actor, require_case_mediator, require_intake_for,
 from server.core.security import TokenInvalid, hash_secret_async, new_access_code, verify_secret_async
 from server.services.procedure import deadlines
 from server.services.notify import messages as notify
-from server.core.schemas import AssignIn, InviteIn, SessionIn
+from server.core.schemas import AssignIn, Checked, Id, InviteIn, Moment, SessionIn
 from server.services import cases
 from server.services import sessions as session_svc
 from server.services.cases import get_case, transition
@@ -69,7 +69,7 @@ CONSENT_HOW = ("room", "portal", "api", "written", "phone", "in_person")
 
 # --- inputs ------------------------------------------------------------------------------------------------
 
-class _In(BaseModel):
+class _In(Checked):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -117,17 +117,17 @@ class ConflictIn(_In):
 
 class RecusalIn(_In):
     reason: Reason
-    party_id: int | None = Field(default=None, gt=0)
+    party_id: Id | None = None
 
 
 class RecusalDecisionIn(_In):
     grant: bool
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
-    mediator_id: int | None = Field(default=None, gt=0)
+    mediator_id: Id | None = None
 
 
 class ScheduleIn(_In):
-    starts_at: dt.datetime
+    starts_at: Moment
     duration_minutes: int = Field(default=60, ge=MIN_DURATION, le=MAX_DURATION)
     notify: bool = True
 

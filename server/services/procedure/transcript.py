@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import ConfigDict, StringConstraints, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,7 @@ from server.core import audit
 from server.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.core.i18n import translator
 from server.core.models import AuditEntry, Case, MediationSession, Transcript, TranscriptEntry, TranscriptSignoff, utcnow
+from server.core.schemas import Checked
 from server.services.procedure import deadlines
 from server.infra.files import atomic_write
 from server.services.archive import records as archive
@@ -47,7 +48,7 @@ FONT_INDEX = 2  # Noto Sans CJK SC in the collection
 MAIN = "main"
 
 
-class _In(BaseModel):
+class _In(Checked):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
