@@ -7,7 +7,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from server.core.schemas import DATE_MAX, DATE_MIN, ID_MAX
 from server.http.api.routes import api
+
+# The rules of server/core/schemas.py, with its figures.
+ACCEPTED = f"""- Accepted input, the same on SQLite and PostgreSQL and for the socket.io events: an id (in a
+  path, a query, a body or an event) is written in ASCII digits `0-9` and lies from 1 to
+  {ID_MAX} (PostgreSQL's `integer`); other digits (`²`, `١`, `１`) or a larger number name
+  nothing: 404 `not_found` in a path, 422 `validation_failed` naming the field elsewhere,
+  `bad_request` for an event. Text (body fields, form fields, queries such as `q`, `party`,
+  `number`, `specialty`, a case number in the path) holds no control characters: tab, line feed
+  and carriage return are text; NUL and the other C0 controls, DEL, the C1 controls and lone
+  surrogates are refused (422 naming the field). Dates are `YYYY-MM-DD` in ASCII digits from
+  {DATE_MIN.isoformat()} to {DATE_MAX.isoformat()} (`from`/`to` of the archive search and the analytics,
+  `scheduled_at`, `starts_at`, `performance_deadline`); others are a 422. The pages apply the
+  same rules: a form shows the field's message, a path or query the translated error page (the
+  archive and analytics pages name the filter).
+"""
 
 INTRO = """# HTTP API (`/api/v1`)
 
@@ -39,7 +55,7 @@ OpenAPI document at `/api/v1/openapi.json`.
   upload over 512 KB), `validation_failed` (422, figures missing, negative, not numbers), and
   `too_many_attempts` (429: 60 requests a minute per link, 10 bad tokens per address in 15
   minutes). A refused result records nothing.
-
+""" + ACCEPTED + """
 | method | path | who may call | what |
 |---|---|---|---|
 """
