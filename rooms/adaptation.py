@@ -32,8 +32,12 @@ if TYPE_CHECKING:
 
 TICK = 0.5
 FLOOR = 48_000            # bit/s: the estimate never goes below (two Opus streams and overhead)
-CONGESTED_LOSS = 0.08     # loss fraction in a receiver report that means the link is full
-CLEAN_LOSS = 0.02
+# Loss alone means congestion only when it is heavy: random loss (3 %, 10 % on mobile data) is
+# not cured by sending less, and reading it as congestion paused the video of a party on a 3 %
+# lossy link (bench/network.py). A link that is full shows a queue (QUEUE_DELAY) or heavy loss.
+CONGESTED_LOSS = 0.25     # loss fraction in a receiver report that means the link is full
+CLEAN_LOSS = 0.12         # below it (and without a queue) the estimate may rise
+RTT_WINDOW = 10.0         # s over which the link's own round trip is the minimum seen
 QUEUE_DELAY = 0.25        # s of round trip above the link's own minimum: a queue is building
 CUT = 0.85                # after congestion, the estimate is this share of what got through
 RAISE = 1.06              # per tick while clean (about +12 %/s)
@@ -91,7 +95,7 @@ class ViewerLink:
         self._cut_at = -math.inf
         self._raised_at = -math.inf
         self._wait = RAISE_WAIT
-        self._rtts: collections.deque = collections.deque()  # (time, rtt) of the last 30 s
+        self._rtts: collections.deque = collections.deque()  # (time, rtt) of the last RTT_WINDOW s
 
     def observe(self, now: float, sent_bytes: int, reports: list, demand: float, video_flowing: bool = True) -> bool:
         """Take in the latest counters and reports; True when the link is congested now.
@@ -114,7 +118,7 @@ class ViewerLink:
         self.rtt = min(rtts) if rtts else None
         if self.rtt is not None:
             self._rtts.append((now, self.rtt))
-            while self._rtts and now - self._rtts[0][0] > 30:
+            while self._rtts and now - self._rtts[0][0] > RTT_WINDOW:
                 self._rtts.popleft()
             self.base_rtt = min(r for _, r in self._rtts)
         queueing = self.rtt is not None and self.base_rtt is not None and self.rtt - self.base_rtt > QUEUE_DELAY

@@ -129,3 +129,14 @@ def test_a_link_too_narrow_from_the_start_is_cut_on_the_second_report():
     link, fb, sent = ViewerLink(), ViewerFeedback(), [0]
     got = _run(link, fb, 0.0, 3.0, 0.7, 600, sent)
     assert got[:2] == [False, False] and any(got) and link.estimate is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=0.2), min_size=20, max_size=60))
+def test_random_loss_of_up_to_20_percent_is_not_congestion(losses):
+    """Mobile data loses packets at random; sending less does not help, so nothing is cut."""
+    link, fb, sent, t = ViewerLink(), ViewerFeedback(), [0], 0.0
+    for loss in losses:
+        _run(link, fb, t, 1.0, loss, 600, sent)
+        t += 1.0
+    assert link.estimate is None
