@@ -4,6 +4,8 @@ For each profile of the party's link, over several runs:
   direct        join -> first decoded frame (the party decodes the mediator)
   udp_blocked   the same with all UDP dropped by the party's firewall: TURN over TCP (coturn)
   only_tcp_443  a network that lets only TCP to port 443 out: the site and TURN/TCP both on 443
+  only_turns_443 the same with the relay speaking TLS on 443 (turns:, a self-signed certificate
+                the party's Chromium accepts by its public key)
   outage_6s     the link down for 6 s: time from the link's return until the party decodes the
                 mediator again, and until the mediator decodes the party again (no reload)
   address_change the party's address changes under its page (Wi-Fi -> mobile data): time from
@@ -15,7 +17,7 @@ For each profile of the party's link, over several runs:
   direct_firefox, udp_blocked_firefox
                 the same as direct and udp_blocked with the party in Firefox ESR (headless, fake
                 media, inside the party's namespace; the mediator stays Chromium)
-For direct, udp_blocked, only_tcp_443 and the Firefox profiles the party's video frame rate and
+For direct, udp_blocked, only_tcp_443, only_turns_443 and the Firefox profiles the party's video frame rate and
 audio concealment are measured over the 10 s after its first frame.
 
 Prints a table and writes it to docs/benchmarks.md ("## Connectivity"). Needs root (network
@@ -43,6 +45,7 @@ from tests.browser.lab_helpers import (  # noqa: E402
     PORT, admit, browser_in, decode_mark, decoded_from, decoded_past, enter, lab_deployment, page_in)
 from tests.browser.room_helpers import open_room, wait_decoding, wait_js  # noqa: E402
 from tests.browser.test_firefox_room import firefox_pass_steps  # noqa: E402
+from tests.browser.test_tls_proxy import make_certificate  # noqa: E402
 from tests.support import netlab  # noqa: E402
 from tests.support.coturn import Coturn  # noqa: E402
 from tests.support.firefox import FIREFOX, Firefox  # noqa: E402
@@ -118,13 +121,14 @@ def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
     profile = profile.removesuffix("_firefox")
     m_browser, m_origin = browser_in(pw, m_ns, m_link, d["host"])
     p_browser = None
+    party_args = tuple(d.get("party_args", ()))
     out: dict = {}
     try:
         if in_firefox:
             p_browser, p_origin = firefox_in(d["lab"], p_ns, p_link, d["host"])
             party = p_browser
         else:
-            p_browser, p_origin = browser_in(pw, p_ns, p_link, d["host"])
+            p_browser, p_origin = browser_in(pw, p_ns, p_link, d["host"], party_args)
             party = page_in(p_browser, PHONE)
         mediator = page_in(m_browser, DESKTOP)
         mediator.goto(f"{m_origin}/join/{links.mediator_token}")
@@ -140,7 +144,7 @@ def one_run(pw, d, title: str, profile: str, long_minutes: float = 10) -> dict:
         wait_decoding(party, "party decodes", timeout=60)
         out["first_frame"] = time.monotonic() - t_admit
         wait_decoding(mediator, "mediator decodes", timeout=60)
-        if profile in ("direct", "udp_blocked", "only_tcp_443"):
+        if profile in ("direct", "udp_blocked", "only_tcp_443", "only_turns_443"):
             f0, c0, n0 = party.evaluate(RECEPTION_JS)
             time.sleep(10)
             f1, c1, n1 = party.evaluate(RECEPTION_JS)
@@ -218,7 +222,7 @@ def main() -> int:
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        profiles = ("direct", "udp_blocked", "direct_firefox", "udp_blocked_firefox", "only_tcp_443", "outage_6s",
+        profiles = ("direct", "udp_blocked", "direct_firefox", "udp_blocked_firefox", "only_tcp_443", "only_turns_443", "outage_6s",
                     "address_change", "rejoin", "rtt_600ms")
         for profile in [p for p in profiles if not args.only or p in args.only]:
             root = Path(tmp) / profile
@@ -230,16 +234,25 @@ def main() -> int:
                     turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.server_addr,
                                   netns=lab.server.name).start()
                     return {"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{turn.listen_ip}:{turn.port}?transport=tcp"}, [turn]
-                if profile == "only_tcp_443":
+                if profile in ("only_tcp_443", "only_turns_443"):
                     party_ns.only_tcp_443()
-                    turn = Coturn(root / "coturn", SECRET, listen_ip=party_link.add_server_address(),
-                                  netns=lab.server.name, port=443).start()
-                    return ({"TURN_SECRET": SECRET, "TURN_URLS": f"turn:{turn.listen_ip}:443?transport=tcp"}, [turn],
-                            party_link.server_addr)
+                    relay_ip = party_link.add_server_address()
+                    tls, scheme = None, "turn"
+                    if profile == "only_turns_443":
+                        (root / "tls").mkdir(parents=True)
+                        party_args.append(f"--ignore-certificate-errors-spki-list="
+                                          f"{make_certificate(root / 'tls', (relay_ip,))}")
+                        tls, scheme = (root / "tls" / "cert.pem", root / "tls" / "key.pem"), "turns"
+                    turn = Coturn(root / "coturn", SECRET, listen_ip=relay_ip, netns=lab.server.name, port=443,
+                                  tls=tls).start()
+                    return ({"TURN_SECRET": SECRET, "TURN_URLS": f"{scheme}:{turn.listen_ip}:443?transport=tcp"},
+                            [turn], party_link.server_addr)
                 return {}, []
 
             results = []
+            party_args: list[str] = []
             with lab_deployment(root, prepare=prepare) as d, sync_playwright() as pw:
+                d["party_args"] = party_args
                 for i in range(1 if profile == "rtt_600ms" else args.runs):
                     results.append(one_run(pw, d, f"连通性测试 {profile} {i}", profile, args.long_minutes))
                     print(profile, i, results[-1], flush=True)
@@ -292,7 +305,8 @@ one for the server, joined by a userspace link emulator; coturn in the server's 
 A mediator on a clean link and a party (phone-sized Chromium, fake camera) whose link has the
 profile; runs of {args.runs}. `udp_blocked`: the party's firewall drops all UDP, media goes
 through TURN over TCP with the credentials of its join ack. `only_tcp_443`: only TCP to port
-443 leaves the party's network; the site and coturn (TURN over TCP) both listen on 443. `outage_6s`: the party's link is
+443 leaves the party's network; the site and coturn (TURN over TCP) both listen on 443;
+`only_turns_443` the same with coturn speaking TLS there (`turns:`). `outage_6s`: the party's link is
 down for 6 s after media flows; times from the link's return. `address_change`: the party's
 address changes under its page (as from Wi-Fi to mobile data); times from the change.
 `direct_firefox`, `udp_blocked_firefox`: as `direct` and `udp_blocked`, the party in Firefox ESR

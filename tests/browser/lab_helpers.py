@@ -88,7 +88,8 @@ def lab_deployment(root, *, participants: int = 2, prepare=None):
         lab.close()
 
 
-def browser_in(pw, ns: netlab.Namespace, link: netlab.EmulatedLink, host: str | None = None):
+def browser_in(pw, ns: netlab.Namespace, link: netlab.EmulatedLink, host: str | None = None,
+               extra_args: tuple[str, ...] = ()):
     """Chromium inside a participant namespace; returns (browser, the server's origin as seen from
     there: its link's server address, or `host`, reached over the same link)."""
     if host is not None and host != link.server_addr:
@@ -96,7 +97,7 @@ def browser_in(pw, ns: netlab.Namespace, link: netlab.EmulatedLink, host: str | 
     origin = f"http://{host or link.server_addr}:{PORT}"
     args = CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required",
                             f"--unsafely-treat-insecure-origin-as-secure={origin}",
-                            "--disable-features=WebRtcHideLocalIpsWithMdns"]
+                            "--disable-features=WebRtcHideLocalIpsWithMdns", *extra_args]
     return pw.chromium.launch(executable_path=str(ns.wrapper(CHROMIUM)), headless=True, args=args), origin
 
 

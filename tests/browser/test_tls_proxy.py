@@ -97,8 +97,8 @@ http {{
 """
 
 
-def make_certificate(folder: Path) -> str:
-    """A self-signed certificate for 127.0.0.1 and localhost (cert.pem, key.pem in `folder`);
+def make_certificate(folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> str:
+    """A self-signed certificate for `addresses` and localhost (cert.pem, key.pem in `folder`);
     returns the base64 SHA-256 of its SubjectPublicKeyInfo, the form Chromium's
     --ignore-certificate-errors-spki-list takes."""
     from cryptography import x509
@@ -112,7 +112,7 @@ def make_certificate(folder: Path) -> str:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            .add_extension(x509.SubjectAlternativeName([*(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
                                                         x509.DNSName("localhost")]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

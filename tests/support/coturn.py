@@ -19,9 +19,11 @@ TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 
 class Coturn:
     def __init__(self, workdir: Path, secret: str, realm: str = "mediation.test", *, listen_ip: str = "127.0.0.1",
-                 netns: str | None = None, port: int | None = None):
+                 netns: str | None = None, port: int | None = None, tls: tuple[Path, Path] | None = None):
         """In the network lab (tests/support/netlab.py) pass `netns` (the server namespace) and
-        the lab address to listen and relay on."""
+        the lab address to listen and relay on. With `tls` (certificate, key) coturn takes TURN
+        over TLS (turns:) on `port`, as an operator runs it on 443 (README, "TURN relay")."""
+        self.tls = tls
         self.workdir = Path(workdir)
         self.secret = secret
         self.realm = realm
@@ -37,8 +39,12 @@ class Coturn:
 
     def config(self) -> str:
         relay_low = 49152 + (self.port % 1000) * 10
+        listening = [f"listening-port={self.port}", "no-tls"]
+        if self.tls is not None:
+            listening = [f"tls-listening-port={self.port}", f"listening-port={self.port + 1 if self.port < 65535 else 3478}",
+                         f"cert={self.tls[0]}", f"pkey={self.tls[1]}", "no-tlsv1", "no-tlsv1_1"]
         return "\n".join([
-            f"listening-port={self.port}",
+            *listening,
             f"listening-ip={self.listen_ip}",
             f"relay-ip={self.listen_ip}",
             f"min-port={relay_low}",
@@ -47,7 +53,6 @@ class Coturn:
             f"static-auth-secret={self.secret}",
             f"realm={self.realm}",
             "fingerprint",
-            "no-tls",
             "no-dtls",
             "no-cli",
             "no-multicast-peers",
