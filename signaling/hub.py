@@ -105,6 +105,9 @@ class Hub:
         self.cluster = make_cluster(self, settings)
         self.cluster.on("end_room", self._end_room_here)
         self.cluster.on("revoke_invite", self._revoke_invite_here)
+        # Every client event: name -> (payload model, needs_join); filled by add_event, read by
+        # the input fuzzing in tests/fuzz, so an event added anywhere is covered.
+        self.events: dict[str, tuple[type[BaseModel], bool]] = {}
         self._register()
 
     # ------------------------------------------------------------------ plumbing
@@ -147,6 +150,7 @@ class Hub:
     def add_event(self, name: str, model: type[BaseModel], fn, *, needs_join: bool = True) -> None:
         """Register a client event. With needs_join, fn(sid, live, participant_id, payload);
         otherwise fn(sid, payload). Returns a dict merged into the ok ack, or a fail() dict."""
+        self.events[name] = (model, needs_join)
         self.sio.on(name, self._wrap(name, model, fn, needs_join))
 
     def _wrap(self, name: str, model: type[BaseModel], fn, needs_join: bool):
