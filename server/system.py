@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Callable, Protocol
 
-from server.core import events
+from server.core import events, throttle
 from server.core.config import Settings
 from server.infra.db import Database
 from server.infra.files import FileStore
@@ -120,8 +120,10 @@ def _subscribe(system: System) -> None:
     bus.after_commit(events.JobEnqueued, wake)
 
 
-def build(settings: Settings, *, db: Database | None = None) -> System:
-    """The system for `settings`. A given `db` (tests) is used and left open on close()."""
+def build(settings: Settings, *, db: Database | None = None, clock: Callable[[], float] | None = None) -> System:
+    """The system for `settings`. A given `db` (tests) is used and left open on close(); a given
+    `clock` (tests: seconds, moved by hand) is what the throttles of guessing read (server/core/throttle.py,
+    docs/architecture.md "Guessing")."""
     owns = db is None
     db = db or Database(settings.database_url)
     db.bus = events.Bus()  # one system per database: a second build starts from a clean bus
@@ -129,6 +131,7 @@ def build(settings: Settings, *, db: Database | None = None) -> System:
     # Module-level configuration of the notification channels and the deadline calendar.
     notify.configure(notify.NotifyConfig.from_env(settings))
     deadlines.configure(tz=settings.display_tz)
+    throttle.configure(clock=clock)
     _register_archive()
     _subscribe(system)
     return system

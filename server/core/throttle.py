@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from typing import Callable
 
 from server.core.errors import AppError
 
 MAX_FAILURES = 10
 WINDOW_SECONDS = 15 * 60
+
+# The clock every throttle reads (seconds). The composition root (server/system.py) sets it, so a
+# test can move time forward instead of sleeping through a window.
+_clock: Callable[[], float] = time.time
+
+
+def now() -> float:
+    return _clock()
+
+
+def configure(*, clock: Callable[[], float] | None = None) -> None:
+    """The clock of all throttles; the counters start afresh (their times were read from the old clock)."""
+    global _clock
+    _clock = clock or time.time
+    guard.reset()
 
 
 class TooManyAttempts(AppError):
@@ -28,7 +44,7 @@ class Throttle:
 
     def _recent(self, key: str) -> deque[float]:
         q = self._failures[key]
-        cutoff = time.monotonic() - self.window
+        cutoff = now() - self.window
         while q and q[0] < cutoff:
             q.popleft()
         return q
@@ -36,11 +52,11 @@ class Throttle:
     def check(self, key: str) -> None:
         q = self._recent(key)
         if len(q) >= self.max_failures:
-            wait = int(q[0] + self.window - time.monotonic()) // 60 + 1
+            wait = int(q[0] + self.window - now()) // 60 + 1
             raise TooManyAttempts(self.message.format(wait=wait), fields={"retry_after_minutes": wait})
 
     def fail(self, key: str) -> None:
-        self._recent(key).append(time.monotonic())
+        self._recent(key).append(now())
         if len(self._failures) > 100_000:  # bound memory under a spray of random keys
             self._failures.clear()
 
@@ -51,6 +67,9 @@ class Throttle:
 
     def succeed(self, key: str) -> None:
         self._failures.pop(key, None)
+
+    def reset(self) -> None:
+        self._failures.clear()
 
 
 guard = Throttle()

@@ -137,9 +137,10 @@ async def headers_middleware(request: web.Request, handler):
     return resp
 
 
-def create_app(settings, *, db: Database | None = None) -> web.Application:
-    """The web entry point: the system (server/system.py) plus routes, pages, the live hub, probes."""
-    system = build(settings, db=db)
+def create_app(settings, *, db: Database | None = None, clock=None) -> web.Application:
+    """The web entry point: the system (server/system.py) plus routes, pages, the live hub, probes.
+    `clock` (tests) is handed to build()."""
+    system = build(settings, db=db, clock=clock)
     app = web.Application(
         middlewares=[headers_middleware, error_middleware, context_middleware],
         client_max_size=settings.max_evidence_bytes * settings.max_evidence_files + 1024 * 1024,
