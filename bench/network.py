@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -78,7 +79,12 @@ PROFILES: dict[str, dict] = {
     "rate150": {**RTT40, "rate": 150_000, "queue": QUEUE},
     "rtt600": {"delay": 0.3},
     "outage6": {},
+    "busy": {},  # clean links, the host kept busy by a CPU burner (BURNER) during settle and window
 }
+# The busy profile: one process spinning at full speed (nice 0) next to the server and browsers,
+# so the host is well over 80 % busy (the CPU column says how busy); publishers must still reach
+# at least 80 % of the bitrate they reach in the clean profile.
+BURNER = [sys.executable, "-c", "while True: pass"]
 MODES = {"on": {}, "off": {"ADAPTATION": "off"}}
 STATS_TIMEOUT_MS = 8000
 SAMPLE = 0.5   # s between decoded-frame samples during settle and window
@@ -366,6 +372,7 @@ def one_run(pw, d, title: str, profile: str, seconds: float, settle: float) -> d
     parts = d["parts"]  # mediator, A, B
     b_link = parts[2][1]
     browsers = []
+    burner = None
     try:
         origins = []
         for ns, link in parts:
@@ -387,6 +394,8 @@ def one_run(pw, d, title: str, profile: str, seconds: float, settle: float) -> d
 
         if PROFILES[profile]:
             b_link.set(both=PROFILES[profile])
+        if profile == "busy":
+            burner = subprocess.Popen(BURNER)
         clock = FrameClock(pages, ids)
         clock.run_for(settle)
 
@@ -405,6 +414,9 @@ def one_run(pw, d, title: str, profile: str, seconds: float, settle: float) -> d
         finally:
             if profile == "outage6":
                 b_link.outage(False)
+            if burner is not None:
+                burner.kill()
+                burner.wait()
         s1 = {who: snapshot(p, who) for who, p in pages.items()}
         l1, c1 = (b_link.stats(), time.monotonic()), machine_cpu()
         load1 = os.getloadavg()[0]
@@ -484,7 +496,7 @@ def _recv(runs: list[dict], key: str, resolution: bool = False) -> str:
 
 TABLE_HEAD = ("| B's link | runs | B ← mediator | B ← A | B total (mean of both) | towards B: server offered / "
               "link delivered kbit/s (link rate) | A ← mediator | B's uplink (what the others receive of B) | "
-              "mediator's publisher: keyframes / PLIs in the window, sent fps | rejoins / errors | "
+              "mediator's publisher: keyframes / PLIs in the window, sent fps, kbit/s sent (B's) | rejoins / errors | "
               "host CPU (load) |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
@@ -509,7 +521,9 @@ def table_rows(rows: list[tuple[str, list[dict], list[str]]]) -> list[str]:
         uplink = f"mediator ← B: {_recv(runs, 'm_from_b')}; A ← B: {_recv(runs, 'a_from_b')}"
         pub = (f"{_num(_med(r['m_pub']['keyframes'] for r in runs), '.0f')} / "
                f"{_num(_med(r['m_pub']['plis'] for r in runs), '.0f')}, "
-               f"{_num(_med(r['m_pub']['sent_fps'] for r in runs))} fps")
+               f"{_num(_med(r['m_pub']['sent_fps'] for r in runs))} fps, "
+               f"{_num(_med(r['m_pub']['kbps_out'] for r in runs), '.0f')} kbit/s (B "
+               f"{_num(_med(r['b_pub']['kbps_out'] for r in runs), '.0f')})")
         rejoins = sum(1 for r in runs if r["rejoined"])
         errors = sum(sum(len(v) for v in r["errors"].values()) for r in runs)
         cpu = (f"{_pct(_med(r['cpu'] for r in runs))} "
@@ -518,6 +532,21 @@ def table_rows(rows: list[tuple[str, list[dict], list[str]]]) -> list[str]:
                      f"{_recv(runs, 'b_from_a', True)} | {total} | {link} | {_recv(runs, 'a_from_m')} | {uplink} | "
                      f"{pub} | {rejoins} / {errors} | {cpu} |")
     return lines
+
+
+def busy_ratio(rows) -> str:
+    """The busy profile's publishers against the clean profile's: what they sent (kbit/s)."""
+    by = {profile: runs for profile, runs, _ in rows if runs}
+    if "busy" not in by or "clean" not in by:
+        return ""
+    parts = []
+    for who in ("m_pub", "b_pub"):
+        clean, busy = _med(r[who]["kbps_out"] for r in by["clean"]), _med(r[who]["kbps_out"] for r in by["busy"])
+        if clean and busy is not None:
+            parts.append(f"{'the mediator' if who == 'm_pub' else 'B'} sends {busy:.0f} kbit/s, "
+                         f"{100 * busy / clean:.0f} % of its {clean:.0f} in the clean profile")
+    cpu = _med(r["cpu"] for r in by["busy"])
+    return (f"busy host (CPU {100 * cpu:.0f} %): " if cpu is not None else "busy host: ") + "; ".join(parts)
 
 
 def busy_warnings(mode: str, rows) -> list[str]:
@@ -623,6 +652,9 @@ def main() -> int:
         table += "".join(f"\n\n- {note}" if i == 0 else f"\n- {note}" for i, note in enumerate(notes))
         tables.append(f"{title}:\n\n{table}")
         warnings += busy_warnings(mode, results[mode])
+        ratio = busy_ratio(results[mode])
+        if ratio:
+            tables[-1] += f"\n\n- {ratio}"
     minutes = (time.monotonic() - started) / 60
     print()
     print("\n\n".join(tables))
@@ -633,7 +665,8 @@ def main() -> int:
 
     profile_text = ("clean; loss3 / loss10: 3 % / 10 % random loss and 20 ms each way; rate400 / rate150: a "
                     f"400 / 150 kbit/s bottleneck with a {QUEUE // 1000} KB tail-drop queue and 20 ms each way; "
-                    f"rtt600: 300 ms each way; outage6: the link down for {OUTAGE:g} s in the middle of the window")
+                    f"rtt600: 300 ms each way; outage6: the link down for {OUTAGE:g} s in the middle of the window; "
+                    "busy: clean links with a process spinning on the host's CPU during settle and window")
     warning_text = "".join(f"\n\n**{w}**" for w in warnings)
     method = (
         "What it measures: the network lab of the test suite (a network namespace per participant and one for "

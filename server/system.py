@@ -131,7 +131,7 @@ def build(settings: Settings, *, db: Database | None = None, clock: Callable[[],
     # Module-level configuration of the notification channels and the deadline calendar.
     notify.configure(notify.NotifyConfig.from_env(settings))
     deadlines.configure(tz=settings.display_tz)
-    throttle.configure(clock=clock)
+    throttle.configure(clock=clock, secret=settings.secret_key)
     _register_archive()
     _subscribe(system)
     return system

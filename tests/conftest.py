@@ -130,6 +130,6 @@ async def client(aiohttp_client, settings, db):
 def _fresh_throttle():
     """Failure counters are per process; each test starts with none."""
     from server.core.throttle import guard
-    guard._failures.clear()
+    guard.reset()
     yield
-    guard._failures.clear()
+    guard.reset()

@@ -1,6 +1,7 @@
 """Configuration from environment variables (documented in README.md)."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -55,6 +56,9 @@ class Settings:
     identity_check: bool = True
     display_tz: str = "Asia/Shanghai"
     cookie_secure: bool = False
+    # The reverse proxies in front (addresses or networks): only from these is X-Forwarded-For
+    # read, to know the client's address the throttle of guessing counts by (server/http/client.py).
+    trusted_proxies: list[str] = field(default_factory=list)
     max_evidence_bytes: int = 10 * 1024 * 1024
     max_evidence_files: int = 5
     staff_session_hours: int = 12
@@ -101,6 +105,7 @@ class Settings:
             turn_secret=os.environ.get("TURN_SECRET", ""),
             identity_check=os.environ.get("IDENTITY_CHECK", "on").lower() not in ("off", "0", "false", "no"),
             cookie_secure=public_url.startswith("https://"),
+            trusted_proxies=os.environ.get("TRUSTED_PROXIES", ""),
             max_evidence_bytes=int(os.environ.get("MAX_EVIDENCE_MB", "10")) * 1024 * 1024,
             display_tz=os.environ.get("DISPLAY_TZ", "Asia/Shanghai"),
         )
@@ -128,6 +133,10 @@ class Settings:
             check_turn(values["turn_urls"], values["turn_secret"])
         except ValueError as exc:
             raise SystemExit(f"TURN_URLS / TURN_SECRET: {exc}") from None
+        try:  # a typo would otherwise make every client behind the proxy one address
+            values["trusted_proxies"] = parse_networks(values["trusted_proxies"])
+        except ValueError as exc:
+            raise SystemExit(f"TRUSTED_PROXIES: {exc}") from None
         if isinstance(values["adaptation"], str):
             if values["adaptation"] not in ("on", "off"):
                 raise SystemExit(f"ADAPTATION: expected on or off, not {values['adaptation']!r}")
@@ -152,6 +161,18 @@ def parse_port_range(raw) -> tuple[int, int] | None:
     if not 1024 <= low <= high <= 65535:
         raise ValueError(f"{raw!r}: need 1024 <= low <= high <= 65535")
     return low, high
+
+
+def parse_networks(raw) -> list[str]:
+    """TRUSTED_PROXIES: comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1); empty: none."""
+    items = list(raw) if isinstance(raw, (list, tuple)) else [x.strip() for x in str(raw).split(",") if x.strip()]
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"not an address or network: {item!r}") from None
+    return out
 
 
 def check_turn(urls: list[str], secret: str) -> None:

@@ -17,6 +17,7 @@ from server.core.policy import ANONYMOUS, Actor
 from server.http import health, metrics
 from server.http.api.base import SESSION_COOKIE
 from server.http.api.routes import api
+from server.http.client import keep_devices
 from server.http.pages import routes as pages
 from server.http.pages.common import render_error
 from server.http.util import respond
@@ -43,8 +44,11 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except AppError as exc:
         if _is_api(request) or not request.get("t"):
-            return respond(exc.to_json(), exc.status)
-        return render_error(request, exc)
+            resp = respond(exc.to_json(), exc.status)
+        else:
+            resp = render_error(request, exc)
+        resp.headers.update(getattr(exc, "headers", None) or {})  # e.g. Retry-After of a 429
+        return resp
     except web.HTTPException as exc:
         if _is_api(request) and exc.status >= 400:
             code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
@@ -93,6 +97,7 @@ async def context_middleware(request: web.Request, handler):
     if request.method in UNSAFE and not via_bearer:
         await _check_csrf(request)
     resp = await handler(request)
+    keep_devices(request, resp)  # the device cookie, when a sign-in or filing made this browser known
     # Secure with an https:// PUBLIC_URL, like every other cookie (behind a TLS proxy the
     # request itself arrives over plain HTTP, so PUBLIC_URL decides, not the request's scheme).
     secure = request.app["settings"].cookie_secure

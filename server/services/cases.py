@@ -17,7 +17,7 @@ from server.core.policy import Actor, case_scope, require_case_mediator, require
 from server.core.schemas import AssignIn, CaseIn, CloseIn, RejectIn, TransferIn, WithdrawIn, normalise_phone
 from server.core.security import hash_secret_async, new_access_code, verify_secret_async
 from server.infra.files import FileStore
-from server.core.throttle import guard
+from server.core.throttle import Caller, guard
 from server.core.workflow import OPEN_STATUSES, next_status
 
 ALLOWED_EVIDENCE = {
@@ -68,8 +68,9 @@ async def _take_number(s: AsyncSession, inst: Institution) -> str:
 
 
 async def file_case(s: AsyncSession, store: FileStore, data: CaseIn, uploads: list[Upload],
-                    *, max_bytes: int, max_files: int) -> tuple[Case, str]:
-    """A resident files a case. Returns the case and its access code (shown once, stored hashed)."""
+                    *, max_bytes: int, max_files: int, caller: Caller | None = None) -> tuple[Case, str]:
+    """A resident files a case. Returns the case and its access code (shown once, stored hashed).
+    The `caller`'s device is known for the case from now on (its look-ups pass an attack on it)."""
     checked = check_uploads(uploads, max_bytes, max_files)
     code = new_access_code()
     code_hash = await hash_secret_async(code)  # before any lock is taken: it is slow on purpose
@@ -106,6 +107,8 @@ async def file_case(s: AsyncSession, store: FileStore, data: CaseIn, uploads: li
         for key in written:
             await store.delete(key)
         raise
+    if caller is not None:
+        guard.remember(applicant_key(case.number), caller)
     return case, code
 
 
@@ -123,10 +126,17 @@ async def get_case_by_number(s: AsyncSession, number: str) -> Case | None:
     return (await s.execute(select(Case).where(Case.number == number.strip().upper()))).unique().scalar_one_or_none()
 
 
-async def applicant_login(s: AsyncSession, number: str, access_code: str, phone: str | None) -> Actor:
-    """Number + access code (+ phone on the portal) prove the applicant. One vague error for all misses."""
-    key = "code:" + (number or "").strip().upper()[:40]
-    guard.check(key)
+def applicant_key(number: str) -> str:
+    """The account an access code belongs to, for the throttle of guessing."""
+    return "code:" + (number or "").strip().upper()[:40]
+
+
+async def applicant_login(s: AsyncSession, number: str, access_code: str, phone: str | None, *,
+                          caller: Caller) -> Actor:
+    """Number + access code (+ phone on the portal) prove the applicant. One vague error for all misses.
+    Guessing is throttled by the caller's address and by the case, but never on the applicant's own
+    known device (server/core/throttle.py, docs/architecture.md "Guessing")."""
+    attempt = guard.attempt(applicant_key(number), caller)
     case = await get_case_by_number(s, number) if number and len(number) <= 40 else None
     ok = case is not None and access_code and len(access_code) <= 32 and \
         await verify_secret_async(case.access_code_hash, access_code.strip().upper())
@@ -134,9 +144,8 @@ async def applicant_login(s: AsyncSession, number: str, access_code: str, phone:
         applicant = next(p for p in case.parties if p.side == "applicant")
         ok = applicant.phone == normalise_phone(phone)
     if not ok:
-        guard.fail(key)
         raise Unauthorized("Case number, phone or access code does not match.", code="bad_access_code")
-    guard.succeed(key)
+    guard.succeeded(attempt)
     applicant = next(p for p in case.parties if p.side == "applicant")
     return Actor(applicant_case_id=case.id, applicant_name=applicant.name)
 

@@ -13,7 +13,7 @@ from server.core.errors import Conflict, NotFound, Unauthorized, ValidationFaile
 from server.core.models import Expert, Institution, StaffSession, User
 from server.core.policy import Actor, require_staff
 from server.core.schemas import ExpertIn, InstitutionIn, UserIn, UserPatch
-from server.core.throttle import guard
+from server.core.throttle import Caller, guard
 from server.core.security import hash_secret, hash_secret_async, new_token, token_digest, verify_secret_async
 
 # Verifying against a real hash keeps a login for an unknown user as slow as a wrong password.
@@ -130,17 +130,18 @@ async def list_experts(s: AsyncSession, actor: Actor, specialty: str | None = No
     return list((await s.execute(q)).scalars().all())
 
 
-async def login(s: AsyncSession, username: str, password: str, hours: int) -> tuple[User, str, str]:
-    """Returns (user, session token, csrf token). The token is kept only as its hash."""
-    key = "login:" + username.lower()
-    guard.check(key)
+async def login(s: AsyncSession, username: str, password: str, hours: int, *,
+                caller: Caller) -> tuple[User, str, str]:
+    """Returns (user, session token, csrf token). The token is kept only as its hash. Guessing is
+    throttled by the caller's address and by the account, but never on the owner's known device
+    (server/core/throttle.py, docs/architecture.md "Guessing")."""
+    attempt = guard.attempt("login:" + username.lower()[:64], caller)
     user = (await s.execute(select(User).where(func.lower(User.username) == username.lower()))
             ).unique().scalar_one_or_none()
     ok = await verify_secret_async(user.password_hash if user else _DUMMY_HASH, password)
     if not user or not ok or not user.active:
-        guard.fail(key)
         raise Unauthorized("Wrong username or password.", code="bad_credentials")
-    guard.succeed(key)
+    guard.succeeded(attempt)
     token, csrf = new_token(), new_token()
     now = dt.datetime.now(dt.timezone.utc)
     s.add(StaffSession(token_hash=token_digest(token), user_id=user.id, csrf_token=csrf,

@@ -8,6 +8,7 @@ from server.core.errors import NotFound, Unauthorized
 from server.core.policy import Actor, require_view
 from server.core.schemas import check_text, parse_id
 from server.http.api.openapi import ApiRouter
+from server.http.client import caller
 from server.services import cases as case_svc
 
 api = ApiRouter("/api/v1")
@@ -36,7 +37,7 @@ async def case_for(request: web.Request, s, ref: str):
     check_text(ref, "ref")
     code = request.headers.get("X-Access-Code")
     if code is not None and not actor(request).is_staff:
-        who = await case_svc.applicant_login(s, ref, code, request.headers.get("X-Phone"))
+        who = await case_svc.applicant_login(s, ref, code, request.headers.get("X-Phone"), caller=caller(request))
         case = await case_svc.get_case(s, who.applicant_case_id)
         return case, who
     who = actor(request)

@@ -20,6 +20,7 @@ from server.services import sessions as session_svc
 from server.services.cases import Upload
 from server.core.workflow import STATUSES
 from server.http.api.base import actor, api, case_for, db, settings
+from server.http.client import caller
 
 
 @api.route("POST", "/cases", summary="File a case (JSON, or multipart with a 'case' JSON field and 'evidence' files)",
@@ -52,7 +53,8 @@ async def file_case(request: web.Request) -> web.Response:
     data = parse(CaseIn, body)
     async with db(request).session() as s:
         case, code = await case_svc.file_case(s, request.app["evidence_store"], data, uploads,
-                                              max_bytes=cfg.max_evidence_bytes, max_files=cfg.max_evidence_files)
+                                              max_bytes=cfg.max_evidence_bytes, max_files=cfg.max_evidence_files,
+                                              caller=caller(request))
     return respond({"case": {"id": case.id, "number": case.number, "status": case.status}, "access_code": code}, 201)
 
 

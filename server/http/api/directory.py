@@ -13,6 +13,7 @@ from server.services import cases as case_svc
 from server.services import directory
 from server.core.workflow import STATUSES
 from server.http.api.base import SESSION_COOKIE, actor, api, db, set_session_cookie, settings
+from server.http.client import caller
 
 
 # --- auth -----------------------------------------------------------------------------------
@@ -22,7 +23,8 @@ from server.http.api.base import SESSION_COOKIE, actor, api, db, set_session_coo
 async def login(request: web.Request) -> web.Response:
     data = parse(LoginIn, await json_body(request))
     async with db(request).session() as s:
-        user, token, csrf = await directory.login(s, data.username, data.password, settings(request).staff_session_hours)
+        user, token, csrf = await directory.login(s, data.username, data.password, settings(request).staff_session_hours,
+                                                  caller=caller(request))
     resp = respond({"token": token, "csrf_token": csrf, "user": ser.user(user)})
     set_session_cookie(request, resp, token)
     return resp

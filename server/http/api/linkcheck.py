@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.core.schemas import LinkCheckIn, parse
 from server.http.api.base import api, db, settings
+from server.http.client import client_address
 from server.http.util import json_body, respond
 from server.services import live
 
@@ -21,7 +22,7 @@ def _token(request: web.Request) -> str | None:
 
 
 def _probe(request: web.Request) -> None:
-    live.probe_pass(settings(request).secret_key, _token(request), request.remote or "")
+    live.probe_pass(settings(request).secret_key, _token(request), client_address(request))
 
 
 @api.route("GET", "/link-check/ping", summary="Round-trip probe: a tiny answer, never cached", who=WHO,
@@ -66,7 +67,7 @@ async def result(request: web.Request) -> web.Response:
     figures = parse(LinkCheckIn, await json_body(request))
     async with db(request).session() as s:
         body = await live.record_link_check(s, settings(request).secret_key, _token(request), figures,
-                                            request.remote or "")
+                                            client_address(request))
     resp = respond(body)
     resp.headers.update(NO_STORE)
     return resp

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from server.http.api.base import actor, api, db, settings
+from server.http.client import caller
 from server.core.errors import AppError, NotFound, Unauthorized, ValidationFailed
 from server.http.util import json_body, path_int, respond
 from server.core.policy import require_staff
@@ -40,7 +41,7 @@ async def party_from_headers(request, s, *, touch: bool = False):
         return await agr.resolve_link(s, token, touch=touch)
     number, code = request.headers.get("X-Case-Number"), request.headers.get("X-Access-Code")
     if number and code:
-        who = await case_svc.applicant_login(s, number, code, request.headers.get("X-Phone"))
+        who = await case_svc.applicant_login(s, number, code, request.headers.get("X-Phone"), caller=caller(request))
         case = await case_svc.get_case(s, who.applicant_case_id)
         return case, agr.actor_party(who, case)
     raise Unauthorized("Send your personal link's token in X-Party-Token, or the case number and access code.")

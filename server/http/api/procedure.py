@@ -11,6 +11,7 @@ from aiohttp import web
 
 from server.core import serialize as ser
 from server.http.api.base import actor, api, case_for, db, settings
+from server.http.client import caller
 from server.core.errors import Unauthorized, ValidationFailed
 from server.http.util import json_body, path_int, query_id, respond
 from server.core.policy import require_staff
@@ -119,7 +120,7 @@ async def party_contact(request: web.Request) -> web.Response:
         if request.headers.get("X-Access-Code") is not None and not who.is_staff:
             case = await case_svc.get_case(s, case_id)
             who = await case_svc.applicant_login(s, case.number, request.headers["X-Access-Code"],
-                                                 request.headers.get("X-Phone"))
+                                                 request.headers.get("X-Phone"), caller=caller(request))
         elif not who.is_staff:
             raise Unauthorized("Log in as staff, or send the case's access code in X-Access-Code.")
         row = await procedure.set_party_contact(s, who, case_id, party_id, data)

@@ -200,8 +200,13 @@ def _error_text(request, exc: AppError) -> str:
     if exc.code == "illegal_transition" and isinstance(exc.fields, dict):
         return t("error.illegal_transition", status=_tr(request, "status", exc.fields.get("status")),
                  action=_tr(request, "do", exc.fields.get("action")))
-    if exc.code == "too_many_attempts":
-        return t("error.too_many_attempts", minutes=(exc.fields or {}).get("retry_after_minutes", 15))
+    if exc.code == "too_many_attempts":  # server/core/throttle.py: which wait, and how long
+        fields = exc.fields or {}
+        if fields.get("scope") == "account":
+            return t("error.too_many_attempts_account", minutes=fields.get("retry_after_minutes", 60))
+        if fields.get("retry_after", 60) < 60:
+            return t("error.too_many_attempts_seconds", seconds=fields["retry_after"])
+        return t("error.too_many_attempts", minutes=fields.get("retry_after_minutes", 15))
     if exc.code == "validation_failed" and exc.fields:
         # A query or path refused by a rule the forms share (a control character, a date out of range).
         keys = {_RULE_MESSAGES.get(str(m)) for m in exc.fields.values()}

@@ -20,6 +20,7 @@ from server.core.schemas import CASE_TYPES, CATEGORIES, CaseIn, WithdrawIn, has_
 from server.services import cases as case_svc
 from server.services import directory, queries
 from server.services.cases import Upload
+from server.http.client import caller
 from server.http.pages.common import (
     APPLICANT_COOKIE, FormInvalid, _applicant, _clean, _db, _error_text, _opt_int, _put, _read, _set_cookie,
     _settings, _sign, _timeline_item, _unsign, check, redirect, render, service_fields,
@@ -104,7 +105,8 @@ async def file_submit(request: web.Request) -> web.Response:
         case_in = check(request, CaseIn, data)
         async with _db(request).session() as s:
             case, code = await case_svc.file_case(s, request.app["evidence_store"], case_in, uploads,
-                                                  max_bytes=cfg.max_evidence_bytes, max_files=cfg.max_evidence_files)
+                                                  max_bytes=cfg.max_evidence_bytes, max_files=cfg.max_evidence_files,
+                                                  caller=caller(request))
             await s.refresh(case, attribute_names=["institution"])
             number, institution = case.number, case.institution.name
     except FormInvalid as exc:
@@ -151,6 +153,7 @@ async def lookup_submit(request: web.Request) -> web.Response:
     form = {"number": _clean(post.get("number"), 40).upper(), "phone": _clean(post.get("phone"), 30)}
     code = _clean(post.get("code"), 32).upper()
     errors = {}
+    refused: AppError | None = None
     for k, v in (("number", form["number"]), ("phone", form["phone"]), ("code", code)):
         if not v:
             errors[k] = t("err.required")
@@ -159,21 +162,24 @@ async def lookup_submit(request: web.Request) -> web.Response:
     if not errors:
         try:
             async with _read(request) as s:
-                who = await case_svc.applicant_login(s, form["number"], code, form["phone"])
+                who = await case_svc.applicant_login(s, form["number"], code, form["phone"], caller=caller(request))
         except Unauthorized:
             errors["_"] = t("error.bad_access_code")
         except AppError as exc:
             if exc.code != "too_many_attempts":
                 raise
-            errors["_"] = _error_text(request, exc)
+            errors["_"], refused = _error_text(request, exc), exc
         else:
             resp = redirect(request, "/lookup/case")
             _set_cookie(request, resp, APPLICANT_COOKIE,
                         _sign(request, "applicant", {"cid": who.applicant_case_id}, APPLICANT_SECONDS),
                         path="/lookup", max_age=APPLICANT_SECONDS, samesite="Strict")
             return resp
-    return render(request, "lookup.html", status=422 if "_" not in errors else 401, here="/lookup",
-                  form=form, errors=errors, has_view=False)
+    resp = render(request, "lookup.html", status=refused.status if refused else 422 if "_" not in errors else 401,
+                  here="/lookup", form=form, errors=errors, has_view=False)
+    if refused is not None:
+        resp.headers.update(getattr(refused, "headers", {}))  # Retry-After
+    return resp
 
 
 async def _render_applicant_case(request, *, errors=None, status=200) -> web.Response:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from server.core import serialize as ser
 from server.http.api.base import SESSION_COOKIE, set_session_cookie
+from server.http.client import caller
 from server.core.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
 from server.core.policy import require_staff
 from server.core.schemas import AssignIn, CloseIn, InviteIn, LoginIn, RejectIn, SessionIn, TransferIn, check_text, whole_number
@@ -50,11 +51,12 @@ async def login_submit(request: web.Request) -> web.Response:
     post = await request.post()
     form = {"username": _clean(post.get("username"), 64), "next": _safe_next(post.get("next"))}
     errors: dict[str, str] = {}
+    refused: AppError | None = None
     try:
         data = check(request, LoginIn, {"username": form["username"], "password": post.get("password") or ""})
         async with _db(request).session() as s:
             user, token, _csrf = await directory.login(s, data.username, data.password,
-                                                       _settings(request).staff_session_hours)
+                                                       _settings(request).staff_session_hours, caller=caller(request))
     except FormInvalid as exc:
         errors = exc.fields
     except Unauthorized:
@@ -62,13 +64,16 @@ async def login_submit(request: web.Request) -> web.Response:
     except AppError as exc:
         if exc.code != "too_many_attempts":
             raise
-        errors = {"_": _error_text(request, exc)}
+        errors, refused = {"_": _error_text(request, exc)}, exc
     else:
         resp = redirect(request, form["next"], msg=t("flash.welcome", name=user.name or user.username))
         set_session_cookie(request, resp, token)
         return resp
-    return render(request, "login.html", status=422 if "_" not in errors else 401, here="/login",
-                  form=form, errors=errors)
+    resp = render(request, "login.html", status=refused.status if refused else 422 if "_" not in errors else 401,
+                  here="/login", form=form, errors=errors)
+    if refused is not None:
+        resp.headers.update(getattr(refused, "headers", {}))  # Retry-After
+    return resp
 
 
 async def logout(request: web.Request) -> web.Response:
