@@ -26,6 +26,7 @@ from recordings.recorder import SessionRecorder
 from server.core import serialize as ser
 from server.core.errors import AppError
 from server.core.events import AgreementChanged
+from server.core.jsonin import TooDeep
 from server.core.schemas import InviteIn
 from server.core.security import TokenInvalid, decode_join_token
 from server.services import directory
@@ -155,6 +156,8 @@ class Hub:
 
     def _wrap(self, name: str, model: type[BaseModel], fn, needs_join: bool):
         async def handler(sid, data=None):
+            if isinstance(data, TooDeep):  # the payload was refused unparsed (signaling/server.py)
+                return fail("bad_request", f"The '{name}' payload is nested too deeply (at most {data.limit} levels).")
             if data is None:
                 data = {}
             if not isinstance(data, dict):

@@ -2,19 +2,55 @@
 that extend it (agreement_events.py, procedure_events.py). Called by server/http/app.py."""
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import socketio
 
+from server.core import jsonin
 from signaling import agreement_events, procedure_events
 from signaling.hub import Hub
+
+MAX_MESSAGE_BYTES = 512 * 1024  # one Engine.IO message (an SDP offer is at most 200 KB)
+_EVENT_NAME = re.compile(r'\s*\[\s*("(?:[^"\\]|\\.){1,100}")')
+
+
+class BoundedJson:
+    """The JSON of Engine.IO and socket.io packets, bounded in depth before parsing
+    (server/core/jsonin.py; the size is bounded by MAX_MESSAGE_BYTES)."""
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(text, *args, **kwargs):
+        return jsonin.loads(text)
+
+
+class BoundedPacket(socketio.packet.Packet):
+    """A socket.io packet whose payload nests too deeply still reaches its event's handler, with
+    the refusal in place of the payload, so the client gets an error ack (Hub._wrap) rather than
+    silence; a packet without an event name is dropped (and logged) as any unreadable packet."""
+    json = BoundedJson
+
+    def decode(self, encoded_packet):
+        try:
+            return super().decode(encoded_packet)
+        except jsonin.TooDeep as exc:
+            name = _EVENT_NAME.match(encoded_packet, encoded_packet.find("[")) \
+                if isinstance(encoded_packet, str) and "[" in encoded_packet else None
+            if self.packet_type != socketio.packet.EVENT or name is None:
+                raise
+            self.data = [json.loads(name.group(1)), exc]
+            return 0
 
 
 def create_socketio(app, db, settings) -> Hub:
     """Attach socket.io (path /socket.io/) to the aiohttp app; returns the hub."""
     # Short pings: a phone that drops off the network is released within ~20 s, not ~45 s.
-    kwargs: dict[str, Any] = {"async_mode": "aiohttp", "max_http_buffer_size": 512 * 1024,
-                              "ping_interval": 10, "ping_timeout": 10}
+    kwargs: dict[str, Any] = {"async_mode": "aiohttp", "max_http_buffer_size": MAX_MESSAGE_BYTES,
+                              "ping_interval": 10, "ping_timeout": 10,
+                              # Engine.IO's packets too: `json` is what engineio parses its own with.
+                              "serializer": BoundedPacket, "json": BoundedJson}
     holder: dict[str, Hub] = {}
     if settings.redis_url:
         kwargs["client_manager"] = socketio.AsyncRedisManager(settings.redis_url,

@@ -20,7 +20,7 @@ from server.http.api.routes import api
 from server.http.client import keep_devices
 from server.http.pages import routes as pages
 from server.http.pages.common import render_error
-from server.http.util import respond
+from server.http.util import read_form, respond
 from server.infra.db import Database
 from server.services import directory
 from server.system import attach_live, build
@@ -124,7 +124,7 @@ async def _check_csrf(request: web.Request) -> None:
         return
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise Forbidden("Unsupported form submission.", code="csrf_failed")
-    sent = request.headers.get("X-CSRF-Token", "") or (await request.post()).get("csrf_token", "")
+    sent = request.headers.get("X-CSRF-Token", "") or (await read_form(request)).get("csrf_token", "")
     if not isinstance(sent, str) or not hmac.compare_digest(sent, request["csrf_token"]):
         raise Forbidden("This form has expired. Reload the page and try again.", code="csrf_failed")
 

@@ -1,15 +1,28 @@
-"""Small helpers for reading requests and writing JSON responses."""
+"""Small helpers for reading requests and writing JSON responses.
+
+Every body is read through here: JSON (json_body, parse_json) bounded in size and depth
+(server/core/jsonin.py), forms (read_form) and multipart parts (read_part) whose malformed
+bodies are a 400 `malformed_body`, never a 500 (docs/api.md, "Limits").
+"""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from server.core import jsonin
 from server.core.i18n import catalog
 from server.core.errors import AppError, NotFound, ValidationFailed
 from server.core.schemas import ID_MAX, check_text, parse_id, whole_number
 
 MAX_JSON_BYTES = 256 * 1024
+MAX_JSON_DEPTH = jsonin.MAX_DEPTH
+# What aiohttp raises on a body it cannot read as a form or as multipart: no boundary or a bad
+# one, a broken part header, a body that ends before its closing boundary, an unknown charset or
+# transfer encoding, text that is not in its charset, a nested multipart.
+_UNREADABLE = (ValueError, LookupError, RuntimeError, AssertionError, HttpProcessingError)
 
 
 def respond(data: dict, status: int = 200) -> web.Response:
@@ -23,17 +36,63 @@ async def json_body(request: web.Request) -> dict:
         raise AppError("Send the body as JSON (Content-Type: application/json).", code="unsupported_media_type",
                        status=415)
     raw = await request.read()
-    if len(raw) > MAX_JSON_BYTES:
-        raise AppError("The request body is too large.", code="too_large", status=413)
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("The body is not valid JSON.", code="invalid_json")
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise ValidationFailed("The request body must be a JSON object.", code="invalid_json")
     return data
+
+
+def parse_json(raw: bytes, *, field: str | None = None):
+    """JSON from a request (a body, or a multipart `field`): at most MAX_JSON_BYTES and
+    MAX_JSON_DEPTH levels, refused before parsing (413 too_large, 422 invalid_json)."""
+    what = f"The '{field}' field" if field else "The body"
+    try:
+        return jsonin.loads(raw, max_bytes=MAX_JSON_BYTES, max_depth=MAX_JSON_DEPTH)
+    except jsonin.TooLarge:
+        raise AppError(f"{what} is too large (at most {MAX_JSON_BYTES // 1024} KB).", code="too_large",
+                       status=413, fields={field: "too_large"} if field else None) from None
+    except jsonin.TooDeep:
+        raise ValidationFailed(f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels).",
+                               code="invalid_json", fields={field: "too_deep"} if field else None) from None
+    except ValueError:  # UnicodeDecodeError included
+        raise ValidationFailed(f"{what} is not valid JSON.", code="invalid_json",
+                               fields={field: "invalid JSON"} if field else None) from None
+
+
+def malformed_body(detail: str) -> AppError:
+    return AppError("The request body could not be read as a form (malformed multipart or form data).",
+                    code="malformed_body", status=400, fields={"_": detail[:200]})
+
+
+@contextmanager
+def readable_body():
+    """Around reading a form or multipart body: what cannot be read is a 400 malformed_body."""
+    try:
+        yield
+    except _UNREADABLE as exc:
+        raise malformed_body(str(exc)) from None
+
+
+async def read_form(request: web.Request):
+    """The posted form (urlencoded or multipart), as request.post() gives it; a malformed body is a
+    400 malformed_body, too large a 413 (aiohttp's, answered by the error middleware)."""
+    with readable_body():
+        return await request.post()
+
+
+async def read_part(part, limit: int, *, refuse: AppError | None = None) -> bytes:
+    """One multipart part's bytes, refused as soon as they exceed `limit` (with `refuse`, else
+    413 too_large), so an oversized part is never held whole."""
+    out = bytearray()
+    with readable_body():
+        while chunk := await part.read_chunk():
+            out += chunk
+            if len(out) > limit:
+                raise refuse or AppError(f"The '{part.name}' part is too large.", code="too_large", status=413,
+                                         fields={part.name or "_": "too_large"})
+    return bytes(out)
 
 
 # Paths, queries and form fields follow the rules of server/core/schemas.py (docs/api.md,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote, unquote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from server.core import serialize as ser
-from server.core.errors import NotFound, Unauthorized, ValidationFailed
-from server.http.util import json_body, path_int, query_page, respond
+from server.core.errors import AppError, NotFound, Unauthorized, ValidationFailed
+from server.http.util import (MAX_JSON_BYTES, json_body, malformed_body, parse_json, path_int, query_page, read_part,
+                              readable_body, respond)
 from server.core.policy import require_staff
 from server.http.util import query_text
 from server.core.schemas import AssignIn, CaseIn, CloseIn, InviteIn, RejectIn, SessionIn, TokenIn, TransferIn, WithdrawIn, parse
@@ -30,22 +30,23 @@ async def file_case(request: web.Request) -> web.Response:
     uploads: list[Upload] = []
     if request.content_type == "multipart/form-data":
         raw_case = None
-        reader = await request.multipart()
-        async for part in reader:
-            if part.name == "case":
-                raw_case = await part.text()
-            elif part.name == "evidence":
-                data = await part.read(decode=False)
-                if len(data) > cfg.max_evidence_bytes:
-                    raise ValidationFailed(f"'{part.filename}' is too large.", fields={"evidence": "file_too_large"})
-                # Some clients send RFC 5987 names (filename*=utf-8''...), percent-encoded.
-                uploads.append(Upload(unquote(part.filename or "file"), bytes(data)))
-            else:
-                raise ValidationFailed(f"Unexpected form field '{part.name}'.", fields={part.name or "_": "unexpected"})
-        try:
-            body = json.loads(raw_case) if raw_case else None
-        except ValueError:
-            raise ValidationFailed("The 'case' field is not valid JSON.", fields={"case": "invalid JSON"})
+        with readable_body():  # no boundary, a broken part header...: 400 malformed_body
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    raise malformed_body("a nested multipart part")
+                if part.name == "case":
+                    raw_case = await read_part(part, MAX_JSON_BYTES)
+                elif part.name == "evidence":
+                    data = await read_part(part, cfg.max_evidence_bytes, refuse=AppError(
+                        f"'{part.filename}' is too large.", code="too_large", status=413,
+                        fields={"evidence": "file_too_large"}))
+                    # Some clients send RFC 5987 names (filename*=utf-8''...), percent-encoded.
+                    uploads.append(Upload(unquote(part.filename or "file"), data))
+                else:
+                    raise ValidationFailed(f"Unexpected form field '{part.name}'.",
+                                           fields={part.name or "_": "unexpected"})
+        body = parse_json(raw_case, field="case") if raw_case else None
         if body is None:
             raise ValidationFailed("The 'case' field is missing.", fields={"case": "required"})
     else:

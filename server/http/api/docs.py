@@ -32,11 +32,18 @@ OpenAPI document at `/api/v1/openapi.json`.
 
 - Bodies are JSON (`Content-Type: application/json`); `POST /cases` also takes
   `multipart/form-data` with a `case` field (the JSON) and up to five `evidence` files.
+- Limits: a JSON body (or the `case` field) is at most 256 KB (413 `too_large`) and nests at
+  most 32 levels, counted before parsing (422 `invalid_json`); an evidence file is at most
+  `MAX_EVIDENCE_MB` (413 `too_large`, `fields.evidence`). A form or multipart body that cannot
+  be read (no boundary, a broken part header, no closing boundary, a nested multipart) is 400
+  `malformed_body`; one over the upload limit (`MAX_EVIDENCE_MB` x `MAX_EVIDENCE_FILES` + 1 MB)
+  is 413 `too_large`. The pages answer the same with the translated error page.
 - Errors: a 4xx/5xx status with `{"error": {"code", "message", "fields"?}}`; `fields` maps a
   dotted field path (`applicant.phone`) to what is wrong. A refused request changes nothing.
-  Codes: `validation_failed` (422), `invalid_json` (422), `unsupported_media_type` (415),
-  `too_large` (413), `unauthorized`/`bad_credentials`/`bad_access_code` (401), `forbidden`/
-  `csrf_failed` (403), `not_found` (404), `conflict`/`illegal_transition`/`session_ended` (409).
+  Codes: `malformed_body` (400), `validation_failed` (422), `invalid_json` (422),
+  `unsupported_media_type` (415), `too_large` (413), `unauthorized`/`bad_credentials`/
+  `bad_access_code` (401), `forbidden`/`csrf_failed` (403), `not_found` (404), `conflict`/
+  `illegal_transition`/`session_ended` (409).
 - Staff authenticate with `POST /auth/login`; send `Authorization: Bearer <token>`, or rely on
   the `mediation_session` cookie (HttpOnly, SameSite=Lax) and then also send the login's
   `csrf_token` as `X-CSRF-Token` on every write.

@@ -10,6 +10,7 @@ from server.core.errors import Conflict, ValidationFailed
 from server.core.policy import require_staff
 from server.core.schemas import CATEGORIES, EXPERT_LEVELS, INSTITUTION_KINDS, ROLES, ExpertIn, InstitutionIn, UserIn, UserPatch
 from server.services import directory
+from server.http.util import read_form
 from server.http.pages.common import (
     FormInvalid, _clean, _db, _opt_int, _path_id, _put, _read, check, redirect, render, service_fields,
 )
@@ -30,7 +31,7 @@ async def institutions_page(request: web.Request) -> web.Response:
 async def institutions_add(request: web.Request) -> web.Response:
     actor = request["actor"]
     require_staff(actor, "admin")
-    post = await request.post()
+    post = await read_form(request)
     form = {k: _clean(post.get(k), 200) for k in ("name", "kind", "area", "prefix")}
     form["prefix"] = form["prefix"].upper()
     body = {"name": form["name"], "area": form["area"]}
@@ -69,7 +70,7 @@ async def users_page(request: web.Request) -> web.Response:
 async def users_add(request: web.Request) -> web.Response:
     actor = request["actor"]
     require_staff(actor, "admin")
-    post = await request.post()
+    post = await read_form(request)
     form = {k: _clean(post.get(k), 100) for k in ("username", "role", "institution_id", "name")}
     body = {"username": form["username"], "password": post.get("password") or "", "name": form["name"]}
     _put(body, "role", form["role"])
@@ -91,7 +92,7 @@ async def users_update(request: web.Request) -> web.Response:
     require_staff(actor, "admin")
     t = request["t"]
     uid = _path_id(request, "user_id")
-    post = await request.post()
+    post = await read_form(request)
     op = post.get("op")
     if op == "deactivate":
         body, msg = {"active": False}, "flash.user_deactivated"
@@ -138,7 +139,7 @@ async def experts_page(request: web.Request) -> web.Response:
 async def experts_add(request: web.Request) -> web.Response:
     actor = request["actor"]
     require_staff(actor, "admin")
-    post = await request.post()
+    post = await read_form(request)
     form = {k: _clean(post.get(k), 200) for k in ("name", "specialty", "level", "organisation", "phone")}
     body = {k: v for k, v in form.items() if k in ("organisation", "phone")}
     for k in ("name", "specialty", "level"):

@@ -24,6 +24,7 @@ from server.core.schemas import CATEGORIES
 from server.services.outcome import agreements as agr
 from server.services.outcome import court as court_svc
 from server.services import queries
+from server.http.util import read_form
 
 MAX_UPLOAD = 20 * 1024 * 1024
 FIELD_KEYS = {
@@ -117,7 +118,7 @@ async def staff_action(request: web.Request) -> web.Response:
     t = request["t"]
     case_id = P._path_id(request, "case_id")
     op = request.match_info["op"]
-    post = await request.post()
+    post = await read_form(request)
     form = {k: P._clean(v, 12000) for k, v in post.items() if isinstance(v, str) and k not in ("csrf_token",
                                                                                               "signature")}
     rt = runtime(request)
@@ -211,7 +212,7 @@ async def verify_page(request: web.Request) -> web.Response:
 async def verify_submit(request: web.Request) -> web.Response:
     require_staff(request["actor"])
     t = request["t"]
-    post = await request.post()
+    post = await read_form(request)
     f = post.get("file")
     if not isinstance(f, web.FileField) or not f.filename:
         return P.render(request, "outcome/verify.html", status=422, result=None,
@@ -293,7 +294,7 @@ async def party_action(request: web.Request) -> web.Response:
     page = PartyPage(request)
     t = request["t"]
     op = request.match_info["op"]
-    post = await request.post()
+    post = await read_form(request)
     form = {k: P._clean(v, 3000) for k, v in post.items() if isinstance(v, str) and k not in ("csrf_token",
                                                                                             "signature")}
     rt = runtime(request)

@@ -21,6 +21,7 @@ from server.services import cases as case_svc
 from server.services import directory, queries
 from server.services.cases import Upload
 from server.http.client import caller
+from server.http.util import read_form
 from server.http.pages.common import (
     APPLICANT_COOKIE, FormInvalid, _applicant, _clean, _db, _error_text, _opt_int, _put, _read, _set_cookie,
     _settings, _sign, _timeline_item, _unsign, check, redirect, render, service_fields,
@@ -95,7 +96,7 @@ def _case_form_from_post(post) -> tuple[dict, dict, list[int]]:
 
 async def file_submit(request: web.Request) -> web.Response:
     cfg = _settings(request)
-    post = await request.post()
+    post = await read_form(request)
     form, data, kept = _case_form_from_post(post)
     uploads = []
     for field in post.getall("evidence", []):
@@ -149,7 +150,7 @@ async def lookup_form(request: web.Request) -> web.Response:
 
 async def lookup_submit(request: web.Request) -> web.Response:
     t = request["t"]
-    post = await request.post()
+    post = await read_form(request)
     form = {"number": _clean(post.get("number"), 40).upper(), "phone": _clean(post.get("phone"), 30)}
     code = _clean(post.get("code"), 32).upper()
     errors = {}
@@ -204,7 +205,7 @@ async def lookup_case(request: web.Request) -> web.Response:
 
 async def lookup_withdraw(request: web.Request) -> web.Response:
     t = request["t"]
-    post = await request.post()
+    post = await read_form(request)
     if post.get("confirm") != "yes":
         return await _render_applicant_case(request, errors={"confirm": t("lookup.withdraw_confirm_needed")},
                                             status=422)

@@ -39,7 +39,7 @@ from server.services import sessions as session_svc
 from server.services.procedure import transcript as transcript_svc
 from server.core.i18n import catalog
 from server.core.security import TokenInvalid
-from server.http.util import has_key
+from server.http.util import has_key, read_form
 
 _DATA: contextvars.ContextVar[dict] = contextvars.ContextVar("procedure_page_data", default={})
 SCHEDULED_COOKIE = "mediation_scheduled"
@@ -135,7 +135,7 @@ def _back(case_id: int, anchor: str = "procedure") -> str:
 
 
 async def _form(request) -> dict:
-    post = await request.post()
+    post = await read_form(request)
     return {k: (v.strip()[:2000] if isinstance(v, str) else "") for k, v in post.items() if k != "csrf_token"}
 
 

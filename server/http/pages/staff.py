@@ -20,7 +20,7 @@ from server.services import cases as case_svc
 from server.services import directory, queries
 from server.services import sessions as session_svc
 from server.core.workflow import STATUSES
-from server.http.util import tr as _tr
+from server.http.util import read_form, tr as _tr
 from server.http.pages.common import (
     FormInvalid, _clean, _db, _error_text, _opt_int, _path_id, _put, _read, _safe_next, _settings,
     _timeline_item, _tz, check, redirect, render, service_fields,
@@ -48,7 +48,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login_submit(request: web.Request) -> web.Response:
     t = request["t"]
-    post = await request.post()
+    post = await read_form(request)
     form = {"username": _clean(post.get("username"), 64), "next": _safe_next(post.get("next"))}
     errors: dict[str, str] = {}
     refused: AppError | None = None
@@ -201,7 +201,7 @@ async def case_action(request: web.Request) -> web.Response:
     t = request["t"]
     case_id = _path_id(request, "case_id")
     action = request.match_info["action"]
-    post = await request.post()
+    post = await read_form(request)
     form = {k: _clean(v, 2000) for k, v in post.items() if isinstance(v, str) and k != "csrf_token"}
     try:
         async with _db(request).session() as s:
@@ -258,7 +258,7 @@ async def invite_create(request: web.Request) -> web.Response:
     t = request["t"]
     sid = _path_id(request, "session_id")
     case_id = await _session_case(request, sid)
-    post = await request.post()
+    post = await read_form(request)
     form = {k: _clean(v, 200) for k, v in post.items() if isinstance(v, str) and k != "csrf_token"}
     role = form.get("role", "")
     body: dict = {"role": role} if role else {}
