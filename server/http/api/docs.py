@@ -49,6 +49,14 @@ OpenAPI document at `/api/v1/openapi.json`.
   `csrf_token` as `X-CSRF-Token` on every write.
 - The applicant reads their case with `GET /cases/{number}` and the header `X-Access-Code`
   (optionally `X-Phone`), and withdraws it with `POST /cases/{number}/withdraw`.
+- Guessing is throttled by client and account (docs/architecture.md, "Guessing"): a staff login
+  and every access-code check (`X-Access-Code`, `X-Case-Number`, the `/lookup` form) may answer
+  429 `too_many_attempts` with `Retry-After` (seconds) and `fields` `retry_after`,
+  `retry_after_minutes` and `scope`: `source` (this address failed too often: five failures are
+  free, then the wait doubles from 1 s up to 15 min) or `account` (ten failures in an hour from
+  devices the account or case does not know). A successful login, look-up or filing sets the
+  `mediation_device` cookie (HttpOnly, SameSite=Strict, 90 days); a client that keeps it is
+  heard whatever others try. A refused attempt checks nothing and counts nothing.
 - Join links are `PUBLIC_URL/join/<token>`; the token is an HS256 JWT (audience
   `mediation-join`) with `sid` (session id), `room`, `sub` (participant), `role`, `name`,
   `grants`, `jti` and `exp`. It is refused once expired, revoked or its session has ended.
