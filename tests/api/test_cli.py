@@ -58,3 +58,55 @@ async def test_openapi_document_lists_every_route(client):
     for op in api.operations:
         assert op.method.lower() in doc["paths"][api.prefix + op.path]
     assert "CaseIn" in doc["components"]["schemas"]
+
+
+async def test_openapi_document_names_files_and_the_non_json_bodies(client, db):
+    from server.services.archive.analytics import TABLES
+    from server.services.cases import ALLOWED_EVIDENCE
+
+    from .helpers import login, seed
+
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+
+    def op(method: str, path: str) -> dict:
+        return doc["paths"]["/api/v1" + path][method]
+
+    files = {
+        ("get", "/cases/{case_id}/export"): {"application/zip"},
+        ("get", "/cases/{case_id}/evidence/{evidence_id}"): set(ALLOWED_EVIDENCE),
+        ("get", "/cases/{case_id}/agreement/pdf"): {"application/pdf"},
+        ("get", "/party/agreement/pdf"): {"application/pdf"},
+        ("get", "/sessions/{session_id}/transcript.pdf"): {"application/pdf"},
+        ("get", "/sessions/{session_id}/calendar.ics"): {"text/calendar"},
+        ("get", "/analytics/csv"): {"text/csv"},
+        ("get", "/recordings/{file_id}/file"): {"video/webm", "video/x-matroska"},
+        ("get", "/link-check/download"): {"application/octet-stream"},
+    }
+    wrong = {}
+    for (method, path), types in files.items():
+        content = op(method, path)["responses"]["200"]["content"]
+        if set(content) != types or any(c["schema"].get("type") != "string" for c in content.values()):
+            wrong[f"{method} {path}"] = content
+    assert not wrong, wrong
+    # Everything else still answers JSON, and errors are JSON everywhere.
+    assert set(op("get", "/cases")["responses"]["200"]["content"]) == {"application/json"}
+    assert set(op("get", "/party/agreement/pdf")["responses"]["4XX"]["content"]) == {"application/json"}
+
+    filing = op("post", "/cases")["requestBody"]["content"]
+    assert filing["application/json"]["schema"] == {"$ref": "#/components/schemas/CaseIn"}
+    form = filing["multipart/form-data"]
+    assert form["schema"]["required"] == ["case"]
+    assert form["schema"]["properties"]["case"] == {"$ref": "#/components/schemas/CaseIn"}
+    assert form["encoding"]["case"]["contentType"] == "application/json"
+    assert form["schema"]["properties"]["evidence"]["items"] == {"type": "string", "format": "binary"}
+
+    verify = op("post", "/agreements/verify")["requestBody"]
+    assert verify["required"] is True
+    assert verify["content"]["application/pdf"]["schema"] == {"type": "string", "format": "binary"}
+    assert "application/json" not in verify["content"]
+
+    # What the document says is what is served.
+    await seed(db)
+    admin = await login(client, "admin")
+    r = await client.get(f"/api/v1/analytics/csv?table={TABLES[0]}", headers=admin)
+    assert r.status == 200 and r.content_type in files[("get", "/analytics/csv")], (r.status, r.content_type)

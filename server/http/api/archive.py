@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from server.http.api.base import actor, api, db, settings
+from server.http.api.openapi import BINARY
 from server.core.errors import ValidationFailed
 from server.http.util import path_int, respond, tr
 from server.services.archive import analytics as analytics_svc
@@ -48,7 +49,7 @@ async def integrity(request: web.Request) -> web.Response:
 @api.route("GET", "/cases/{case_id}/export",
            summary="One zip for a court or retention: manifest.json (case, timeline, files with SHA-256, integrity "
                    "at export), evidence files, the case's audit entries with their hashes, chat transcripts",
-           who="clerk, admin", tag="archive")
+           who="clerk, admin", tag="archive", produces={"application/zip": BINARY})
 async def export(request: web.Request) -> web.StreamResponse:
     who = actor(request)
     archive_svc.require_reader(who)
@@ -86,7 +87,8 @@ async def summary(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/analytics/csv", summary="One table of the dashboard as CSV (UTF-8 with BOM)", who="admin, clerk",
-           query={**analytics_svc.PARAMS, "table": "one of " + ", ".join(analytics_svc.TABLES)}, tag="analytics")
+           query={**analytics_svc.PARAMS, "table": "one of " + ", ".join(analytics_svc.TABLES)}, tag="analytics",
+           produces={"text/csv": {"type": "string"}})
 async def csv_table(request: web.Request) -> web.Response:
     analytics_svc.require_reader(actor(request))
     name = request.query.get("table", "")

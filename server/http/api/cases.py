@@ -21,10 +21,21 @@ from server.services.cases import Upload
 from server.core.workflow import STATUSES
 from server.http.api.base import actor, api, case_for, db, settings
 from server.http.client import caller
+from server.http.api.openapi import BINARY
+
+# The filing form as multipart: `case` is CaseIn as JSON, `evidence` the files (docs/api.md).
+CASE_FORM = {
+    "schema": {"type": "object", "required": ["case"], "properties": {
+        "case": {"$ref": "#/components/schemas/CaseIn"},
+        "evidence": {"type": "array", "items": BINARY,
+                     "description": "up to MAX_EVIDENCE_FILES (5) files of MAX_EVIDENCE_MB (10) each"}}},
+    "encoding": {"case": {"contentType": "application/json"},
+                 "evidence": {"contentType": ", ".join(case_svc.ALLOWED_EVIDENCE)}},
+}
 
 
 @api.route("POST", "/cases", summary="File a case (JSON, or multipart with a 'case' JSON field and 'evidence' files)",
-           who="anyone", body=CaseIn, status=201)
+           who="anyone", body=CaseIn, status=201, consumes={"multipart/form-data": CASE_FORM})
 async def file_case(request: web.Request) -> web.Response:
     cfg = settings(request)
     uploads: list[Upload] = []
@@ -136,7 +147,7 @@ async def record(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/cases/{case_id}/evidence/{evidence_id}", summary="Download an evidence file",
-           who="staff who may see the case")
+           who="staff who may see the case", produces={ct: BINARY for ct in case_svc.ALLOWED_EVIDENCE})
 async def evidence_file(request: web.Request) -> web.StreamResponse:
     require_staff(actor(request))
     case_id, eid = path_int(request, "case_id"), path_int(request, "evidence_id")

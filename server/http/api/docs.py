@@ -31,7 +31,9 @@ Generated from the route registry by `python -m server.http.api.docs`; the same 
 OpenAPI document at `/api/v1/openapi.json`.
 
 - Bodies are JSON (`Content-Type: application/json`); `POST /cases` also takes
-  `multipart/form-data` with a `case` field (the JSON) and up to five `evidence` files.
+  `multipart/form-data` with a `case` field (the JSON) and up to five `evidence` files, and
+  `POST /agreements/verify` takes the PDF itself. Files come back as themselves (the table names
+  their media types; the OpenAPI document has them too).
 - Limits: a JSON body (or the `case` field) is at most 256 KB (413 `too_large`) and nests at
   most 32 levels, counted before parsing (422 `invalid_json`); an evidence file is at most
   `MAX_EVIDENCE_MB` (413 `too_large`, `fields.evidence`). A form or multipart body that cannot
@@ -76,9 +78,18 @@ OpenAPI document at `/api/v1/openapi.json`.
 """
 
 
+def _media(op) -> str:
+    """The body it takes and, when not JSON, what it answers."""
+    bodies = ([f"`{op.body.__name__}`"] if op.body else []) + [f"`{ct}`" for ct in op.consumes]
+    out = f"; body: {' or '.join(bodies)}" if bodies else ""
+    if op.produces:
+        out += "; answers " + ", ".join(f"`{ct}`" for ct in op.produces)
+    return out
+
+
 def markdown() -> str:
-    rows = [f"| {op.method} | `{api.prefix}{op.path}` | {op.who} | {op.summary}"
-            + (f"; body: `{op.body.__name__}`" if op.body else "") + " |" for op in api.operations]
+    rows = [f"| {op.method} | `{api.prefix}{op.path}` | {op.who} | {op.summary}{_media(op)} |"
+            for op in api.operations]
     return INTRO + "\n".join(rows) + "\n"
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.core.schemas import LinkCheckIn, parse
 from server.http.api.base import api, db, settings
+from server.http.api.openapi import BINARY
 from server.http.client import client_address
 from server.http.util import json_body, respond
 from server.services import live
@@ -35,7 +36,8 @@ async def ping(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/link-check/download", summary="Download probe: `bytes` random bytes (default 256 KB, at "
-           "most 512 KB), never cached", who=WHO, query={"bytes": "how many bytes"}, tag="link-check", public=True)
+           "most 512 KB), never cached", who=WHO, query={"bytes": "how many bytes"}, tag="link-check", public=True,
+           produces={"application/octet-stream": BINARY})
 async def download(request: web.Request) -> web.Response:
     _probe(request)
     body = live.probe_download(request.query.get("bytes"))
@@ -43,7 +45,8 @@ async def download(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/link-check/upload", summary="Upload probe: any bytes up to 512 KB (more: 413 too_large); "
-           "answers how many arrived", who=WHO, tag="link-check", public=True)
+           "answers how many arrived", who=WHO, tag="link-check", public=True,
+           consumes={"application/octet-stream": BINARY})
 async def upload(request: web.Request) -> web.Response:
     _probe(request)
     received = 0

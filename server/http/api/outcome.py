@@ -14,6 +14,7 @@ from aiohttp import web
 
 from server.http.api.base import actor, api, db, settings
 from server.http.client import caller
+from server.http.api.openapi import BINARY
 from server.core.errors import AppError, NotFound, Unauthorized, ValidationFailed
 from server.http.util import json_body, path_int, respond
 from server.core.policy import require_staff
@@ -23,6 +24,7 @@ from server.services import cases as case_svc
 from server.services.outcome import court as court_svc
 
 MAX_PDF_BYTES = 20 * 1024 * 1024
+PDF = {"application/pdf": BINARY}
 PARTY = "a party: X-Party-Token (personal link) or the applicant's X-Case-Number + X-Access-Code"
 
 
@@ -129,7 +131,7 @@ async def mediator_sign(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/cases/{case_id}/agreement/pdf", summary="The signed agreement PDF (X-Content-SHA256 is its "
-           "recorded hash)", who="staff who may see the case", tag="outcome")
+           "recorded hash)", who="staff who may see the case", tag="outcome", produces=PDF)
 async def agreement_pdf(request: web.Request) -> web.Response:
     require_staff(actor(request))
     case_id = path_int(request, "case_id")
@@ -169,7 +171,7 @@ async def verify_bytes(request, data: bytes) -> dict:
 
 @api.route("POST", "/agreements/verify", summary="Check a PDF (request body: the file, application/pdf): its PAdES "
            "signature and whether it is exactly the signed agreement recorded with a case", who="staff",
-           tag="outcome")
+           tag="outcome", consumes={"application/pdf": BINARY, "application/octet-stream": BINARY})
 async def verify(request: web.Request) -> web.Response:
     require_staff(actor(request))
     if request.content_type not in ("application/pdf", "application/octet-stream"):
@@ -281,7 +283,7 @@ async def party_comment(request: web.Request) -> web.Response:
     return respond(body, 201)
 
 
-@api.route("GET", "/party/agreement/pdf", summary="The signed agreement PDF", who=PARTY, tag="outcome")
+@api.route("GET", "/party/agreement/pdf", summary="The signed agreement PDF", who=PARTY, tag="outcome", produces=PDF)
 async def party_pdf(request: web.Request) -> web.Response:
     async with db(request).read() as s:
         case, _who = await party_from_headers(request, s)

@@ -12,6 +12,7 @@ from aiohttp import web
 from server.core import serialize as ser
 from server.http.api.base import actor, api, case_for, db, settings
 from server.http.client import caller
+from server.http.api.openapi import BINARY
 from server.core.errors import Unauthorized, ValidationFailed
 from server.http.util import json_body, path_int, query_id, respond
 from server.core.policy import require_staff
@@ -228,7 +229,7 @@ async def reschedule(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/sessions/{session_id}/calendar.ics", summary="The session as an iCalendar file",
-           who="staff who may see the case", tag=TAG)
+           who="staff who may see the case", tag=TAG, produces={"text/calendar": {"type": "string"}})
 async def calendar_ics(request: web.Request) -> web.Response:
     require_staff(actor(request))
     sid = path_int(request, "session_id")
@@ -272,7 +273,8 @@ async def transcript(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/sessions/{session_id}/transcript.pdf", summary="The confirmed transcript as PDF "
-           "(X-Content-SHA256 as in the audit chain)", who="staff who may see the case", tag=TAG)
+           "(X-Content-SHA256 as in the audit chain)", who="staff who may see the case", tag=TAG,
+           produces={"application/pdf": BINARY})
 async def transcript_pdf(request: web.Request) -> web.StreamResponse:
     require_staff(actor(request))
     sid = path_int(request, "session_id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.http.api.base import actor, api, db, settings
+from server.http.api.openapi import BINARY
 from server.core.errors import NotFound
 from server.http.util import path_int, respond
 from server.core.policy import require_staff
@@ -21,7 +22,8 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/recordings/{file_id}/file", summary="One recording file (WebM/Matroska; Range requests work)",
-           who="staff who may see the case", tag="recordings")
+           who="staff who may see the case", tag="recordings",
+           produces={"video/webm": BINARY, "video/x-matroska": BINARY})
 async def recording_file(request: web.Request) -> web.StreamResponse:
     require_staff(actor(request))
     fid = path_int(request, "file_id")
