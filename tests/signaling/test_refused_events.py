@@ -1,5 +1,5 @@
 """Events the hub refuses with a clear error ack, changing nothing: payloads nested past the
-bound (refused before parsing)."""
+bound (refused before parsing) and asking for help from the lobby."""
 from __future__ import annotations
 
 import asyncio
@@ -107,3 +107,30 @@ async def test_deeply_nested_payloads_get_an_error_ack_and_change_nothing(live, 
     finally:
         await party.close()
         await raw.close()
+
+
+async def test_help_from_the_lobby_is_refused_and_reaches_nobody(live, media):
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    party = Peer(live.url, await live.token("party", party_id=live.party_ids[0]), media)
+    try:
+        assert (await mediator.join())["ok"]
+        ack = await party.join()
+        assert ack["ok"] and ack["in_lobby"]
+        before = await _counts(live.db, live.session_id)
+        ack = await party.call("help.request")
+        assert not ack["ok"] and ack["error"]["code"] == "in_lobby" and ack["error"]["message"], ack
+        await asyncio.sleep(0.3)
+        assert not mediator.events["help.requested"]
+        assert await _counts(live.db, live.session_id) == before
+        # Once admitted, the same request reaches the mediator.
+        assert (await mediator.call("lobby.admit", {"participant_id": party.me["id"]}))["ok"]
+        assert (await party.call("help.request"))["ok"]
+        await wait_for(lambda: mediator.events["help.requested"], what="help requested")
+        assert mediator.events["help.requested"][0]["participant_id"] == party.me["id"]
+    finally:
+        await party.close()
+        await mediator.close()
+    async with live.db.session() as s:
+        helped = (await s.execute(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "participant.help_requested"))).scalar_one()
+    assert helped == 1
