@@ -42,6 +42,7 @@ namespaces) and Chromium; run the measured run with nothing else on the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -586,6 +587,7 @@ def main() -> int:
     ap.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                     help="also run every profile with ADAPTATION=off on the server")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--keep", type=Path, help="keep the servers' logs and lab files in this folder")
     args = ap.parse_args()
     if args.seconds < OUTAGE + 2 and (not args.only or "outage6" in args.only):
         print(f"note: a window of {args.seconds:g} s barely holds the {OUTAGE:g} s outage", flush=True)
@@ -601,7 +603,7 @@ def main() -> int:
     results: dict[str, list] = {mode: [] for mode in modes}
     load_before = os.getloadavg()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
+    with (contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory()) as tmp:
         for profile in profiles:
             for mode in modes:
                 runs, failures = [], []

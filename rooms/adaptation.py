@@ -19,6 +19,7 @@ trip of its own links both ways and from what adaptation had to do for it. docs/
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Optional
@@ -29,6 +30,8 @@ from .media import FULL, PAUSED, REDUCED, Producer
 if TYPE_CHECKING:
     from .participant import Participant
     from .peers import SubscribeSession
+
+log = logging.getLogger("mediation.rooms.adaptation")
 
 TICK = 0.5
 FLOOR = 48_000            # bit/s: the estimate never goes below (two Opus streams and overhead)
@@ -133,6 +136,9 @@ class ViewerLink:
                 if self.estimate is None or target < self.estimate:
                     if now - self._raised_at < 5:  # the last raise did not fit: wait longer next time
                         self._wait = min(self._wait * 2, RAISE_WAIT_MAX)
+                    log.info("viewer link cut to %.0f kbit/s: loss %.3f, rtt %s ms (base %s ms), sent %.0f kbit/s",
+                             target / 1000, self.loss, None if self.rtt is None else round(self.rtt * 1000),
+                             None if self.base_rtt is None else round(self.base_rtt * 1000), sent / 1000)
                     self.estimate = target
                     self._cut_at = now
         elif self.estimate is not None and self.loss < CLEAN_LOSS and losses:  # raised on fresh reports only

@@ -668,7 +668,7 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
-                    feedback.report(now, report.fraction_lost / 256)
+                    feedback.report(now, report.packets_lost, report.highest_sequence)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -681,20 +681,38 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
+LOSS_WINDOW = 0.9  # s: a viewer's loss is measured over reports at least this far apart
+
+
 class ViewerFeedback:
     """What a viewer's receiver said lately about one forwarding sender's stream."""
 
-    __slots__ = ("loss", "loss_at", "prev_loss", "remb", "remb_at")
+    __slots__ = ("loss", "loss_at", "prev_loss", "remb", "remb_at", "_anchor")
 
     def __init__(self) -> None:
-        self.loss = 0.0                    # fraction lost in the latest receiver report
+        self.loss = 0.0                    # fraction lost over the latest LOSS_WINDOW of reports
         self.loss_at: Optional[float] = None
-        self.prev_loss: Optional[float] = None  # the report before it (None: this is the first)
+        self.prev_loss: Optional[float] = None  # the window before it (None: this is the first)
         self.remb: Optional[int] = None    # receiver-estimated maximum bitrate (bit/s), whole connection
         self.remb_at: Optional[float] = None
+        self._anchor: Optional[tuple[float, int, int]] = None  # (time, cumulative lost, highest seq)
 
-    def report(self, now: float, loss: float) -> None:
-        """A receiver report about this stream arrived."""
+    def report(self, now: float, lost_total: int, highest_seq: int) -> None:
+        """A receiver report about this stream arrived: its cumulative packets lost and extended
+        highest sequence number. The loss is taken from these over at least LOSS_WINDOW, not from
+        the report's own fraction: Chrome sends a report with every NACK, so that fraction often
+        covers two or three packets (one lost of two reads 50 %, seen on a 3 % lossy link)."""
+        anchor = self._anchor
+        if anchor is None:
+            self._anchor = (now, lost_total, highest_seq)
+            return
+        expected = (highest_seq - anchor[2]) & 0xFFFFFFFF
+        if now - anchor[0] < LOSS_WINDOW and expected < 0x80000000:
+            return
+        self._anchor = (now, lost_total, highest_seq)
+        if expected == 0 or expected >= 0x80000000:  # nothing new, or the stream started over
+            return
+        loss = min(max((lost_total - anchor[1]) / expected, 0.0), 1.0)
         self.prev_loss = self.loss if self.loss_at is not None else None
         self.loss, self.loss_at = loss, now
 

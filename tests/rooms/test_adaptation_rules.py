@@ -75,15 +75,23 @@ def test_the_mediator_first_and_going_up_waits():
     assert link.allocate(10.5, [32_000], table) == {"mediator": FULL, "party": FULL}
 
 
+_COUNTS: dict[int, list[int]] = {}
+
+
 def _run(link: ViewerLink, fb: ViewerFeedback, start: float, seconds: float, loss: float, kbps: float,
          sent: list[int], reports: bool = True) -> list[bool]:
-    """Ticks of 0.5 s sending `kbps`, a report each second (none while `reports` is False)."""
+    """Ticks of 0.5 s sending `kbps`, a report each second with the viewer's cumulative counts
+    (none while `reports` is False: the link is down, and what is sent meanwhile is lost)."""
+    counts = _COUNTS.setdefault(id(fb), [0, 0])  # [highest sequence, cumulative lost] of this stream
     got, t = [], start
     while t < start + seconds - 1e-9:
         t += TICK
         sent[0] += int(kbps * 1000 / 8 * TICK)
+        packets = int(kbps * 1000 / 8 / 1000 * TICK)  # ~1 KB packets
+        counts[0] += packets
+        counts[1] += round(packets * loss) if reports else packets  # nothing gets through unheard
         if reports and abs(t - round(t)) < 1e-9:
-            fb.report(t, loss)
+            fb.report(t, counts[1], counts[0])
         got.append(link.observe(t, sent[0], [(fb, 0.04)], demand=kbps * 1000))
     return got
 
@@ -140,3 +148,16 @@ def test_random_loss_of_up_to_20_percent_is_not_congestion(losses):
         _run(link, fb, t, 1.0, loss, 600, sent)
         t += 1.0
     assert link.estimate is None
+
+
+def test_loss_is_measured_over_a_window_not_per_report():
+    """Chrome sends a receiver report with every NACK: one lost of two packets since the last
+    report is not 50 % loss on a link that loses 3 %."""
+    fb, lost, highest = ViewerFeedback(), 0, 0
+    for i in range(1, 101):  # 10 s of reports every 0.1 s, 10 packets each, every 33rd packet lost
+        for _ in range(10):
+            highest += 1
+            lost += 1 if highest % 33 == 0 else 0
+        fb.report(i / 10, lost, highest)
+        assert fb.loss < 0.05, (i, fb.loss)
+    assert 0.02 < fb.loss < 0.05
