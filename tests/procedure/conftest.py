@@ -104,8 +104,14 @@ class Client:
     async def call(self, event: str, data=None) -> dict:
         return await self.sio.call(event, data if data is not None else {}, timeout=10)
 
-    async def join(self, token: str) -> dict:
-        return await self.call("join", {"token": token})
+    resume: str | None = None  # the device's secret from the last join ack (docs/protocol.md)
+
+    async def join(self, token: str, resume: str | None = None) -> dict:
+        resume = resume or self.resume
+        ack = await self.call("join", {"token": token, **({"resume": resume} if resume else {})})
+        if ack.get("ok") and ack.get("resume"):
+            self.resume = ack["resume"]
+        return ack
 
     async def close(self) -> None:
         if self.sio.connected:

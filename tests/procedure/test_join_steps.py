@@ -149,10 +149,10 @@ async def test_notices_must_be_acknowledged_before_joining(world):
     joined = await party.join(token)
     assert joined["ok"] and joined["in_lobby"]
 
-    # Once per session: the same participant on a new connection goes straight in.
+    # Once per session: the same participant on a new connection (the same device) goes straight in.
     await party.close()
     back = await world.client()
-    assert (await back.join(token))["ok"]
+    assert (await back.join(token, resume=party.resume))["ok"]
     # An observer acknowledges confidentiality only; the mediator none.
     observer = await world.client()
     otoken = await world.token("observer", name="旁听的法官")
