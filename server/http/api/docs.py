@@ -25,6 +25,17 @@ ACCEPTED = f"""- Accepted input, the same on SQLite and PostgreSQL and for the s
   archive and analytics pages name the filter).
 """
 
+# How CI tries the input space (tests/fuzz; bench/fuzz.py is the longer run).
+FUZZED = """- Input in CI: every operation of the served OpenAPI document is fuzzed on SQLite and
+  PostgreSQL (tests/fuzz/test_api_properties.py): hypothesis sends path ids, query strings and
+  JSON bodies built from each operation's own schema with hostile values mixed in (other
+  digits, ids past the column, control characters, far dates, deep nesting), as an admin, a
+  mediator or anonymously. No answer may be a 5xx or `internal_error`, every refusal has the
+  shape above and changes no database row, and `mediation audit verify` passes afterwards. The
+  `ci` hypothesis profile is derandomized with 8 examples per operation; `bench/fuzz.py` runs
+  the same suite longer and counts the inputs per route (docs/benchmarks.md).
+"""
+
 INTRO = """# HTTP API (`/api/v1`)
 
 Generated from the route registry by `python -m server.http.api.docs`; the same registry serves the
@@ -72,7 +83,7 @@ OpenAPI document at `/api/v1/openapi.json`.
   upload over 512 KB), `validation_failed` (422, figures missing, negative, not numbers), and
   `too_many_attempts` (429: 60 requests a minute per link, 10 bad tokens per address in 15
   minutes). A refused result records nothing.
-""" + ACCEPTED + """
+""" + ACCEPTED + FUZZED + """
 | method | path | who may call | what |
 |---|---|---|---|
 """
