@@ -24,6 +24,7 @@ from server.infra.outbox import Worker, cancel
 from server.services import recordings as rec_svc
 from server.services.notify import messages as notify
 from server.services.outcome import court as court_svc
+from server.services.outcome import performance
 from server.services.outcome import records as outcome_records
 from server.services.procedure import deadlines
 from server.services.procedure import rules as procedure
@@ -41,16 +42,19 @@ class LiveRooms(Protocol):
 
 
 class DeadlineScanner:
-    """Every few minutes: reminders and overdue flags of the case deadlines (server/services/procedure/deadlines.py)."""
+    """Every few minutes: reminders and overdue flags of the case deadlines (server/services/procedure/deadlines.py),
+    and the reminders and report requests of the agreements' obligations (server/services/outcome/performance.py)."""
 
-    def __init__(self, db: Database, wake, interval: float = 300.0):
-        self.db, self.wake, self.interval = db, wake, interval
+    def __init__(self, db: Database, wake, interval: float = 300.0, reminder_days: tuple[int, ...] = (7, 1)):
+        self.db, self.wake, self.interval, self.reminder_days = db, wake, interval, reminder_days
         self._task: asyncio.Task | None = None
 
     async def _run(self) -> None:
         while True:
             try:
                 counts = await deadlines.scan(self.db)
+                counts.update({f"obligations_{k}": n for k, n in
+                               (await performance.scan(self.db, self.reminder_days)).items()})
                 if any(counts.values()):
                     self.wake()
             except Exception:  # noqa: BLE001 - keep scanning through database hiccups
@@ -77,7 +81,8 @@ class System:
         self.evidence = FileStore(settings.evidence_dir)
         self.outbox = Worker(db)
         self.outcome = court_svc.OutcomeRuntime(settings, db)
-        self.deadline_scanner = DeadlineScanner(db, self.outbox.wake)
+        self.deadline_scanner = DeadlineScanner(db, self.outbox.wake,
+                                                reminder_days=settings.performance_reminder_days)
         self.live: LiveRooms | None = None
 
     def wake_workers(self) -> None:
@@ -113,6 +118,8 @@ def _subscribe(system: System) -> None:
     bus = system.bus
     # The procedural rules follow every step of a case: deadlines met, started, cancelled; notifications.
     bus.subscribe(events.CaseTransitioned, procedure.on_case_transitioned)
+    # After the agreement (docs/procedure.md): an agreement in effect has its obligations watched.
+    bus.subscribe(events.AgreementChanged, performance.on_agreement_changed)
 
     async def wake(_event) -> None:
         system.wake_workers()

@@ -75,6 +75,9 @@ class Settings:
     node_ttl: float = 3.0           # a node silent this long is dead and loses its rooms
     node_max_streams: int = 600     # forwarded streams at which a node counts as full
     node_max_cpu: float = 0.85      # share of one core at which a node counts as full
+    # After the agreement (docs/procedure.md, "After the agreement"): the obliged party is reminded
+    # this many days before an obligation's last day.
+    performance_reminder_days: tuple[int, ...] = (7, 1)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -119,6 +122,7 @@ class Settings:
             node_max_streams=int(os.environ.get("NODE_MAX_STREAMS", "600")),
             node_max_cpu=float(os.environ.get("NODE_MAX_CPU", "0.85")),
             adaptation=os.environ.get("ADAPTATION", "on").strip().lower(),
+            performance_reminder_days=os.environ.get("PERFORMANCE_REMINDER_DAYS", "7,1"),
         )
         values.update(overrides)
         try:  # a typo here would otherwise refuse every join, not the start
@@ -141,6 +145,10 @@ class Settings:
             if values["adaptation"] not in ("on", "off"):
                 raise SystemExit(f"ADAPTATION: expected on or off, not {values['adaptation']!r}")
             values["adaptation"] = values["adaptation"] == "on"
+        try:  # a typo would otherwise only show weeks later, when no reminder goes out
+            values["performance_reminder_days"] = parse_day_list(values["performance_reminder_days"])
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
         if not values.get("node_url"):
             values["node_url"] = values["public_url"]
         return cls(**values)
@@ -161,6 +169,20 @@ def parse_port_range(raw) -> tuple[int, int] | None:
     if not 1024 <= low <= high <= 65535:
         raise ValueError(f"{raw!r}: need 1024 <= low <= high <= 65535")
     return low, high
+
+
+def parse_day_list(raw) -> tuple[int, ...]:
+    """PERFORMANCE_REMINDER_DAYS: comma-separated days before the last day (0-60), e.g. "7,1"; empty: none."""
+    if isinstance(raw, (tuple, list)):
+        items = [str(x) for x in raw]
+    else:
+        items = [x.strip() for x in str(raw).split(",") if x.strip()]
+    out = set()
+    for x in items:
+        if not x.isdigit() or not 0 <= int(x) <= 60:
+            raise ValueError(f"PERFORMANCE_REMINDER_DAYS: days from 0 to 60, comma-separated, not {raw!r}")
+        out.add(int(x))
+    return tuple(sorted(out, reverse=True))
 
 
 def parse_networks(raw) -> list[str]:

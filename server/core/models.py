@@ -653,3 +653,44 @@ class RecordingFile(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     playable: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# --- follow-through after the agreement (docs/procedure.md, "After the agreement"): the terms watched
+# until performed and the parties' reports. Written by server/services/outcome/performance.py.
+
+
+class Obligation(Base):
+    """One term of an agreement in effect that a party must carry out by a day: watched until performed."""
+
+    __tablename__ = "obligations"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"))
+    term: Mapped[int] = mapped_column(Integer)  # the term's number in the agreement (1, 2, ...)
+    text: Mapped[str] = mapped_column(Text)
+    obligor_party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    due_on: Mapped[str] = mapped_column(String(10))  # the last day to perform (YYYY-MM-DD, centre's time zone)
+    due_at: Mapped[dt.datetime] = mapped_column()     # the first moment it is overdue
+    # open | claimed | performed | not_performed | disputed | withdrawn (from the reports)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    reminders: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # days before -> when sent
+    report_asked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("agreement_id", "term", name="uq_obligation_term"),
+                      Index("ix_obligations_status_due", "status", "due_at"))
+
+
+class ObligationReport(Base):
+    """A party says an obligation was performed or not; the latest report of each party counts."""
+
+    __tablename__ = "obligation_reports"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    obligation_id: Mapped[int] = mapped_column(ForeignKey("obligations.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    performed: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(Text, default="")
+    via: Mapped[str] = mapped_column(String(16))  # link | access_code
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

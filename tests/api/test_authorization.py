@@ -108,6 +108,12 @@ MATRIX = [
     ("POST", "/party/confirmation", {"court_id": "county", "basis": "institution"}, set()),
     ("POST", "/party/confirmation/confirm", None, set()),
     ("POST", "/party/filing", {}, set()),
+    # After the agreement (tests/outcome/test_performance.py has the details): staff read a case's
+    # obligations, the mediator corrects one; parties report with their proof only.
+    ("GET", "/cases/{case}/obligations", None, VIEWERS),
+    ("PATCH", "/cases/{case}/obligations/{obligation_id}", {"withdrawn": True}, MEDIATOR),
+    ("GET", "/party/obligations", None, set()),
+    ("POST", "/party/obligations/{obligation_id}/report", {"performed": True}, set()),
 ]
 
 
@@ -186,7 +192,8 @@ async def test_authorization_matrix(client, db):
     from .helpers import case_body
     for method, path, body, allowed in MATRIX:
         ids = await _fresh_case(client, db, w)
-        ids.update(user=target.id, inst_b=w.inst_b, mediator2_id=w.users["mediator2"], submission_id=999999)
+        ids.update(user=target.id, inst_b=w.inst_b, mediator2_id=w.users["mediator2"], submission_id=999999,
+                   obligation_id=999999)
         url = "/api/v1" + _fill(path, ids)
         payload = case_body(w.inst_a) if body == "case" else _fill(body, ids)
         # Refused callers first: their calls must change nothing for the allowed ones after them.

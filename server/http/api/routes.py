@@ -7,6 +7,7 @@ from server.http.api import directory  # noqa: F401 - auth and directory first
 from server.http.api import cases  # noqa: F401
 from server.http.api import archive  # noqa: F401
 from server.http.api import outcome  # noqa: F401
+from server.http.api import followup  # noqa: F401 - after the agreement
 from server.http.api import procedure  # noqa: F401
 from server.http.api import recordings  # noqa: F401
 from server.http.api import linkcheck  # noqa: F401

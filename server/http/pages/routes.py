@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.http.pages import admin, archive, common, outcome, player, portal, procedure, room, staff
+from server.http.pages import admin, archive, common, followup, outcome, player, portal, procedure, room, staff
 
 
 def setup(app: web.Application) -> None:
@@ -14,5 +14,6 @@ def setup(app: web.Application) -> None:
     archive.setup(app)     # the clerks' archive and the analytics dashboard
     procedure.setup(app)   # consent, identity, notices, deadlines, scheduling
     outcome.setup(app)     # the agreement, signatures, court hand-off
+    followup.setup(app)    # after the agreement: obligations, follow-ups, ratings, enforcement
     room.setup(app)        # the live room page
     player.setup(app)      # the recordings player

@@ -1,6 +1,7 @@
 """What the outcome adds to the clerks' archive: the agreement and court submissions in a case's
-record, the agreements' integrity check (text, signature images, sealed PDF and its PAdES
-signature) and the signed PDF and court packages in the export. Registered by server/system.py."""
+record, and what followed it (the watched obligations with the parties' reports); the agreements'
+integrity check (text, signature images, sealed PDF and its PAdES signature) and the signed PDF
+and court packages in the export. Registered by server/system.py."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ from server.infra.certs import load_identity
 from server.services.archive import records as archive
 from server.services.outcome import agreements as agr
 from server.services.outcome import court as court_svc
+from server.services.outcome import performance
 
 
 async def outcome_section(s, case):
@@ -27,6 +29,10 @@ async def outcome_section(s, case):
 
 async def submissions_section(s, case):
     return [court_svc.submission_view(x, m, case) for x, m in await court_svc.list_submissions(s, case.id)]
+
+async def obligations_section(s, case):
+    return await performance.case_views(s, case)
+
 
 async def check_agreements(ctx: archive.CheckContext) -> archive.CheckOutcome:
     """Each agreement in effect: the stored PDF against its recorded SHA-256 and the one in the audit chain,
@@ -101,5 +107,6 @@ async def export_files(s, case, settings_):
 def register() -> None:
     archive.register_record_section("outcome", outcome_section)
     archive.register_record_section("submissions", submissions_section, [])
+    archive.register_record_section("obligations", obligations_section, [])
     archive.register_checker("agreements", check_agreements)
     archive.register_export_files("outcome", export_files)

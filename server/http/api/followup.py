@@ -1,0 +1,72 @@
+"""After the agreement (docs/procedure.md, "After the agreement"): the agreement's obligations and the
+parties' reports.
+
+Parties authenticate as for the agreement (server/http/api/outcome.py): `X-Party-Token`, or the
+applicant's `X-Case-Number` + `X-Access-Code`. The rules are in server/services/outcome/performance.py;
+these handlers parse and call them. Imported by server/http/api/routes.py, which lists every route module.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.core.policy import require_staff
+from server.core.schemas import parse
+from server.http.api.base import actor, api, db
+from server.http.api.outcome import PARTY, party_from_headers
+from server.http.util import json_body, path_int, respond
+from server.services import cases as case_svc
+from server.services.outcome import performance
+
+
+# --- staff ---------------------------------------------------------------------------------------------------
+
+@api.route("GET", "/cases/{case_id}/obligations", summary="The agreement's watched obligations: who owes what by "
+           "when, the state (running, due_soon, overdue, claimed, performed, not_performed, disputed, withdrawn) "
+           "and every party's reports", who="staff who may see the case", tag="followup")
+async def case_obligations(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    case_id = path_int(request, "case_id")
+    async with db(request).read() as s:
+        rows = await performance.staff_list(s, actor(request), case_id)
+    return respond({"obligations": rows})
+
+
+@api.route("PATCH", "/cases/{case_id}/obligations/{obligation_id}", summary="Correct a watched term before anyone "
+           "reported on it: the obliged party, the last day, or withdraw it (no obligation)",
+           who="the case's mediator", body=performance.ObligationPatch, tag="followup")
+async def correct_obligation(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    case_id, oid = path_int(request, "case_id"), path_int(request, "obligation_id")
+    data = parse(performance.ObligationPatch, await json_body(request))
+    async with db(request).session() as s:
+        ob = await performance.correct(s, actor(request), case_id, oid, data)
+        case = await case_svc.get_case(s, case_id)
+        out = performance.view(ob, case, (await performance.reports_for(s, [ob.id])).get(ob.id, []))
+    return respond({"obligation": out})
+
+
+# --- parties -------------------------------------------------------------------------------------------------
+
+@api.route("GET", "/party/obligations", summary="The obligations of one's case, with one's own reports and what one "
+           "may still report", who=PARTY, tag="followup")
+async def party_obligations(request: web.Request) -> web.Response:
+    async with db(request).read() as s:
+        case, who = await party_from_headers(request, s)
+        rows = await performance.case_views(s, case, me=who.party_id)
+    return respond({"obligations": rows, "me": {"party_id": who.party_id, "name": who.name}})
+
+
+@api.route("POST", "/party/obligations/{obligation_id}/report", summary="Report an obligation of one's case as "
+           "performed (any time) or not performed (after its last day); the latest report of each party counts",
+           who=PARTY, body=performance.ReportIn, status=201, tag="followup")
+async def party_report(request: web.Request) -> web.Response:
+    oid = path_int(request, "obligation_id")
+    data = parse(performance.ReportIn, await json_body(request))
+    async with db(request).session() as s:
+        case, who = await party_from_headers(request, s, touch=True)
+        ob = await performance.report(s, who, oid, data)
+        out = performance.view(ob, case, (await performance.reports_for(s, [ob.id])).get(ob.id, []),
+                               me=who.party_id)
+    return respond({"obligation": out}, 201)
+
+
