@@ -50,7 +50,9 @@ OpenAPI document at `/api/v1/openapi.json`.
   `MAX_EVIDENCE_MB` (413 `too_large`, `fields.evidence`). A form or multipart body that cannot
   be read (no boundary, a broken part header, no closing boundary, a nested multipart) is 400
   `malformed_body`; one over the upload limit (`MAX_EVIDENCE_MB` x `MAX_EVIDENCE_FILES` + 1 MB)
-  is 413 `too_large`. The pages answer the same with the translated error page.
+  is 413 `too_large`. The pages answer the same with the translated error page. A request
+  target (path and query) over 8190 bytes is refused by the HTTP server itself with a plain-text
+  400 before the application sees it (behind the README's nginx, 414 comes first).
 - Errors: a 4xx/5xx status with `{"error": {"code", "message", "fields"?}}`; `fields` maps a
   dotted field path (`applicant.phone`) to what is wrong. A refused request changes nothing.
   Codes: `malformed_body` (400), `validation_failed` (422), `invalid_json` (422),
