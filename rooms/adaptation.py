@@ -4,9 +4,12 @@ Every TICK seconds the room measures, for each viewer (a subscribe connection), 
 server sent it (payload and RTP overhead, retransmissions included) and what its receiver
 reports said (loss fraction, REMB, round trip), and keeps an estimate of its downlink:
 unlimited until the link shows congestion (loss, a growing round trip, a REMB below what is
-sent), then cut to what got through, and raised slowly while the link stays clean, with a
-longer wait after each raise that failed (so a narrow link is not probed into loss every few
-seconds: audio suffers most from that). Within the estimate, audio of everyone in the viewer's
+sent), then cut to what got through, and raised while the link stays clean, with a longer
+wait after each raise that failed (so a narrow link is not probed into loss every few seconds:
+audio suffers most from that). Once the wait is over the estimate steps straight to what the
+next level needs, one level at a time with PROBE_HOLD between them, instead of creeping there:
+levels are coarse, and creeping from the floor to everything in full took ~30 s after a link
+widened again, on top of the wait. Within the estimate, audio of everyone in the viewer's
 area comes first and is never touched; each video is forwarded FULL, REDUCED (temporal layer 0
 of a VP8 stream published with L1T3: a quarter of the frames, about half the bits) or PAUSED,
 in priority order: the mediator's video first, then the others in the order they joined.
@@ -47,6 +50,13 @@ RAISE = 1.06              # per tick while clean (about +12 %/s)
 RAISE_WAIT = 4.0          # s after a cut before raising again; doubles when a raise fails
 RAISE_WAIT_MAX = 32.0
 UPGRADE_AFTER = 2         # ticks a higher level must fit before it is used
+PROBE_HOLD = 3.0          # s a new level must stay clean before the estimate steps to the next
+# Without congestion a level goes down only when it would not fit even in this much more than
+# the estimate: the rates of what is forwarded vary (keyframes, motion), and the lab saw a
+# viewer's videos flap between reduced and paused at a steady estimate on a clean link.
+DOWN_SLACK = 1.25
+QUEUE_TICKS = 2           # consecutive ticks with a queue before it counts (one late report on a
+                          # busy host is not a queue)
 # A report losing this much right after a clean one (or as a stream's first) is not trusted
 # alone: after an outage the first report counts what was lost while the link was down, and an
 # outage is not congestion (cutting on it paused a party's video for ~18 s, or for good, after a
@@ -99,6 +109,9 @@ class ViewerLink:
         self._raised_at = -math.inf
         self._wait = RAISE_WAIT
         self._rtts: collections.deque = collections.deque()  # (time, rtt) of the last RTT_WINDOW s
+        self._queue_ticks = 0
+        self.congested = False
+        self.next_need: Optional[float] = None  # estimate at which the next level up would fit
 
     def observe(self, now: float, sent_bytes: int, reports: list, demand: float, video_flowing: bool = True) -> bool:
         """Take in the latest counters and reports; True when the link is congested now.
@@ -107,11 +120,14 @@ class ViewerLink:
         `video_flowing`: some video goes to it now (only then does its REMB say anything)."""
         sent = self.sent.update(now, sent_bytes)
         losses, rtts = [], []
+        new_loss = 0.0  # the worst loss reported since the last cut: one report cuts once
         remb = None
         for fb, rtt in reports:
             if fb is not None and fb.loss_at is not None and now - fb.loss_at < 3:
                 if not is_spike(fb):
                     losses.append(fb.loss)
+                    if fb.loss_at > self._cut_at:
+                        new_loss = max(new_loss, fb.loss)
             if fb is not None and fb.remb_at is not None and now - fb.remb_at < 3:
                 remb = fb.remb
             if rtt is not None and rtt >= 0:  # aiortc's estimate can dip below 0 on a fast link
@@ -124,11 +140,13 @@ class ViewerLink:
             while self._rtts and now - self._rtts[0][0] > RTT_WINDOW:
                 self._rtts.popleft()
             self.base_rtt = min(r for _, r in self._rtts)
-        queueing = self.rtt is not None and self.base_rtt is not None and self.rtt - self.base_rtt > QUEUE_DELAY
+        queued = self.rtt is not None and self.base_rtt is not None and self.rtt - self.base_rtt > QUEUE_DELAY
+        self._queue_ticks = self._queue_ticks + 1 if queued else 0
+        queueing = self._queue_ticks >= QUEUE_TICKS
         # The viewer's REMB is shown, not used: Chrome's receive-side estimate starts low and
         # climbs far slower than what a room sends a new viewer (and after a pause it describes
         # the audio alone), so it throttled healthy viewers; loss and queueing delay decide.
-        congested = self.loss >= CONGESTED_LOSS or queueing
+        congested = self.congested = new_loss >= CONGESTED_LOSS or queueing
         if congested:
             if now - self._cut_at > 1.0 and sent > 0:  # let the last cut take effect first
                 got_through = sent * (1 - self.loss)
@@ -144,6 +162,8 @@ class ViewerLink:
         elif self.estimate is not None and self.loss < CLEAN_LOSS and losses:  # raised on fresh reports only
             if now - self._cut_at > self._wait:
                 self.estimate *= RAISE
+                if self.next_need is not None and not self._pending and now - self._raised_at > PROBE_HOLD:
+                    self.estimate = max(self.estimate, self.next_need)
             if now - self._cut_at > 30:
                 self._wait = RAISE_WAIT
             if demand > 0 and self.estimate > 1.5 * demand and now - self._cut_at > 10:
@@ -156,11 +176,37 @@ class ViewerLink:
     def allocate(self, now: float, audio: list[float], videos: list[tuple[str, float, Optional[float]]]) -> dict[str, str]:
         """Levels for this viewer's videos, given (producer id, full rate, reduced rate or None)
         in priority order and the rates of its audio streams."""
+        self.next_need = None
         if self.audio_only:
             return {pid: PAUSED for pid, _, _ in videos}
         if self.estimate is None:
             return {pid: FULL for pid, _, _ in videos}
-        budget = self.estimate - AUDIO_RESERVE * sum(audio)
+        want = self._want(self.estimate, audio, videos)
+        if any(level != FULL for level in want.values()):
+            need = self.estimate  # the next estimate that gives some video more (levels are coarse)
+            for _ in range(80):
+                need *= RAISE
+                if self._want(need, audio, videos) != want:
+                    self.next_need = need
+                    break
+        if not self.congested:  # keep what it has, in order, while that fits in DOWN_SLACK more
+            def cost(level: str, full: float, reduced: Optional[float]) -> float:
+                return full if level == FULL else (reduced or 0.0) if level == REDUCED else 0.0
+            slack = self.estimate * DOWN_SLACK - AUDIO_RESERVE * sum(audio) \
+                - sum(cost(want[pid], full, reduced) for pid, full, reduced in videos)
+            for pid, full, reduced in videos:
+                had = self.levels.get(pid, FULL)
+                if had == REDUCED and reduced is None:
+                    continue
+                extra = cost(had, full, reduced) - cost(want[pid], full, reduced)
+                if extra > 0 and extra <= slack:
+                    want[pid] = had
+                    slack -= extra
+        return self._step(now, want, videos)
+
+    @staticmethod
+    def _want(estimate: float, audio: list[float], videos: list[tuple[str, float, Optional[float]]]) -> dict[str, str]:
+        budget = estimate - AUDIO_RESERVE * sum(audio)
         want: dict[str, str] = {}
         for pid, full, reduced in videos:  # everyone the smallest that shows them, in order
             need = reduced if reduced is not None else full
@@ -173,12 +219,16 @@ class ViewerLink:
             if want[pid] == REDUCED and reduced is not None and budget >= full - reduced:
                 want[pid] = FULL
                 budget -= full - reduced
+        return want
+
+    def _step(self, now: float, want: dict[str, str], videos: list) -> dict[str, str]:
+        """What is given now: down at once, up only when it fitted for a while, and not while
+        waiting after a cut."""
         order = {FULL: 2, REDUCED: 1, PAUSED: 0}
         levels = {}
         for pid, _, _ in videos:
             had = self.levels.get(pid, FULL)
             if order[want[pid]] > order[had]:
-                # Up only when it fitted for a while, and not while waiting after a cut.
                 ticks = self._pending.get(pid, 0) + 1
                 if ticks >= UPGRADE_AFTER and now - self._cut_at > self._wait:
                     levels[pid] = want[pid]
@@ -273,6 +323,10 @@ class Adaptation:
             levels = link.allocate(now, audio, [(c.producer.id, *rates.get(c.producer.id, (0.0, None)))
                                                 for c in videos])
         changed = levels != link.levels
+        if changed:
+            log.info("viewer %s: %s (estimate %s kbit/s)", participant.id,
+                     ", ".join(f"{pid} {level}" for pid, level in sorted(levels.items())),
+                     None if link.estimate is None else round(link.estimate / 1000))
         link.levels = levels
         for consumer in videos:
             consumer.set_level(levels.get(consumer.producer.id, FULL))

@@ -682,6 +682,11 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
 
 
 LOSS_WINDOW = 0.9  # s: a viewer's loss is measured over reports at least this far apart
+# A window longer than this spans a pause of the stream (Chrome stops reporting a stream 8 s
+# after its last packet) and mixes what the link did before it into what it does now: the lab
+# saw a viewer's resumed video cut again by the losses of the narrow link it had just left.
+# Audio reports come every 2.5-7.5 s, so this must stay above that.
+LOSS_STALE = 8.0
 
 
 class ViewerFeedback:
@@ -710,8 +715,8 @@ class ViewerFeedback:
         if now - anchor[0] < LOSS_WINDOW and expected < 0x80000000:
             return
         self._anchor = (now, lost_total, highest_seq)
-        if expected == 0 or expected >= 0x80000000:  # nothing new, or the stream started over
-            return
+        if expected == 0 or expected >= 0x80000000 or now - anchor[0] > LOSS_STALE:
+            return  # nothing new, the stream started over, or the window spans a pause
         loss = min(max((lost_total - anchor[1]) / expected, 0.0), 1.0)
         self.prev_loss = self.loss if self.loss_at is not None else None
         self.loss, self.loss_at = loss, now

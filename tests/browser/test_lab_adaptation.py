@@ -86,8 +86,10 @@ def test_a_narrow_downlink_gets_less_video_and_audio_keeps_flowing(deployment):
                   f"emulator {sent}")
 
             b_link.set(down={"rate": 0})
+            widened = time.monotonic()
             back = until(lambda: room_state(b, f"s.video['{m_id}'] === 'full' && s.video['{a_id}'] === 'full'"), 90)
             assert back, f"video never came back in full: {room_state(b, 's.video')}"
+            print(f"back in full {time.monotonic() - widened:.1f} s after the link widened")
             base = decoded_from(b, m_id)
             assert until(lambda: decoded_from(b, m_id) > base + 20, 15)
             assert b.evaluate("window.mediationRoom.joins") == 1, "the page rejoined"
