@@ -24,6 +24,7 @@ from server.infra.outbox import Worker, cancel
 from server.services import recordings as rec_svc
 from server.services.notify import messages as notify
 from server.services.outcome import court as court_svc
+from server.services.outcome import followup
 from server.services.outcome import performance
 from server.services.outcome import records as outcome_records
 from server.services.procedure import deadlines
@@ -118,7 +119,9 @@ def _subscribe(system: System) -> None:
     bus = system.bus
     # The procedural rules follow every step of a case: deadlines met, started, cancelled; notifications.
     bus.subscribe(events.CaseTransitioned, procedure.on_case_transitioned)
-    # After the agreement (docs/procedure.md): an agreement in effect has its obligations watched.
+    # After the agreement (docs/procedure.md): a settlement or failure schedules the follow-up (after the
+    # rules above started its deadline); an agreement in effect has its obligations watched.
+    bus.subscribe(events.CaseTransitioned, followup.on_case_transitioned)
     bus.subscribe(events.AgreementChanged, performance.on_agreement_changed)
 
     async def wake(_event) -> None:
@@ -137,7 +140,8 @@ def build(settings: Settings, *, db: Database | None = None, clock: Callable[[],
     system = System(settings, db, owns_db=owns)
     # Module-level configuration of the notification channels and the deadline calendar.
     notify.configure(notify.NotifyConfig.from_env(settings))
-    deadlines.configure(tz=settings.display_tz)
+    deadlines.configure(tz=settings.display_tz, days={"followup": settings.followup_days,
+                                                      "followup_failed": settings.followup_failed_days})
     throttle.configure(clock=clock, secret=settings.secret_key)
     _register_archive()
     _subscribe(system)

@@ -75,8 +75,11 @@ class Settings:
     node_ttl: float = 3.0           # a node silent this long is dead and loses its rooms
     node_max_streams: int = 600     # forwarded streams at which a node counts as full
     node_max_cpu: float = 0.85      # share of one core at which a node counts as full
-    # After the agreement (docs/procedure.md, "After the agreement"): the obliged party is reminded
+    # After the agreement (docs/procedure.md, "After the agreement"): the follow-up visit (回访) is
+    # due this many days after a settlement / a failed mediation; the obliged party is reminded
     # this many days before an obligation's last day.
+    followup_days: int = 30
+    followup_failed_days: int = 15
     performance_reminder_days: tuple[int, ...] = (7, 1)
 
     @classmethod
@@ -122,6 +125,8 @@ class Settings:
             node_max_streams=int(os.environ.get("NODE_MAX_STREAMS", "600")),
             node_max_cpu=float(os.environ.get("NODE_MAX_CPU", "0.85")),
             adaptation=os.environ.get("ADAPTATION", "on").strip().lower(),
+            followup_days=os.environ.get("FOLLOWUP_DAYS", "30"),
+            followup_failed_days=os.environ.get("FOLLOWUP_FAILED_DAYS", "15"),
             performance_reminder_days=os.environ.get("PERFORMANCE_REMINDER_DAYS", "7,1"),
         )
         values.update(overrides)
@@ -145,7 +150,9 @@ class Settings:
             if values["adaptation"] not in ("on", "off"):
                 raise SystemExit(f"ADAPTATION: expected on or off, not {values['adaptation']!r}")
             values["adaptation"] = values["adaptation"] == "on"
-        try:  # a typo would otherwise only show weeks later, when no reminder goes out
+        try:  # a typo would otherwise only show weeks later, when no follow-up is due
+            values["followup_days"] = parse_days(values["followup_days"], "FOLLOWUP_DAYS")
+            values["followup_failed_days"] = parse_days(values["followup_failed_days"], "FOLLOWUP_FAILED_DAYS")
             values["performance_reminder_days"] = parse_day_list(values["performance_reminder_days"])
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
@@ -169,6 +176,20 @@ def parse_port_range(raw) -> tuple[int, int] | None:
     if not 1024 <= low <= high <= 65535:
         raise ValueError(f"{raw!r}: need 1024 <= low <= high <= 65535")
     return low, high
+
+
+def parse_days(raw, name: str) -> int:
+    """A number of days between 1 and 365 (FOLLOWUP_DAYS, FOLLOWUP_FAILED_DAYS)."""
+    if isinstance(raw, int):
+        value = raw
+    else:
+        text = str(raw).strip()
+        if not text.isdigit():
+            raise ValueError(f"{name}: expected a number of days, not {raw!r}")
+        value = int(text)
+    if not 1 <= value <= 365:
+        raise ValueError(f"{name}: between 1 and 365 days, not {value}")
+    return value
 
 
 def parse_day_list(raw) -> tuple[int, ...]:

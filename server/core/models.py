@@ -656,7 +656,8 @@ class RecordingFile(Base):
 
 
 # --- follow-through after the agreement (docs/procedure.md, "After the agreement"): the terms watched
-# until performed and the parties' reports. Written by server/services/outcome/performance.py.
+# until performed, the parties' reports, follow-up (回访) and review tasks. Written by
+# server/services/outcome/{performance,followup}.py.
 
 
 class Obligation(Base):
@@ -694,3 +695,24 @@ class ObligationReport(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     via: Mapped[str] = mapped_column(String(16))  # link | access_code
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FollowTask(Base):
+    """A task after the agreement: the mediator's follow-up (回访) or the institution's review of a poor rating.
+    Its time limit is a deadline row of the same rule (server/services/procedure/deadlines.py)."""
+
+    __tablename__ = "follow_tasks"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))  # followup | review
+    rule: Mapped[str] = mapped_column(String(30))  # followup | followup_failed | review
+    rating_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # review: the rating (ratings.id)
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open | done
+    due_on: Mapped[str] = mapped_column(String(10))
+    outcome: Mapped[str] = mapped_column(String(20), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    done_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    done_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_follow_tasks_status_kind", "status", "kind"),)

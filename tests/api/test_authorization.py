@@ -108,10 +108,14 @@ MATRIX = [
     ("POST", "/party/confirmation", {"court_id": "county", "basis": "institution"}, set()),
     ("POST", "/party/confirmation/confirm", None, set()),
     ("POST", "/party/filing", {}, set()),
-    # After the agreement (tests/outcome/test_performance.py has the details): staff read a case's
-    # obligations, the mediator corrects one; parties report with their proof only.
+    # After the agreement (tests/outcome/test_performance.py, test_followup.py have the details): staff read
+    # a case's follow-through, the mediator corrects an obligation and records a follow-up; parties report
+    # with their proof only.
     ("GET", "/cases/{case}/obligations", None, VIEWERS),
     ("PATCH", "/cases/{case}/obligations/{obligation_id}", {"withdrawn": True}, MEDIATOR),
+    ("GET", "/cases/{case}/followups", None, VIEWERS),
+    ("GET", "/followups", None, STAFF),
+    ("POST", "/followups/{task_id}/complete", {"outcome": "reached"}, MEDIATOR),
     ("GET", "/party/obligations", None, set()),
     ("POST", "/party/obligations/{obligation_id}/report", {"performed": True}, set()),
 ]
@@ -162,9 +166,14 @@ async def _fresh_case(client, db, w):
                             size=1, sha256="0" * 64)
         s.add(rec)
         await s.flush()
+        # A follow-up task of the case (as a settlement would schedule it): the mediator's to complete.
+        from server.core.models import FollowTask
+        task = FollowTask(case_id=cid, kind="followup", rule="followup", due_on="2030-01-07")
+        s.add(task)
+        await s.flush()
         return {"case": cid, "number": filed["case"]["number"], "session": sess.id, "invite": inv.id,
                 "evidence": case.evidence[0].id, "party_id": case.parties[0].id, "request_id": recusal.id,
-                "recording": rec.id}
+                "recording": rec.id, "task_id": task.id}
 
 
 def _fill(value, ids):

@@ -89,7 +89,8 @@ async def test_full_workflow_from_filing_to_archive(client, db):
     rec = await r.json()
     actions = [e["action"] for e in rec["timeline"]]
     assert actions == ["case.filed", "case.accept", "case.assign", "case.open_session", "session.opened",
-                       "invite.created", "invite.created", "session.ended", "case.fail", "case.archive"]
+                       "invite.created", "invite.created", "session.ended", "case.fail", "followup.scheduled",
+                       "case.archive"]
     assert all(e["hash"] and e["prev_hash"] for e in rec["timeline"])
     assert rec["sessions"][0]["invites"][0]["role"] == "party"
     async with db.session() as s:

@@ -1,21 +1,23 @@
-"""After the agreement (docs/procedure.md, "After the agreement"): the agreement's obligations and the
-parties' reports.
+"""After the agreement (docs/procedure.md, "After the agreement"): obligations and the parties' reports,
+follow-up (and review) tasks.
 
 Parties authenticate as for the agreement (server/http/api/outcome.py): `X-Party-Token`, or the
-applicant's `X-Case-Number` + `X-Access-Code`. The rules are in server/services/outcome/performance.py;
-these handlers parse and call them. Imported by server/http/api/routes.py, which lists every route module.
+applicant's `X-Case-Number` + `X-Access-Code`. The rules are in server/services/outcome/
+(performance.py, followup.py); these handlers parse and call them.
+Imported by server/http/api/routes.py, which lists every route module.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
+from server.core.errors import ValidationFailed
 from server.core.policy import require_staff
 from server.core.schemas import parse
 from server.http.api.base import actor, api, db
 from server.http.api.outcome import PARTY, party_from_headers
 from server.http.util import json_body, path_int, respond
 from server.services import cases as case_svc
-from server.services.outcome import performance
+from server.services.outcome import followup, performance
 
 
 # --- staff ---------------------------------------------------------------------------------------------------
@@ -43,6 +45,46 @@ async def correct_obligation(request: web.Request) -> web.Response:
         case = await case_svc.get_case(s, case_id)
         out = performance.view(ob, case, (await performance.reports_for(s, [ob.id])).get(ob.id, []))
     return respond({"obligation": out})
+
+
+@api.route("GET", "/cases/{case_id}/followups", summary="After the case: its follow-up and review tasks (with their "
+           "state)", who="staff who may see the case", tag="followup")
+async def case_followups(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    case_id = path_int(request, "case_id")
+    async with db(request).read() as s:
+        case = await case_svc.view(s, actor(request), case_id)
+        tasks = await followup.case_views(s, case, actor=actor(request))
+    return respond({"tasks": tasks})
+
+
+@api.route("GET", "/followups", summary="Follow-up (回访) and review tasks of the cases visible to the caller, "
+           "soonest due first (status=open by default, done, or all)", who="staff", query={
+               "status": "open (default), done or all"}, tag="followup")
+async def followups(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    status = request.query.get("status", "open")
+    if status not in ("open", "done", "all"):
+        raise ValidationFailed("status is open, done or all.", fields={"status": "open, done or all"})
+    async with db(request).read() as s:
+        rows = await followup.list_for(s, actor(request), status=None if status == "all" else status)
+    return respond({"tasks": rows})
+
+
+@api.route("POST", "/followups/{task_id}/complete", summary="Record a task's outcome: a follow-up (reached, performed, "
+           "new_dispute, unreachable) by the case's mediator, a review of a poor rating (resolved, explained, "
+           "unfounded) by intake of the institution or an admin; meets its deadline",
+           who="the case's mediator (follow-up), intake of the institution or admin (review)",
+           body=followup.TaskDoneIn, tag="followup")
+async def complete_task(request: web.Request) -> web.Response:
+    require_staff(actor(request))
+    task_id = path_int(request, "task_id")
+    data = parse(followup.TaskDoneIn, await json_body(request))
+    async with db(request).session() as s:
+        task = await followup.complete(s, actor(request), task_id, data)
+        case = await case_svc.get_case(s, task.case_id)
+        out = followup.view(task, case, {})
+    return respond({"task": out})
 
 
 # --- parties -------------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 staff lists and the parties' outcome page include, and their forms.
 
 - Staff case page (web/templates/followup/case_panel.html, included by staff/case.html): the
-  watched obligations with every report (the mediator corrects one nobody reported on yet).
+  watched obligations with every report (the mediator corrects one nobody reported on yet), the
+  follow-up and review tasks with their outcome form.
 - Staff lists (followup/list_flags.html): obligations overdue without a report, not performed,
-  disputed or only claimed.
+  disputed or only claimed. Follow-up and review tasks are deadlines and show with them.
 - The parties' page (/lookup/outcome and /outcome/p/{token}; followup/party_panel.html): report
   an obligation as performed or not.
 
@@ -28,7 +29,7 @@ from server.http.pages import common as P
 from server.http.util import has_key, read_form
 from server.services import cases as case_svc
 from server.services.outcome import agreements as agr
-from server.services.outcome import performance
+from server.services.outcome import followup, performance
 from server.services.queries import may
 
 log = logging.getLogger("mediation.followup")
@@ -53,6 +54,7 @@ async def _case_data(request, case_id: int) -> dict:
         data = {"case_id": case.id, "is_mediator": may(require_case_mediator, actor, case),
                 "parties": [{"id": p.id, "name": p.name, "side": p.side} for p in case.parties]}
         data["obligations"] = await performance.case_views(s, case, now)
+        data["tasks"] = await followup.case_views(s, case, now, actor)
     return data
 
 
@@ -127,6 +129,26 @@ async def _form(request) -> dict:
     return {k: (v.strip()[:2000] if isinstance(v, str) else "") for k, v in post.items() if k != "csrf_token"}
 
 
+async def complete_task(request: web.Request) -> web.Response:
+    actor = request["actor"]
+    require_staff(actor)
+    task_id = P._path_id(request, "task_id")
+    form = await _form(request)
+    back = request.headers.get("Referer", "")
+    case_id = None
+    try:
+        data = parse(followup.TaskDoneIn, {"outcome": form.get("outcome", ""), "note": form.get("note", "")})
+        async with P._db(request).session() as s:
+            task = await followup.complete(s, actor, task_id, data)
+            case_id = task.case_id
+    except AppError as exc:
+        cid = P._opt_int(form.get("case_id"))
+        target = f"/staff/cases/{cid}#followup" if isinstance(cid, int) else P._safe_next(
+            back.split(f"://{request.host}", 1)[-1] if back else "", "/staff")
+        return P.redirect(request, target, msg=_problem(request, exc), kind="error")
+    return P.redirect(request, f"/staff/cases/{case_id}#followup", msg=request["t"]("followup.flash.task_done"))
+
+
 async def correct_obligation(request: web.Request) -> web.Response:
     actor = request["actor"]
     require_staff(actor)
@@ -198,6 +220,7 @@ async def party_post(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Called from server/http/pages/routes.py."""
     r = app.router
+    r.add_post("/staff/followup/tasks/{task_id}/complete", complete_task)
     r.add_post("/staff/followup/cases/{case_id}/obligations/{obligation_id}", correct_obligation)
     r.add_post("/lookup/outcome/follow/{what}", party_post)
     r.add_post("/lookup/outcome/follow/{what}/{obligation_id}", party_post)

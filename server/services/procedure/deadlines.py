@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -53,6 +53,15 @@ RULES: dict[str, Rule] = {
     # Judicial confirmation is applied for within 30 days of the agreement (Civil Procedure Law art. 205).
     "confirmation": Rule("confirmation", 30, False, ("settle",), (), ("withdraw",), 5, "parties",
                          "Civil Procedure Law art. 205"),
+    # The follow-up visit (回访) after a settlement or a failed mediation, met when the mediator records
+    # its outcome (server/services/outcome/followup.py); the days are FOLLOWUP_DAYS / FOLLOWUP_FAILED_DAYS.
+    "followup": Rule("followup", 30, False, ("settle",), (), (), 3, "mediator",
+                     "People's Mediation Law art. 31: the institution follows up on the agreement"),
+    "followup_failed": Rule("followup_failed", 15, False, ("fail",), (), (), 3, "mediator",
+                            "centre rule: follow up on a failed mediation"),
+    # A poor satisfaction rating (差评) is reviewed by the institution (好差评: rectify within 5 working days).
+    "review": Rule("review", 5, True, (), (), (), 1, "intake",
+                   "State Council 好差评 rules: a poor rating is checked and answered"),
 }
 
 
@@ -113,13 +122,17 @@ _calendar: WorkCalendar | None = None
 _tz: ZoneInfo | None = None
 
 
-def configure(*, calendar: WorkCalendar | None = None, tz: str | None = None) -> None:
-    """Set the calendar and time zone (the app does this at start; tests pass their own)."""
+def configure(*, calendar: WorkCalendar | None = None, tz: str | None = None,
+              days: dict[str, int] | None = None) -> None:
+    """Set the calendar and time zone (the app does this at start; tests pass their own), and the
+    configurable lengths of rules (`days`: rule name -> days, e.g. the follow-up's FOLLOWUP_DAYS)."""
     global _calendar, _tz
     if calendar is not None:
         _calendar = calendar
     if tz is not None:
         _tz = ZoneInfo(tz)
+    for name, n in (days or {}).items():
+        RULES[name] = replace(RULES[name], days=int(n))
 
 
 def calendar() -> WorkCalendar:
@@ -152,11 +165,17 @@ def state(d: Deadline, now: dt.datetime | None = None) -> str:
     """running | due_soon | overdue | met | cancelled"""
     if d.status != "open":
         return d.status
+    return due_state(d.rule, d.due_on, now, due_at=d.due_at)
+
+
+def due_state(rule_name: str, due_on: str, now: dt.datetime | None = None, *, due_at: dt.datetime | None = None) -> str:
+    """running | due_soon | overdue of an open limit of `rule_name` whose last day is `due_on` (also
+    for what carries a rule's limit without being its row, e.g. a follow-up task)."""
     now = now or utcnow()
-    if now >= d.due_at:
+    last = dt.date.fromisoformat(due_on)
+    if now >= (due_at or _day_start(last + dt.timedelta(days=1))):
         return "overdue"
-    rule = RULES.get(d.rule)
-    last = dt.date.fromisoformat(d.due_on)
+    rule = RULES.get(rule_name)
     remind_day = calendar().working_days_before(last, rule.remind_before) if rule and rule.remind_before else last
     return "due_soon" if now >= _day_start(remind_day) else "running"
 
