@@ -656,8 +656,8 @@ class RecordingFile(Base):
 
 
 # --- follow-through after the agreement (docs/procedure.md, "After the agreement"): the terms watched
-# until performed, the parties' reports, follow-up (回访) and review tasks. Written by
-# server/services/outcome/{performance,followup}.py.
+# until performed, the parties' reports, follow-up (回访) and review tasks, the parties' satisfaction
+# ratings (好差评). Written by server/services/outcome/{performance,followup,satisfaction}.py.
 
 
 class Obligation(Base):
@@ -716,3 +716,21 @@ class FollowTask(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_follow_tasks_status_kind", "status", "kind"),)
+
+
+class Rating(Base):
+    """好差评: one rating of the service per party and matter, with the institution and mediator it rates."""
+
+    __tablename__ = "ratings"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    level: Mapped[int] = mapped_column(Integer)  # 5 very satisfied ... 1 very dissatisfied
+    comment: Mapped[str] = mapped_column(Text, default="")
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    mediator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    stage: Mapped[str] = mapped_column(String(12))  # session (after a session) | end (the case concluded)
+    via: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("case_id", "party_id", name="uq_rating_case_party"),)

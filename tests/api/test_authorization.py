@@ -108,9 +108,9 @@ MATRIX = [
     ("POST", "/party/confirmation", {"court_id": "county", "basis": "institution"}, set()),
     ("POST", "/party/confirmation/confirm", None, set()),
     ("POST", "/party/filing", {}, set()),
-    # After the agreement (tests/outcome/test_performance.py, test_followup.py have the details): staff read
-    # a case's follow-through, the mediator corrects an obligation and records a follow-up; parties report
-    # with their proof only.
+    # After the agreement (tests/outcome/test_performance.py, test_followup.py, test_satisfaction.py,
+    # test_enforcement.py have the details): staff read a case's follow-through, the mediator corrects an
+    # obligation and records a follow-up; parties report, rate and apply for enforcement with their proof only.
     ("GET", "/cases/{case}/obligations", None, VIEWERS),
     ("PATCH", "/cases/{case}/obligations/{obligation_id}", {"withdrawn": True}, MEDIATOR),
     ("GET", "/cases/{case}/followups", None, VIEWERS),
@@ -118,6 +118,8 @@ MATRIX = [
     ("POST", "/followups/{task_id}/complete", {"outcome": "reached"}, MEDIATOR),
     ("GET", "/party/obligations", None, set()),
     ("POST", "/party/obligations/{obligation_id}/report", {"performed": True}, set()),
+    ("GET", "/party/rating", None, set()),
+    ("POST", "/party/rating", {"level": 5}, set()),
 ]
 
 

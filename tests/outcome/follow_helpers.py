@@ -1,5 +1,5 @@
-"""Building blocks for the tests after the agreement: more cases in the same world, the outbox's
-notifications, the audit trail."""
+"""Building blocks for the tests after the agreement: more cases in the same world, ending a session,
+the outbox's notifications, the audit trail."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -35,6 +35,14 @@ async def another_effective_case(c: Ctx) -> Ctx:
     return o
 
 
+async def end_session(c: Ctx) -> None:
+    """The mediator ends the case's first session."""
+    r = await c.client.get(f"/api/v1/cases/{c.case_id}/record", headers=c.admin)
+    sid = (await r.json())["sessions"][0]["id"]
+    r = await c.client.post(f"/api/v1/sessions/{sid}/end", headers=c.mediator)
+    assert r.status == 200, await r.text()
+
+
 async def jobs(db, event: str, medium: str | None = "sms") -> list[OutboxJob]:
     async with db.read() as s:
         return [j for j in (await s.execute(select(OutboxJob).order_by(OutboxJob.id))).scalars()
@@ -47,4 +55,5 @@ async def actions(db, case_id) -> list[str]:
                                                    .order_by(AuditEntry.seq))).scalars()]
 
 
-__all__ = ["another_case_in_mediation", "another_effective_case", "actions", "jobs", "DRAFT"]
+__all__ = ["another_case_in_mediation", "another_effective_case", "end_session", "jobs", "actions",
+           "DRAFT"]

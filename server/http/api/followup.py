@@ -1,9 +1,9 @@
 """After the agreement (docs/procedure.md, "After the agreement"): obligations and the parties' reports,
-follow-up (and review) tasks.
+follow-up and review tasks, satisfaction ratings.
 
 Parties authenticate as for the agreement (server/http/api/outcome.py): `X-Party-Token`, or the
 applicant's `X-Case-Number` + `X-Access-Code`. The rules are in server/services/outcome/
-(performance.py, followup.py); these handlers parse and call them.
+(performance.py, followup.py, satisfaction.py); these handlers parse and call them.
 Imported by server/http/api/routes.py, which lists every route module.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from server.http.api.base import actor, api, db
 from server.http.api.outcome import PARTY, party_from_headers
 from server.http.util import json_body, path_int, respond
 from server.services import cases as case_svc
-from server.services.outcome import followup, performance
+from server.services.outcome import followup, performance, satisfaction
 
 
 # --- staff ---------------------------------------------------------------------------------------------------
@@ -48,14 +48,15 @@ async def correct_obligation(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/cases/{case_id}/followups", summary="After the case: its follow-up and review tasks (with their "
-           "state)", who="staff who may see the case", tag="followup")
+           "state) and the parties' satisfaction ratings", who="staff who may see the case", tag="followup")
 async def case_followups(request: web.Request) -> web.Response:
     require_staff(actor(request))
     case_id = path_int(request, "case_id")
     async with db(request).read() as s:
         case = await case_svc.view(s, actor(request), case_id)
         tasks = await followup.case_views(s, case, actor=actor(request))
-    return respond({"tasks": tasks})
+        ratings = await satisfaction.case_views(s, case)
+    return respond({"tasks": tasks, "ratings": ratings})
 
 
 @api.route("GET", "/followups", summary="Follow-up (回访) and review tasks of the cases visible to the caller, "
@@ -112,3 +113,22 @@ async def party_report(request: web.Request) -> web.Response:
     return respond({"obligation": out}, 201)
 
 
+@api.route("GET", "/party/rating", summary="Whether one may still rate the service (好差评) and one's rating",
+           who=PARTY, tag="followup")
+async def party_rating(request: web.Request) -> web.Response:
+    async with db(request).read() as s:
+        case, who = await party_from_headers(request, s)
+        out = await satisfaction.party_view(s, case, who.party_id)
+    return respond(out)
+
+
+@api.route("POST", "/party/rating", summary="Rate the service once per matter: level 5 (very satisfied) to 1 (very "
+           "dissatisfied), optional comment; 2 and 1 open a review task for the institution", who=PARTY,
+           body=satisfaction.RatingIn, status=201, tag="followup")
+async def party_rate(request: web.Request) -> web.Response:
+    data = parse(satisfaction.RatingIn, await json_body(request))
+    async with db(request).session() as s:
+        case, who = await party_from_headers(request, s, touch=True)
+        r = await satisfaction.rate(s, who, data)
+        out = satisfaction.view(r, {who.party_id: who.name})
+    return respond({"rating": out}, 201)

@@ -3,11 +3,11 @@ staff lists and the parties' outcome page include, and their forms.
 
 - Staff case page (web/templates/followup/case_panel.html, included by staff/case.html): the
   watched obligations with every report (the mediator corrects one nobody reported on yet), the
-  follow-up and review tasks with their outcome form.
+  follow-up and review tasks with their outcome form, the ratings.
 - Staff lists (followup/list_flags.html): obligations overdue without a report, not performed,
   disputed or only claimed. Follow-up and review tasks are deadlines and show with them.
 - The parties' page (/lookup/outcome and /outcome/p/{token}; followup/party_panel.html): report
-  an obligation as performed or not.
+  an obligation as performed or not, rate the service once.
 
 As in server/http/pages/procedure.py, a middleware loads the parts' data for those pages into a
 context variable the `followup()` template function returns; handlers call the services in
@@ -29,7 +29,7 @@ from server.http.pages import common as P
 from server.http.util import has_key, read_form
 from server.services import cases as case_svc
 from server.services.outcome import agreements as agr
-from server.services.outcome import followup, performance
+from server.services.outcome import followup, performance, satisfaction
 from server.services.queries import may
 
 log = logging.getLogger("mediation.followup")
@@ -55,6 +55,7 @@ async def _case_data(request, case_id: int) -> dict:
                 "parties": [{"id": p.id, "name": p.name, "side": p.side} for p in case.parties]}
         data["obligations"] = await performance.case_views(s, case, now)
         data["tasks"] = await followup.case_views(s, case, now, actor)
+        data["ratings"] = await satisfaction.case_views(s, case)
     return data
 
 
@@ -75,6 +76,7 @@ async def _party_data(request, token: str | None) -> dict:
         data = {"base": f"/outcome/p/{token}" if token else "/lookup/outcome", "party_id": who.party_id}
         obligations = await performance.case_views(s, case, now, me=who.party_id)
         data["obligations"] = [o for o in obligations if o["me"]["concerned"] and o["status"] != "withdrawn"]
+        data["rating"] = await satisfaction.party_view(s, case, who.party_id)
     return data
 
 
@@ -190,7 +192,7 @@ async def party_post(request: web.Request) -> web.Response:
     t = request["t"]
     what = request.match_info["what"]
     form = await _form(request)
-    anchor = "#obligations"
+    anchor = {"rating": "#rating"}.get(what, "#obligations")
     try:
         async with P._db(request).session() as s:
             found = await page.who(request, s)
@@ -206,6 +208,12 @@ async def party_post(request: web.Request) -> web.Response:
                              if performed is not None else {"note": form.get("note", "")})
                 await performance.report(s, who, oid, data)
                 msg = t("followup.flash.reported")
+            elif what == "rating":
+                body: dict = {"comment": form.get("comment", "")}
+                P._put(body, "level", P._opt_int(form.get("level")))
+                data = parse(satisfaction.RatingIn, body)
+                await satisfaction.rate(s, who, data)
+                msg = t("followup.flash.rated")
             else:
                 raise NotFound("No such action.")
     except AppError as exc:

@@ -16,9 +16,12 @@ optionally of one institution; an institution's clerk sees only their institutio
 * early warning: per category, the month that contains ``to`` (pro-rated to a whole month
   when ``to`` is not its last day) against the average of the three months before it.
   A category is flagged when its projected count is at least 3 and at least 1.5 times
-  that average.
+  that average;
+* satisfaction (好差评) of the cohort's cases: the ratings by level, counted in SQL per
+  institution, mediator and category (the institution and mediator the rating named), with
+  the good rate (非常满意, 满意, 基本满意 over all ratings), the poor ones and the average.
 
-One module (~420 lines): the figures share one cohort filter and run as SQL on both databases.
+One module (~490 lines): the figures share one cohort filter and run as SQL on both databases.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from sqlalchemy import Float, and_, cast, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import ValidationFailed
-from server.core.models import AuditEntry, AuditHead, Case, Institution, MediationSession, User
+from server.core.models import AuditEntry, AuditHead, Case, Institution, MediationSession, Rating, User
 from server.core.policy import Actor, case_scope, require_staff
 from server.core.workflow import OPEN_STATUSES
 from server.core.schemas import DATE_MESSAGE, parse_date
@@ -239,6 +242,49 @@ async def _rising(s: AsyncSession, cohort_window, month) -> dict[str, dict[str, 
     return per_cat
 
 
+async def _satisfaction(s: AsyncSession, cohort) -> list[tuple]:
+    """Ratings of the cohort's cases, counted per (institution, mediator, category, level)."""
+    return list((await s.execute(
+        select(Rating.institution_id, Rating.mediator_id, Case.category, Rating.level, func.count())
+        .select_from(Rating).join(Case, Case.id == Rating.case_id).where(*cohort)
+        .group_by(Rating.institution_id, Rating.mediator_id, Case.category, Rating.level))).all())
+
+
+GOOD_LEVELS = (3, 4, 5)  # 基本满意 and better: a 好评 in the 好差评 rules
+
+
+def _rated(levels: dict[int, int]) -> dict:
+    n = sum(levels.values())
+    good = sum(levels.get(x, 0) for x in GOOD_LEVELS)
+    return {"ratings": n, "levels": {str(x): levels.get(x, 0) for x in (5, 4, 3, 2, 1)}, "good": good,
+            "poor": n - good, "good_rate": _r(good / n, 4) if n else None,
+            "average": _r(sum(x * c for x, c in levels.items()) / n, 2) if n else None}
+
+
+def _satisfaction_figures(rows: list[tuple], inst_names: dict, med_names: dict) -> dict:
+    per: dict[str, dict] = {"institution": {}, "mediator": {}, "category": {}}
+    total: dict[int, int] = {}
+    for inst, med, cat, level, n in rows:
+        total[level] = total.get(level, 0) + n
+        for dim, key in (("institution", inst), ("mediator", med), ("category", cat)):
+            d = per[dim].setdefault(key, {})
+            d[level] = d.get(level, 0) + n
+
+    def rows_of(dim: str) -> list[dict]:
+        out = []
+        for key, levels in per[dim].items():
+            row = {"key": key, **_rated(levels)}
+            if dim == "institution":
+                row["name"] = inst_names.get(key, str(key))
+            elif dim == "mediator":
+                row["name"] = med_names.get(key, (str(key), None))[0] if key is not None else ""
+            out.append(row)
+        return sorted(out, key=lambda r: (-r["ratings"], str(r["key"])))
+
+    return {**_rated(total), "by_institution": rows_of("institution"), "by_mediator": rows_of("mediator"),
+            "by_category": rows_of("category")}
+
+
 async def _names(s: AsyncSession) -> tuple[dict, dict]:
     insts = {i: n for i, n in (await s.execute(select(Institution.id, Institution.name))).all()}
     users = {u: (n or un, inst) for u, n, un, inst in (await s.execute(
@@ -296,10 +342,10 @@ async def compute(db, actor: Actor, f: Filters, tz: ZoneInfo, tzname: str) -> di
     month = _month(is_pg, Case.created_at, tz, tzname)
     with_rising = wlo >= lo  # the warning's four months lie inside the cohort: counted in the same scan
     jobs = [unit(_breakdowns, cohort, month, with_rising), unit(_sessions, cohort), unit(_names),
-            *[unit(_first, cohort, lo, name) for name in MILESTONES]]
+            unit(_satisfaction, cohort), *[unit(_first, cohort, lo, name) for name in MILESTONES]]
     if not with_rising:
         jobs.append(unit(_rising, _cohort(actor, f, tz, lo_override=wlo), month))
-    by, per_session, (inst_names, med_names), *firsts = await asyncio.gather(*jobs)
+    by, per_session, (inst_names, med_names), rated, *firsts = await asyncio.gather(*jobs)
     if with_rising:
         per_cat: dict[str, dict[str, int]] = {}
         for (cat, mon), n in by["rising"].items():
@@ -366,13 +412,14 @@ async def compute(db, actor: Actor, f: Filters, tz: ZoneInfo, tzname: str) -> di
         "unassigned_cases": unassigned,
         "rising": {"month": this_key, "days_covered": ref.day, "days_in_month": days_in_month,
                    "previous_months": prev_keys, "categories": rising},
+        "satisfaction": _satisfaction_figures(rated, inst_names, med_names),
     }
 
 
 # --- tables for CSV -------------------------------------------------------------------------------------
 
 TABLES = ("by_type", "by_category", "by_status", "by_institution", "by_month", "settlement", "durations",
-          "sessions", "mediators", "rising")
+          "sessions", "mediators", "rising", "satisfaction")
 
 
 def table(data: dict, name: str, t=None, tr=None) -> tuple[list[str], list[list]]:
@@ -408,6 +455,20 @@ def table(data: dict, name: str, t=None, tr=None) -> tuple[list[str], list[list]
         return header, [[r["category"], tr("category", r["category"]), *r["previous"], r["this_month"], r["projected"],
                          r["previous_avg"], r["change"], "1" if r["warning"] else "0"]
                         for r in data["rising"]["categories"]]
+    if name == "satisfaction":
+        st = data["satisfaction"]
+
+        def row(dim: str, code, label, r: dict) -> list:
+            return [dim, "" if code is None else code, label, r["ratings"], *[r["levels"][x] for x in "54321"],
+                    r["good"], r["poor"], "" if r["good_rate"] is None else r["good_rate"],
+                    "" if r["average"] is None else r["average"]]
+        header = h("dimension", "code", "name", "ratings", "level_5", "level_4", "level_3", "level_2", "level_1",
+                   "good", "poor", "good_rate", "average")
+        rows = [row("all", "", t("analytics.satisfaction.all"), st)]
+        rows += [row("institution", r["key"], r["name"], r) for r in st["by_institution"]]
+        rows += [row("mediator", r["key"], r["name"], r) for r in st["by_mediator"]]
+        rows += [row("category", r["key"], tr("category", r["key"]), r) for r in st["by_category"]]
+        return header, rows
     raise KeyError(name)
 
 

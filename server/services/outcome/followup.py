@@ -9,9 +9,9 @@ Rules (docs/procedure.md, "After the agreement"):
 - the mediator records the outcome (``reached``: the parties were reached and the matter rests,
   ``performed``: the agreement was carried out, ``new_dispute``: a new dispute arose,
   ``unreachable``) with a note; that meets the deadline and goes into the case record;
-- a review task (rule ``review``, 5 working days) is the institution's: intake of that
-  institution (or an admin) records how it was handled (``resolved``, ``explained``,
-  ``unfounded``); the satisfaction ratings open them;
+- a poor rating (不满意, 非常不满意) opens a review task for the case's institution (rule
+  ``review``, 5 working days); intake of that institution (or an admin) records how it was
+  handled (``resolved``, ``explained``, ``unfounded``);
 - a task is done once: a second completion is refused (``already_done``).
 """
 from __future__ import annotations
@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit, events
 from server.core.errors import Conflict, NotFound, ValidationFailed
-from server.core.models import Case, Deadline, FollowTask, User, utcnow
+from server.core.models import Case, Deadline, FollowTask, Rating, User, utcnow
 from server.core.policy import Actor, case_scope, require_case_mediator, require_intake_for, require_staff, require_view
 from server.core.schemas import Strict
 from server.services.cases import get_case
+from server.services.notify import messages as notify
 from server.services.procedure import deadlines
 
 OUTCOMES = {"followup": ("reached", "performed", "new_dispute", "unreachable"),
@@ -67,6 +68,25 @@ async def on_case_transitioned(s: AsyncSession, e: events.CaseTransitioned) -> N
     await s.flush()
     await audit.append(s, audit.SYSTEM, "followup.scheduled", case_id=e.case.id, data={
         "task_id": task.id, "rule": rule, "due_on": due_on, "after": e.action})
+
+
+async def open_review(s: AsyncSession, case: Case, rating: Rating) -> FollowTask:
+    """A poor rating: the institution reviews it (called by server/services/outcome/satisfaction.py)."""
+    d = await _open_deadline(s, case.id, "review")
+    if d is None:
+        d = await deadlines.start(s, case.id, "review")
+    task = FollowTask(case_id=case.id, kind="review", rule="review", rating_id=rating.id, status="open",
+                      due_on=d.due_on, outcome="", note="")
+    s.add(task)
+    await s.flush()
+    await audit.append(s, audit.SYSTEM, "review.opened", case_id=case.id, data={
+        "task_id": task.id, "rating_id": rating.id, "level": rating.level, "due_on": task.due_on})
+    cfg = notify.config()
+    await notify.send(s, "rating_poor", await notify.intake_recipients(s, case.institution_id),
+                      {"number": case.number, "title": case.title, "due_on": task.due_on,
+                       "case_url": f"{cfg.public_url}/staff/cases/{case.id}"},
+                      key=f"review:{task.id}", case_id=case.id)
+    return task
 
 
 def may_complete(actor: Actor, case: Case, task: FollowTask) -> bool:

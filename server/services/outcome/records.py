@@ -1,7 +1,8 @@
 """What the outcome adds to the clerks' archive: the agreement and court submissions in a case's
-record, and what followed it (the watched obligations with the parties' reports, the follow-up
-tasks); the agreements' integrity check (text, signature images, sealed PDF and its PAdES
-signature) and the signed PDF and court packages in the export. Registered by server/system.py."""
+record, and what followed it (the watched obligations with the parties' reports, the follow-up and
+review tasks, the satisfaction ratings); the agreements' integrity check (text, signature images,
+sealed PDF and its PAdES signature) and the signed PDF and court packages in the export.
+Registered by server/system.py."""
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,7 @@ from server.infra.certs import load_identity
 from server.services.archive import records as archive
 from server.services.outcome import agreements as agr
 from server.services.outcome import court as court_svc
-from server.services.outcome import followup, performance
+from server.services.outcome import followup, performance, satisfaction
 
 
 async def outcome_section(s, case):
@@ -36,6 +37,10 @@ async def obligations_section(s, case):
 
 async def followups_section(s, case):
     return await followup.case_views(s, case)
+
+
+async def ratings_section(s, case):
+    return await satisfaction.case_views(s, case)
 
 
 async def check_agreements(ctx: archive.CheckContext) -> archive.CheckOutcome:
@@ -113,5 +118,6 @@ def register() -> None:
     archive.register_record_section("submissions", submissions_section, [])
     archive.register_record_section("obligations", obligations_section, [])
     archive.register_record_section("followups", followups_section, [])
+    archive.register_record_section("ratings", ratings_section, [])
     archive.register_checker("agreements", check_agreements)
     archive.register_export_files("outcome", export_files)
