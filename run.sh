@@ -89,7 +89,7 @@ case "${1:-}" in
     "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
     log "running the test suite"
     set +e
-    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    "$PY" -m pytest -q -p no:cacheprovider --durations=30 "$@"
     rc=$?
     set -e
     # pytest's 5 means "no tests collected": that is a failure here, not a pass.
