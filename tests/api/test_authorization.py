@@ -120,6 +120,8 @@ MATRIX = [
     ("POST", "/party/obligations/{obligation_id}/report", {"performed": True}, set()),
     ("GET", "/party/rating", None, set()),
     ("POST", "/party/rating", {"level": 5}, set()),
+    ("POST", "/party/enforcement", {}, set()),
+    ("POST", "/court/callback/ruling?submission=" + "0" * 32, None, set()),  # HMAC-signed by the court
 ]
 
 

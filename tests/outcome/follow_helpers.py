@@ -1,6 +1,10 @@
-"""Building blocks for the tests after the agreement: more cases in the same world, ending a session,
-the outbox's notifications, the audit trail."""
+"""Building blocks for the tests after the agreement: more cases in the same world, the court's signed
+answers, the outbox's notifications, the audit trail."""
 from __future__ import annotations
+
+import hashlib
+import hmac
+import json
 
 from sqlalchemy import select
 
@@ -8,6 +12,9 @@ from server.core.models import AuditEntry, OutboxJob
 from tests.api.helpers import file_case
 
 from .helpers import Ctx, DRAFT, draft_and_finalise, issue_respondent_link, sign_all
+
+CALLBACK_SECRET = "court-secret-for-tests"
+
 
 async def another_case_in_mediation(c: Ctx, **over) -> Ctx:
     """A further case of the same world (institution, staff), assigned to the same mediator, in mediation."""
@@ -43,6 +50,15 @@ async def end_session(c: Ctx) -> None:
     assert r.status == 200, await r.text()
 
 
+async def callback(client, payload: dict, secret: str = CALLBACK_SECRET):
+    """The court's answer, signed as the court signs it."""
+    client.app["outcome"].cfg.callback_secret = secret
+    body = json.dumps(payload).encode()
+    sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return await client.post("/api/v1/court/callback", data=body,
+                             headers={"Content-Type": "application/json", "X-Court-Signature": sig})
+
+
 async def jobs(db, event: str, medium: str | None = "sms") -> list[OutboxJob]:
     async with db.read() as s:
         return [j for j in (await s.execute(select(OutboxJob).order_by(OutboxJob.id))).scalars()
@@ -55,5 +71,5 @@ async def actions(db, case_id) -> list[str]:
                                                    .order_by(AuditEntry.seq))).scalars()]
 
 
-__all__ = ["another_case_in_mediation", "another_effective_case", "end_session", "jobs", "actions",
+__all__ = ["another_case_in_mediation", "another_effective_case", "end_session", "callback", "jobs", "actions",
            "DRAFT"]

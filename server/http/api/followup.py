@@ -1,22 +1,25 @@
 """After the agreement (docs/procedure.md, "After the agreement"): obligations and the parties' reports,
-follow-up and review tasks, satisfaction ratings.
+follow-up and review tasks, satisfaction ratings, the enforcement application.
 
 Parties authenticate as for the agreement (server/http/api/outcome.py): `X-Party-Token`, or the
 applicant's `X-Case-Number` + `X-Access-Code`. The rules are in server/services/outcome/
-(performance.py, followup.py, satisfaction.py); these handlers parse and call them.
+(performance.py, followup.py, satisfaction.py, enforcement.py); these handlers parse and call them.
 Imported by server/http/api/routes.py, which lists every route module.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
-from server.core.errors import ValidationFailed
+from server.core.errors import AppError, ValidationFailed
 from server.core.policy import require_staff
-from server.core.schemas import parse
+from server.core.schemas import check_text, parse
 from server.http.api.base import actor, api, db
-from server.http.api.outcome import PARTY, party_from_headers
+from server.http.api.openapi import BINARY
+from server.http.api.outcome import PARTY, party_from_headers, runtime
 from server.http.util import json_body, path_int, respond
 from server.services import cases as case_svc
+from server.services.outcome import court as court_svc
+from server.services.outcome import enforcement
 from server.services.outcome import followup, performance, satisfaction
 
 
@@ -132,3 +135,45 @@ async def party_rate(request: web.Request) -> web.Response:
         r = await satisfaction.rate(s, who, data)
         out = satisfaction.view(r, {who.party_id: who.name})
     return respond({"rating": out}, 201)
+
+
+@api.route("POST", "/party/enforcement", summary="One click when an obligation of a confirmed agreement was not "
+           "performed: apply for enforcement (申请强制执行) at the court that confirmed it; the package (application, "
+           "agreement, confirmation ruling or answer, non-performance report) goes through the court outbox",
+           who=PARTY, body=enforcement.EnforcementIn, status=201, tag="court")
+async def party_enforcement(request: web.Request) -> web.Response:
+    data = parse(enforcement.EnforcementIn, await json_body(request))
+    rt = runtime(request)
+    async with db(request).session() as s:
+        case, who = await party_from_headers(request, s, touch=True)
+        sub = await enforcement.apply(s, rt.cfg, rt.sign_ctx(), who, case.id, data)
+        out = court_svc.submission_view(sub, None, case)
+    return respond({"submission": out}, 201)
+
+
+# --- the court -----------------------------------------------------------------------------------------------
+
+@api.route("POST", "/court/callback/ruling", summary="The court's ruling (裁定书, the PDF itself as the body, "
+           "application/pdf) on a judicial confirmation it has decided: stored with the case and its SHA-256 in the "
+           "audit chain; X-Court-Signature: sha256=<HMAC-SHA256 of the submission key, a line feed and the body> "
+           "(COURT_CALLBACK_SECRET); the same file again changes nothing", who="the court",
+           query={"submission": "the submission key", "judge": "the judge's name (optional)"}, tag="court",
+           consumes={"application/pdf": BINARY})
+async def court_ruling(request: web.Request) -> web.Response:
+    key = check_text(request.query.get("submission", ""), "submission")
+    judge = check_text(request.query.get("judge", ""), "judge")
+    if not 8 <= len(key) <= 64 or len(judge) > 100:
+        raise ValidationFailed("Give the submission key (and at most 100 characters of the judge's name).",
+                               fields={"submission" if not 8 <= len(key) <= 64 else "judge": "invalid"})
+    data = await request.content.read(court_svc.MAX_RULING_BYTES + 1)
+    if len(data) > court_svc.MAX_RULING_BYTES:
+        raise AppError("The ruling is too large.", code="too_large", status=413)
+    rt = runtime(request)
+    court_svc.check_ruling_signature(rt.cfg, key, data, request.headers.get("X-Court-Signature"))
+    if request.content_type != "application/pdf":
+        raise AppError("Send the ruling itself as the body (Content-Type: application/pdf).",
+                       code="unsupported_media_type", status=415)
+    async with db(request).session() as s:
+        sub = await court_svc.attach_ruling(s, rt.store, key, data, judge)
+        out = court_svc.submission_view(sub)
+    return respond({"submission": out})

@@ -7,7 +7,7 @@ staff lists and the parties' outcome page include, and their forms.
 - Staff lists (followup/list_flags.html): obligations overdue without a report, not performed,
   disputed or only claimed. Follow-up and review tasks are deadlines and show with them.
 - The parties' page (/lookup/outcome and /outcome/p/{token}; followup/party_panel.html): report
-  an obligation as performed or not, rate the service once.
+  an obligation as performed or not, rate the service once, apply for enforcement.
 
 As in server/http/pages/procedure.py, a middleware loads the parts' data for those pages into a
 context variable the `followup()` template function returns; handlers call the services in
@@ -25,11 +25,13 @@ from aiohttp import web
 from server.core.errors import AppError, NotFound, Unauthorized
 from server.core.policy import require_case_mediator, require_staff
 from server.core.schemas import parse
+from server.http.api.outcome import runtime
 from server.http.pages import common as P
 from server.http.util import has_key, read_form
 from server.services import cases as case_svc
 from server.services.outcome import agreements as agr
-from server.services.outcome import followup, performance, satisfaction
+from server.services.outcome import court as court_svc
+from server.services.outcome import enforcement, followup, performance, satisfaction
 from server.services.queries import may
 
 log = logging.getLogger("mediation.followup")
@@ -77,6 +79,10 @@ async def _party_data(request, token: str | None) -> dict:
         obligations = await performance.case_views(s, case, now, me=who.party_id)
         data["obligations"] = [o for o in obligations if o["me"]["concerned"] and o["status"] != "withdrawn"]
         data["rating"] = await satisfaction.party_view(s, case, who.party_id)
+        data["eligible"] = performance.eligible_for_enforcement(obligations, who.party_id)
+        data["confirmed"] = await enforcement.confirmed_submission(s, case.id) is not None
+        sub = await court_svc.get_submission(s, case.id, "enforcement")
+        data["enforcement"] = court_svc.submission_view(sub) if sub is not None else None
     return data
 
 
@@ -192,7 +198,7 @@ async def party_post(request: web.Request) -> web.Response:
     t = request["t"]
     what = request.match_info["what"]
     form = await _form(request)
-    anchor = {"rating": "#rating"}.get(what, "#obligations")
+    anchor = {"rating": "#rating", "enforcement": "#enforcement"}.get(what, "#obligations")
     try:
         async with P._db(request).session() as s:
             found = await page.who(request, s)
@@ -214,6 +220,10 @@ async def party_post(request: web.Request) -> web.Response:
                 data = parse(satisfaction.RatingIn, body)
                 await satisfaction.rate(s, who, data)
                 msg = t("followup.flash.rated")
+            elif what == "enforcement":
+                rt = runtime(request)
+                await enforcement.apply(s, rt.cfg, rt.sign_ctx(), who, case.id, enforcement.EnforcementIn())
+                msg = t("followup.flash.enforcement_sent")
             else:
                 raise NotFound("No such action.")
     except AppError as exc:

@@ -59,12 +59,13 @@ from server.services.cases import get_case
 
 log = logging.getLogger("mediation.court")
 
-KINDS = ("judicial_confirmation", "litigation_filing")
+KINDS = ("judicial_confirmation", "litigation_filing", "enforcement")  # enforcement: outcome/enforcement.py
 BASES = ("party_residence", "subject_matter", "institution", "inviting_court")
 BASIS_CN = {"party_residence": "当事人住所地基层人民法院", "subject_matter": "标的物所在地基层人民法院",
             "institution": "调解组织所在地基层人民法院", "inviting_court": "邀请调解的人民法院"}
 ANSWERS = {"judicial_confirmation": ("accepted", "confirmed", "rejected"),
-           "litigation_filing": ("accepted", "filed", "rejected")}
+           "litigation_filing": ("accepted", "filed", "rejected"),
+           "enforcement": ("accepted", "filed", "rejected")}  # filed: 立案执行
 REMINDER_DAYS = (7, 3, 1)
 
 DEFAULT_COURTS = [
@@ -326,7 +327,7 @@ async def _confirm(s: AsyncSession, cfg: OutcomeConfig, ctx: agr.SignContext, ca
     await audit.append(s, who.ref(), "confirmation.confirmed", case_id=case.id,
                        data={"submission_id": sub.id, "party_id": who.party_id, "name": who.name, "via": who.via})
     if all(str(p.id) in conf for p in case.parties):
-        await _queue(s, cfg, ctx, case, sub, await build_confirmation_package(s, cfg, ctx, case, ag, sub))
+        await queue(s, cfg, ctx, case, sub, await build_confirmation_package(s, cfg, ctx, case, ag, sub))
 
 
 # --- litigation filing ------------------------------------------------------------------------------------
@@ -354,13 +355,13 @@ async def request_filing(s: AsyncSession, cfg: OutcomeConfig, ctx: agr.SignConte
     await s.flush()
     await audit.append(s, who.ref(), "filing.requested", case_id=case.id, data={
         "submission_id": sub.id, "court_id": court["id"], "court": court["name"], "party_id": who.party_id})
-    await _queue(s, cfg, ctx, case, sub, await build_filing_package(s, cfg, ctx, case, sub, who))
+    await queue(s, cfg, ctx, case, sub, await build_filing_package(s, cfg, ctx, case, sub, who))
     return sub
 
 
 # --- packages ---------------------------------------------------------------------------------------------
 
-def _zip(files: dict[str, bytes]) -> bytes:
+def zip_files(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
@@ -370,15 +371,15 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _json(obj) -> bytes:
+def json_bytes(obj) -> bytes:
     return json.dumps(obj, ensure_ascii=False, indent=2, default=str).encode("utf-8")
 
 
-def _file_entry(name: str, data: bytes, kind: str) -> dict:
+def file_entry(name: str, data: bytes, kind: str) -> dict:
     return {"name": name, "kind": kind, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-async def _identity_summary(s: AsyncSession, case: Case, ag: Agreement | None) -> list[dict]:
+async def identity_summary(s: AsyncSession, case: Case, ag: Agreement | None) -> list[dict]:
     sigs = {x.party_id: x for x in await agr.signatures(s, ag.id)} if ag is not None else {}
     out = []
     for p in case.parties:
@@ -390,7 +391,7 @@ async def _identity_summary(s: AsyncSession, case: Case, ag: Agreement | None) -
     return out
 
 
-async def _signed_pdf(cfg: OutcomeConfig, ctx: agr.SignContext, doc, reason: str, location: str) -> bytes:
+async def signed_pdf(cfg: OutcomeConfig, ctx: agr.SignContext, doc, reason: str, location: str) -> bytes:
     return await pdf.sign(await pdf.render_async(doc), ctx.identity, reason=reason, location=location,
                           tsa_url=ctx.tsa_url)
 
@@ -399,7 +400,7 @@ async def build_confirmation_package(s: AsyncSession, cfg: OutcomeConfig, ctx: a
                                      ag: Agreement, sub: CourtSubmission) -> tuple[bytes, dict]:
     tz = ctx.tz
     now = dt.datetime.now(dt.timezone.utc)
-    parties = await _identity_summary(s, case, ag)
+    parties = await identity_summary(s, case, ag)
     agreement_pdf = await agr.read_pdf(ctx.store, ag)
     party_lines = [f"{agr.SIDE_CN.get(p['side'], p['side'])}：{p['name']}"
                    + (f"，身份证件号码：{p['id_number']}" if p["id_number"] else "")
@@ -428,9 +429,9 @@ async def build_confirmation_package(s: AsyncSession, cfg: OutcomeConfig, ctx: a
         test_material=ctx.identity.test_material, footer_note=f"申请编号 {sub.key}",
         keywords=[f"case:{case.number}", f"submission:{sub.key}"], subject=f"{case.number} 司法确认申请",
         author=case.institution.name)
-    application = await _signed_pdf(cfg, ctx, doc, f"司法确认申请书 {case.number}", case.institution.name)
+    application = await signed_pdf(cfg, ctx, doc, f"司法确认申请书 {case.number}", case.institution.name)
     files = {"application.pdf": application, "agreement.pdf": agreement_pdf,
-             "parties.json": _json({"case_number": case.number, "parties": parties})}
+             "parties.json": json_bytes({"case_number": case.number, "parties": parties})}
     manifest = {
         "format": "mediation-court-package/1", "kind": sub.kind, "key": sub.key, "created_at": now.isoformat(),
         "case": {"number": case.number, "category": case.category, "title": case.title,
@@ -440,18 +441,18 @@ async def build_confirmation_package(s: AsyncSession, cfg: OutcomeConfig, ctx: a
         "agreement": {"text_sha256": ag.text_sha256, "pdf_sha256": ag.pdf_sha256,
                       "effective_at": ag.effective_at.isoformat()},
         "confirmations": sub.confirmations,
-        "files": [_file_entry("application.pdf", application, "application"),
-                  _file_entry("agreement.pdf", agreement_pdf, "agreement"),
-                  _file_entry("parties.json", files["parties.json"], "identity_summary")],
+        "files": [file_entry("application.pdf", application, "application"),
+                  file_entry("agreement.pdf", agreement_pdf, "agreement"),
+                  file_entry("parties.json", files["parties.json"], "identity_summary")],
     }
-    return _zip({"manifest.json": _json(manifest), **files}), manifest
+    return zip_files({"manifest.json": json_bytes(manifest), **files}), manifest
 
 
 async def build_filing_package(s: AsyncSession, cfg: OutcomeConfig, ctx: agr.SignContext, case: Case,
                                sub: CourtSubmission, who: agr.PartyProof) -> tuple[bytes, dict]:
     tz = ctx.tz
     now = dt.datetime.now(dt.timezone.utc)
-    parties = await _identity_summary(s, case, None)
+    parties = await identity_summary(s, case, None)
     plaintiff = next(p for p in parties if p["party_id"] == who.party_id)
     defendants = [p for p in parties if p["side"] != plaintiff["side"]] or [p for p in parties if p is not plaintiff]
     entries = list((await s.execute(select(AuditEntry).where(AuditEntry.case_id == case.id)
@@ -493,23 +494,24 @@ async def build_filing_package(s: AsyncSession, cfg: OutcomeConfig, ctx: agr.Sig
         test_material=ctx.identity.test_material, footer_note=f"申请编号 {sub.key}",
         keywords=[f"case:{case.number}", f"submission:{sub.key}"], subject=f"{case.number} 诉讼立案申请",
         author=case.institution.name)
-    complaint = await _signed_pdf(cfg, ctx, doc, f"诉讼立案材料 {case.number}", case.institution.name)
-    files = {"complaint.pdf": complaint, "mediation_record.json": _json(record),
-             "parties.json": _json({"case_number": case.number, "parties": parties})}
+    complaint = await signed_pdf(cfg, ctx, doc, f"诉讼立案材料 {case.number}", case.institution.name)
+    files = {"complaint.pdf": complaint, "mediation_record.json": json_bytes(record),
+             "parties.json": json_bytes({"case_number": case.number, "parties": parties})}
     manifest = {
         "format": "mediation-court-package/1", "kind": sub.kind, "key": sub.key, "created_at": now.isoformat(),
         "case": {"number": case.number, "category": case.category, "title": case.title,
                  "institution": case.institution.name},
         "court": {"id": sub.court_id, "name": sub.court_name},
         "requested_by": {"party_id": who.party_id, "name": who.name, "side": who.side, "via": who.via},
-        "files": [_file_entry(n, d, k) for (n, d), k in zip(files.items(),
+        "files": [file_entry(n, d, k) for (n, d), k in zip(files.items(),
                                                            ("draft_complaint", "mediation_record", "parties"))],
     }
-    return _zip({"manifest.json": _json(manifest), **files}), manifest
+    return zip_files({"manifest.json": json_bytes(manifest), **files}), manifest
 
 
-async def _queue(s: AsyncSession, cfg: OutcomeConfig, ctx, case: Case, sub: CourtSubmission,
-                 built: tuple[bytes, dict]) -> None:
+async def queue(s: AsyncSession, cfg: OutcomeConfig, ctx, case: Case, sub: CourtSubmission,
+                built: tuple[bytes, dict]) -> None:
+    """Put a built package (zip bytes, manifest) into the court outbox, in the caller's transaction."""
     package, manifest = built
     now = dt.datetime.now(dt.timezone.utc)
     sub.package = package
@@ -535,6 +537,50 @@ def check_callback_signature(cfg: OutcomeConfig, body: bytes, header: str | None
     expected = "sha256=" + hmac.new(cfg.callback_secret.encode(), body, hashlib.sha256).hexdigest()
     if not header or not hmac.compare_digest(header.strip(), expected):
         raise Unauthorized("The callback signature does not match.", code="bad_signature")
+
+
+MAX_RULING_BYTES = 10 * 1024 * 1024
+
+
+def check_ruling_signature(cfg: OutcomeConfig, key: str, body: bytes, header: str | None) -> None:
+    """The ruling's signature covers the submission key and the file (`key` LF body), so a signed ruling
+    cannot be replayed onto another submission."""
+    check_callback_signature(cfg, key.encode() + b"\n" + body, header)
+
+
+async def attach_ruling(s: AsyncSession, store: FileStore, key: str, data: bytes, judge: str = "") -> CourtSubmission:
+    """The court's ruling on a judicial confirmation (裁定书, PDF), sent after its decision: stored with the
+    agreements, its SHA-256 in the submission's answer and the audit chain. The same file again is a no-op."""
+    sub = (await s.execute(select(CourtSubmission).where(CourtSubmission.key == key)
+                           .with_for_update())).scalar_one_or_none()
+    if sub is None:
+        raise NotFound("No such submission.")
+    if sub.kind != "judicial_confirmation":
+        raise ValidationFailed("A ruling answers a judicial confirmation.", fields={"submission": "not a confirmation"})
+    if sub.status not in ("confirmed", "rejected"):
+        raise Conflict("Send the decision (confirmed or rejected) first, then its ruling.", code="not_decided")
+    if not data.startswith(b"%PDF-"):
+        raise ValidationFailed("The ruling must be a PDF file.", fields={"file": "not a PDF"})
+    digest = hashlib.sha256(data).hexdigest()
+    known = (sub.answer or {}).get("ruling")
+    if known:
+        if known.get("sha256") == digest:
+            return sub  # the court sent it again (a retry): nothing changes
+        raise Conflict("A different ruling is already attached to this submission.", code="already_attached",
+                       fields={"sha256": known.get("sha256")})
+    stored, digest = await store.put(data, ".pdf")
+    now = dt.datetime.now(dt.timezone.utc)
+    sub.answer = {**(sub.answer or {}), "ruling": {"key": stored, "sha256": digest, "size": len(data),
+                                                   "judge": judge, "at": now.isoformat()}}
+    try:
+        await audit.append(s, audit.ActorRef("court", sub.court_id, sub.court_name), "court.ruling",
+                           case_id=sub.case_id, data={"submission_id": sub.id, "decision": sub.status,
+                                                      "sha256": digest, "size": len(data), "judge": judge,
+                                                      "reference": sub.court_reference})
+    except BaseException:
+        await store.delete(stored)
+        raise
+    return sub
 
 
 async def record_answer(s: AsyncSession, data: CallbackIn) -> CourtSubmission:

@@ -299,6 +299,13 @@ async def correct(s: AsyncSession, actor: Actor, case_id: int, obligation_id: in
     return ob
 
 
+def eligible_for_enforcement(views: list[dict], party_id: int) -> list[dict]:
+    """Obligations another party owes this party that this party reported as not performed."""
+    return [v for v in views if v["status"] in ("not_performed", "disputed") and v["obligor_party_id"] != party_id
+            and v["latest"].get(str(party_id)) is False
+            and any(c["party_id"] == party_id for c in v["concerned"])]
+
+
 # --- reminders, report requests, flags ---------------------------------------------------------------------
 
 def _short(text: str, n: int = 60) -> str:

@@ -10,7 +10,7 @@ import hashlib
 
 from sqlalchemy import select
 
-from server.core.models import Agreement, AuditEntry, Case
+from server.core.models import Agreement, AuditEntry, Case, CourtSubmission
 from server.infra import pdf
 from server.infra.certs import load_identity
 from server.services.archive import records as archive
@@ -99,6 +99,45 @@ async def check_agreements(ctx: archive.CheckContext) -> archive.CheckOutcome:
                                                 None, None, ag.case_id))
     return out
 
+async def check_rulings(ctx: archive.CheckContext) -> archive.CheckOutcome:
+    """Each court ruling received (裁定书): the stored file against the SHA-256 recorded with the submission and
+    the one the audit chain logged when it arrived."""
+    out = archive.CheckOutcome("court_rulings")
+    q = select(CourtSubmission).where(CourtSubmission.kind == "judicial_confirmation")
+    if ctx.case is not None:
+        q = q.where(CourtSubmission.case_id == ctx.case.id)
+    cfg = court_svc.OutcomeConfig.from_env(ctx.settings) if ctx.settings is not None else None
+    for sub in (await ctx.s.execute(q)).scalars():
+        ruling = (sub.answer or {}).get("ruling")
+        if not ruling:
+            continue
+        number = (await ctx.s.get(Case, sub.case_id)).number
+        item = f"court ruling of {number}"
+        ctx.say(item)
+        out.checked += 1
+        logged = [e.data.get("sha256") for e in (await ctx.s.execute(select(AuditEntry).where(
+            AuditEntry.case_id == sub.case_id, AuditEntry.action == "court.ruling"))).scalars()]
+        if ruling.get("sha256") not in logged:
+            out.problems.append(archive.Problem("court_rulings", item, "not_in_audit", "the ruling's hash is not "
+                                                "the one logged when it arrived", ", ".join(map(str, logged)),
+                                                ruling.get("sha256"), sub.case_id))
+        if cfg is None:
+            out.note = "stored files not checked (no settings)"
+            continue
+        try:
+            data = await asyncio.to_thread((cfg.agreements_dir / ruling["key"]).read_bytes)
+        except (OSError, TypeError, KeyError):
+            out.problems.append(archive.Problem("court_rulings", item, "missing", "the ruling's file is missing",
+                                                ruling.get("sha256"), None, sub.case_id))
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != ruling.get("sha256"):
+            out.problems.append(archive.Problem("court_rulings", item, "hash_mismatch", "the stored ruling does not "
+                                                "match its SHA-256 (file altered)", ruling.get("sha256"), actual,
+                                                sub.case_id))
+    return out
+
+
 async def export_files(s, case, settings_):
     files = []
     ag = await agr.get_for_case(s, case.id)
@@ -110,6 +149,11 @@ async def export_files(s, case, settings_):
         if x.package:
             files.append(archive.ExportFile(f"outcome/{x.kind}-{x.key}.zip", "court_package", data=x.package,
                                             recorded_sha256=x.package_sha256))
+        ruling = (x.answer or {}).get("ruling")
+        if ruling and settings_ is not None:
+            cfg = court_svc.OutcomeConfig.from_env(settings_)
+            files.append(archive.ExportFile(f"outcome/{x.kind}-{x.key}-ruling.pdf", "court_ruling",
+                                            path=cfg.agreements_dir / ruling["key"], recorded_sha256=ruling["sha256"]))
     return files
 
 
@@ -120,4 +164,5 @@ def register() -> None:
     archive.register_record_section("followups", followups_section, [])
     archive.register_record_section("ratings", ratings_section, [])
     archive.register_checker("agreements", check_agreements)
+    archive.register_checker("court_rulings", check_rulings)
     archive.register_export_files("outcome", export_files)
