@@ -87,12 +87,29 @@ case "${1:-}" in
     shift
     log "checking the dependency rules (import-linter contracts in pyproject.toml)"
     "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
-    log "running the test suite"
     set +e
-    "$PY" -m pytest -q -p no:cacheprovider --durations=30 "$@"
-    rc=$?
+    if [ $# -gt 0 ]; then
+      log "running tests: $*"
+      "$PY" -m pytest -q -p no:cacheprovider --durations=30 "$@"
+      rc=$?
+    else
+      # Two parts. The in-process suites (HTTP, pages, database, PDF, fuzzing) are CPU-bound and
+      # independent: two workers, each with its own PostgreSQL database and SQLite template
+      # (tests/conftest.py). The media suites (aiortc peers, browsers, the network lab, Redis
+      # clusters) measure timing and run alone, one test at a time. Every directory not named as
+      # in-process runs in the second part, so a new one is never left out.
+      inproc=(tests/api tests/archive tests/outcome tests/procedure tests/ops tests/fuzz)
+      ignore=(); for d in "${inproc[@]}"; do ignore+=("--ignore=$d"); done
+      log "running the test suite, part 1 of 2: in-process suites on two workers"
+      "$PY" -m pytest -q -p no:cacheprovider --durations=20 -n 2 "${inproc[@]}"
+      rc1=$?
+      log "running the test suite, part 2 of 2: media, browsers and the network lab, one at a time"
+      "$PY" -m pytest -q -p no:cacheprovider --durations=30 tests "${ignore[@]}"
+      rc2=$?
+      # pytest's 5 means "no tests collected": that is a failure here, not a pass.
+      rc=$(( rc1 != 0 ? rc1 : rc2 ))
+    fi
     set -e
-    # pytest's 5 means "no tests collected": that is a failure here, not a pass.
     exit $rc
     ;;
   *)
