@@ -23,9 +23,14 @@ hsettings.register_profile("bench", max_examples=int(os.environ.get("FUZZ_EXAMPL
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 
 
-def fuzz_settings():
-    """The active profile's settings (applied to each operation's or event's own @given)."""
-    return hsettings.get_profile(PROFILE)
+def fuzz_settings(ci_examples: int | None = None):
+    """The active profile's settings (applied to each operation's or event's own @given).
+    `ci_examples` lowers the count of the `ci` profile for a suite whose examples cost more
+    (unless FUZZ_EXAMPLES says otherwise); bench/fuzz.py's long run is not lowered."""
+    base = hsettings.get_profile(PROFILE)
+    if PROFILE == "ci" and ci_examples is not None and "FUZZ_EXAMPLES" not in os.environ:
+        return hsettings(base, max_examples=ci_examples)
+    return base
 
 
 @pytest.fixture
