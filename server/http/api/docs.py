@@ -33,7 +33,18 @@ FUZZED = """- Input in CI: every operation of the served OpenAPI document is fuz
   mediator or anonymously. No answer may be a 5xx or `internal_error`, every refusal has the
   shape above and changes no database row, and `mediation audit verify` passes afterwards. The
   `ci` hypothesis profile is derandomized with 8 examples per operation; `bench/fuzz.py` runs
-  the same suite longer and counts the inputs per route (docs/benchmarks.md).
+  the same suites longer and counts the inputs per route and event (docs/benchmarks.md).
+  - Every socket.io event (tests/fuzz/test_event_properties.py, the hub's own event table, so a
+    new event is covered without a line there): the mediator, an admitted party and a connection
+    that never joined send payloads built from the event's model with the same hostile values,
+    or no object at all; every ack is `{ok: true, ...}` or the error shape of docs/protocol.md,
+    and a refused event changes neither the room (who is where, mutes, caucuses, recording,
+    second devices) nor the database. 4 examples per event in CI.
+  - schemathesis (tests/fuzz/test_schemathesis.py) against `mediation serve --demo`, as a real
+    process: every operation the document lists, positive and negative examples, with the demo
+    admin's token and anonymously; no server error, and status codes, media types, headers and
+    bodies as documented. The token never logs itself out or edits users, and logins never name
+    a demo account, so the run cannot lock itself out.
 """
 
 INTRO = """# HTTP API (`/api/v1`)
