@@ -133,3 +133,13 @@ def _fresh_throttle():
     guard.reset()
     yield
     guard.reset()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """`mediation serve --demo` shared by the browser tests of every directory (tests/browser,
+    outcome, archive). Defined here, once: a session fixture imported into a test module is a
+    copy of its own there, and each copy would keep a server running to the end of the run."""
+    from tests.browser.conftest import running_server
+    with running_server(tmp_path_factory.mktemp("portal-server")) as srv:
+        yield srv

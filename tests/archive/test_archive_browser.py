@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser, new_page, server  # noqa: F401
+from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser, new_page  # noqa: F401
 from tests.browser.test_portal import login, no_horizontal_scroll
 
 pytestmark = pytest.mark.browser

@@ -107,10 +107,9 @@ def running_server(data_dir: Path, *, identity_check: str = "off", drop_env: tup
         proc.stop(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("portal-server")) as srv:
-        yield srv
+# The demo server the browser tests share (`server`) is defined in tests/conftest.py: a module that
+# imported it from here got a session-scoped copy of its own, and each copy kept a server running
+# until the end of the run.
 
 
 # Module scope, not session: sync Playwright keeps an event loop running in this thread, and

@@ -10,7 +10,7 @@ import json
 import urllib.error
 import urllib.request
 
-from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser, server  # noqa: F401
+from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser  # noqa: F401
 from tests.browser.room_helpers import login, open_room, wait_js
 from tests.browser.test_portal import login as staff_login
 from tests.browser.test_room import no_horizontal_scroll, room_browser, room_page  # noqa: F401

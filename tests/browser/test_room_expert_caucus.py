@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser, server  # noqa: F401
+from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser  # noqa: F401
 from tests.browser.room_helpers import open_room, wait_decoding, wait_js
 from tests.browser.test_room import enter, my_id, room_browser, room_page, tile, wait_screen  # noqa: F401
 

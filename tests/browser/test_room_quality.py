@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser, server  # noqa: F401
+from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser  # noqa: F401
 from tests.browser.room_helpers import open_room, wait_decoding, wait_js
 from tests.browser.test_room import (admit_party, my_id, no_horizontal_scroll, room_browser,  # noqa: F401
                                      room_page, tile)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import DEMO_PASSWORD, PHONE, artifacts, browser, new_page, server  # noqa: F401
+from tests.browser.conftest import DEMO_PASSWORD, PHONE, artifacts, browser, new_page  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
