@@ -1,5 +1,6 @@
-"""Server CPU per forwarded frame: rooms/ (forward encoded frames) vs. aiortc's stock
-MediaRelay path (decode once, re-encode per viewer).
+"""Server CPU per forwarded packet and added latency: rooms/ forwarding each RTP packet (the
+packet path, the default), rooms/ forwarding encoded frames (the frame path, FORWARDING=frames)
+and aiortc's stock MediaRelay path (decode once, re-encode per viewer).
 
 The server runs in a child process (its CPU time is what we measure); the publisher
 and viewers run in this process as real aiortc peers on loopback. The publisher
@@ -8,6 +9,11 @@ rooms' receiver hook (no client decoding), so the clients stay cheap and out of 
 way on small machines.
 
     python bench/forwarding.py [--viewers 1,2,4] [--seconds 8] [--size 320x240]
+                               [--modes packets,frames,relay] [--repeats 1]
+
+Latency: the publisher's packets are timed as they leave its transport and again as each
+viewer's transport hands them over (same process, same clock), matched by their payload's last
+bytes (identical on every path that does not re-encode); "added latency" is the difference.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import multiprocessing
 import os
 import sys
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,10 +44,11 @@ async def _server_main(mode: str, conn) -> None:  # type: ignore[no-untyped-def]
     loop.add_reader(conn.fileno(), lambda: inbox.put_nowait(conn.recv()))
     send = conn.send
 
-    if mode == "sfu":
+    if mode in ("packets", "frames"):
         from rooms import Room
 
-        room = Room("bench", on_subscribe_offer=lambda pid, msg: send({"op": "offer", "pid": pid, "sdp": msg["sdp"]}))
+        room = Room("bench", forwarding=mode,
+                    on_subscribe_offer=lambda pid, msg: send({"op": "offer", "pid": pid, "sdp": msg["sdp"]}))
 
         async def join(pid: str, role: str) -> None:
             room.join(pid, pid, "mediator" if role == "publisher" else "party", area="main")
@@ -101,7 +109,15 @@ async def _server_main(mode: str, conn) -> None:  # type: ignore[no-untyped-def]
 
 
 def _run_server(mode: str, conn) -> None:  # type: ignore[no-untyped-def]
-    asyncio.run(_server_main(mode, conn))
+    profile = os.environ.get("BENCH_PROFILE")  # a file: the server's cProfile statistics go there
+    if not profile:
+        asyncio.run(_server_main(mode, conn))
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.runcall(asyncio.run, _server_main(mode, conn))
+    profiler.dump_stats(f"{profile}.{mode}")
 
 
 # ----------------------------------------------------------------------------- client side
@@ -148,20 +164,73 @@ def _encode_opus(count: int = 50) -> list[bytes]:
     return out
 
 
-async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int], media: dict) -> dict:
+class _ChildServer:
+    """A rooms/ or MediaRelay server in a child process (its CPU time is what is measured)."""
+
+    def __init__(self, mode: str, on_offer) -> None:  # type: ignore[no-untyped-def]
+        self.mode = mode
+        self.on_offer = on_offer
+        self.replies: dict[str, asyncio.Queue] = {}
+
+    def _q(self, key: str) -> asyncio.Queue:
+        return self.replies.setdefault(key, asyncio.Queue())
+
+    async def start(self) -> None:
+        self.conn, child = multiprocessing.Pipe()
+        self.proc = multiprocessing.get_context("spawn").Process(target=_run_server, args=(self.mode, child), daemon=True)
+        self.proc.start()
+        asyncio.get_running_loop().add_reader(self.conn.fileno(), self._on_message)
+
+    def _on_message(self) -> None:
+        msg = self.conn.recv()
+        if msg["op"] == "offer":
+            asyncio.ensure_future(self.on_offer(msg["pid"], msg["sdp"]))
+        else:
+            self._q(msg["op"]).put_nowait(msg)
+
+    async def join(self, pid: str, role: str) -> None:
+        self.conn.send({"op": "join", "pid": pid, "role": role})
+
+    async def publish(self, pid: str, sdp: str) -> str:
+        self.conn.send({"op": "publish", "pid": pid, "sdp": sdp})
+        return (await self._q("answer").get())["sdp"]
+
+    async def answer(self, pid: str, sdp: str) -> None:
+        self.conn.send({"op": "answer", "pid": pid, "sdp": sdp})
+
+    async def cpu(self) -> float:
+        self.conn.send({"op": "cpu"})
+        return (await self._q("cpu").get())["cpu"]
+
+    async def close(self) -> None:
+        self.conn.send({"op": "quit"})
+        await self._q("bye").get()
+        asyncio.get_running_loop().remove_reader(self.conn.fileno())
+        self.proc.join(5)
+
+
+async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int], media: dict,
+                   loopback: bool = False) -> dict:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "rooms"))
     from tests.rooms.clients import EncodedTrack  # the tests' paced replay track
 
-    parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_run_server, args=(mode, child), daemon=True)
-    proc.start()
-    loop = asyncio.get_running_loop()
-    replies: dict[str, asyncio.Queue] = {}
     viewer_pcs: dict[str, RTCPeerConnection] = {}
     taps: list = []
+    sent_at: dict[bytes, float] = {}  # the last bytes of a payload -> when the publisher sent it
+    latencies: list[float] = []
+    measuring = [False]
 
-    def q(key: str) -> asyncio.Queue:
-        return replies.setdefault(key, asyncio.Queue())
+    def time_received(receiver) -> None:  # type: ignore[no-untyped-def]
+        original = receiver._handle_rtp_packet
+
+        async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+            if measuring[0] and len(packet.payload) > 20:
+                at = sent_at.get(packet.payload[-16:])
+                if at is not None:
+                    latencies.append(time.monotonic() - at)
+            await original(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle
 
     async def on_offer(pid: str, sdp: str) -> None:
         pc = viewer_pcs[pid]
@@ -171,17 +240,17 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
         for t in pc.getTransceivers():
             if hooks.receiver_tap(t.receiver) is None:
                 taps.append(hooks.install_receiver_tap(t.receiver, t.kind))  # count, don't decode
+                time_received(t.receiver)
         await pc.setLocalDescription(await pc.createAnswer())
-        parent.send({"op": "answer", "pid": pid, "sdp": pc.localDescription.sdp})
+        await server.answer(pid, pc.localDescription.sdp)
 
-    def on_message() -> None:
-        msg = parent.recv()
-        if msg["op"] == "offer":
-            asyncio.ensure_future(on_offer(msg["pid"], msg["sdp"]))
-        else:
-            q(msg["op"]).put_nowait(msg)
+    if mode == "janus":
+        from bench.janus import JanusServer
 
-    loop.add_reader(parent.fileno(), on_message)
+        server = JanusServer(on_offer, loopback=loopback)
+    else:
+        server = _ChildServer(mode, on_offer)
+    await server.start()
 
     # publisher
     pub = RTCPeerConnection(make_configuration([]))
@@ -196,22 +265,28 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
         await original(packet)
 
     vt.sender._handle_rtcp_packet = handle
-    parent.send({"op": "join", "pid": "pub", "role": "publisher"})
+    dtls = vt.sender.transport
+    send_rtp = dtls._send_rtp
+
+    async def timed_send(data: bytes) -> None:
+        if len(data) > 40 and not (192 <= data[1] <= 208):  # RTP, not RTCP
+            sent_at[data[-16:]] = time.monotonic()
+        await send_rtp(data)
+
+    dtls._send_rtp = timed_send
+    await server.join("pub", "publisher")
     await pub.setLocalDescription(await pub.createOffer())
-    parent.send({"op": "publish", "pid": "pub", "sdp": pub.localDescription.sdp})
-    answer = await q("answer").get()
-    await pub.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    answer = await server.publish("pub", pub.localDescription.sdp)
+    await pub.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    await asyncio.sleep(0.5)  # the publisher is connected before anyone subscribes (Janus wants its feed)
 
     for i in range(viewers):
         pid = f"v{i}"
         viewer_pcs[pid] = RTCPeerConnection(make_configuration([]))
-        parent.send({"op": "join", "pid": pid, "role": "viewer"})
+        await server.join(pid, "viewer")
 
     await asyncio.sleep(3.0)  # connect, first keyframes, encoder warm-up (relay mode)
-
-    async def cpu() -> float:
-        parent.send({"op": "cpu"})
-        return (await q("cpu").get())["cpu"]
+    cpu = server.cpu
 
     def counts() -> tuple[int, int, int]:
         video_frames = sum(t.frames for t in taps if t.kind == "video")
@@ -219,15 +294,16 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
         packets = sum(t.packets for t in taps)
         return frames, video_frames, packets
 
+    measuring[0] = True
+    per_viewer0 = [t.frames for t in taps if t.kind == "video"]
     cpu0, c0, t0 = await cpu(), counts(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu1, c1, t1 = await cpu(), counts(), time.monotonic()
+    measuring[0] = False
+    per_viewer = [(b - a) / (t1 - t0) for a, b in zip(per_viewer0, [t.frames for t in taps if t.kind == "video"])]
     for pc in viewer_pcs.values():
         await pc.close()
-    parent.send({"op": "quit"})
-    await q("bye").get()
-    loop.remove_reader(parent.fileno())
-    proc.join(5)
+    await server.close()
     await pub.close()
 
     used = cpu1 - cpu0
@@ -239,8 +315,35 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
         "frames_per_s": frames / (t1 - t0),
         "us_per_frame": 1e6 * used / frames if frames else float("nan"),
         "us_per_packet": 1e6 * used / packets if packets else float("nan"),
+        "packets_per_s": packets / (t1 - t0),
         "video_fps_per_viewer": video_frames / (t1 - t0) / viewers,
+        "min_fps": min(per_viewer, default=0.0),
+        "latency_p50_ms": _percentile(latencies, 0.50),
+        "latency_p95_ms": _percentile(latencies, 0.95),
+        "latency_samples": len(latencies),
     }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+NAMES = {
+    "packets": "rooms/ packet path (default)",
+    "frames": "rooms/ frame path (FORWARDING=frames)",
+    "relay": "MediaRelay (decode + re-encode)",
+    "janus": "Janus 1.1.2 VideoRoom (C)",
+}
+MIN_FPS = 28.5  # a run where any viewer got less is measured again, not averaged in
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def main() -> None:
@@ -248,37 +351,85 @@ def main() -> None:
     parser.add_argument("--viewers", default="1,2,4")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--size", default="320x240")
-    parser.add_argument("--modes", default="sfu,relay")
+    parser.add_argument("--modes", default="packets,frames,relay")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per cell, alternated between the paths")
+    parser.add_argument("--retries", type=int, default=2, help="new runs for one under %.1f fps" % MIN_FPS)
+    parser.add_argument("--janus-loopback", action="store_true",
+                        help="Janus on lo only (LD_PRELOAD shim; for a machine without another interface)")
     args = parser.parse_args()
+    if "janus" in args.modes.split(","):
+        from bench.janus import ensure_janus
+
+        if not ensure_janus():
+            raise SystemExit("janus is not installed (apt-get install janus, as root)")
     width, height = (int(x) for x in args.size.split("x"))
     media = {"vp8": _encode_vp8(width, height), "opus": _encode_opus()}
+    modes = args.modes.split(",")
+    counts = [int(v) for v in args.viewers.split(",")]
+    runs: dict[tuple[str, int], list[dict]] = {}
+    slow: dict[tuple[str, int], int] = {}
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    for viewers in counts:
+        for repeat in range(args.repeats):
+            # Alternate the paths run by run (and start with another one each repeat).
+            for mode in modes[repeat % len(modes):] + modes[:repeat % len(modes)]:
+                for attempt in range(1 + args.retries):
+                    r = asyncio.run(_measure(mode, viewers, args.seconds, (width, height), media, args.janus_loopback))
+                    print(
+                        f"{mode:>7} viewers={viewers:<2} run {repeat + 1} server CPU {r['cpu_percent']:6.1f}% "
+                        f"{r['packets_per_s']:7.0f} packets/s  {r['us_per_packet']:6.1f} us/packet  "
+                        f"video {r['video_fps_per_viewer']:4.1f} fps/viewer (min {r['min_fps']:4.1f})  "
+                        f"latency p50 {r['latency_p50_ms']:.2f} p95 {r['latency_p95_ms']:.2f} ms "
+                        f"({r['latency_samples']})  load {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+                    if r["min_fps"] >= MIN_FPS or mode == "relay":
+                        break
+                    slow[(mode, viewers)] = slow.get((mode, viewers), 0) + 1
+                    if attempt == args.retries:
+                        r["slow"] = True
+                runs.setdefault((mode, viewers), []).append(r)
+    print(f"load average after: {os.getloadavg()}", flush=True)
     rows = []
-    for mode in args.modes.split(","):
-        for viewers in (int(v) for v in args.viewers.split(",")):
-            rows.append(asyncio.run(_measure(mode, viewers, args.seconds, (width, height), media)))
-            r = rows[-1]
-            print(
-                f"{r['mode']:>5} viewers={r['viewers']:<2} server CPU {r['cpu_percent']:6.1f}% "
-                f"{r['frames_per_s']:7.1f} frames/s forwarded  {r['us_per_frame']:7.1f} us/frame  "
-                f"{r['us_per_packet']:6.1f} us/packet  video {r['video_fps_per_viewer']:4.1f} fps/viewer",
-                flush=True,
-            )
-    # Marginal cost: extra server CPU per extra forwarded frame between consecutive
-    # viewer counts of one path (removes the fixed cost of receiving the publisher).
+    for mode in modes:
+        for viewers in counts:
+            cell = runs[(mode, viewers)]
+            keys = ("cpu_percent", "packets_per_s", "frames_per_s", "us_per_packet", "video_fps_per_viewer",
+                    "min_fps", "latency_p50_ms", "latency_p95_ms")
+            row = {k: _median([r[k] for r in cell]) for k in keys}
+            row.update(mode=mode, viewers=viewers, runs=len(cell), slow=slow.get((mode, viewers), 0))
+            rows.append(row)
+    # Marginal cost: extra server CPU per extra forwarded packet between consecutive viewer
+    # counts of one path (removes the fixed cost of receiving the publisher).
     for prev, r in zip(rows, rows[1:]):
-        if prev["mode"] == r["mode"] and r["frames_per_s"] > prev["frames_per_s"]:
-            r["marginal"] = 1e4 * (r["cpu_percent"] - prev["cpu_percent"]) / (r["frames_per_s"] - prev["frames_per_s"])
+        if prev["mode"] == r["mode"] and r["packets_per_s"] > prev["packets_per_s"]:
+            r["marginal"] = 1e4 * (r["cpu_percent"] - prev["cpu_percent"]) / (r["packets_per_s"] - prev["packets_per_s"])
+    frames = {r["viewers"]: r for r in rows if r["mode"] == "frames"}
+    janus = {r["viewers"]: r for r in rows if r["mode"] == "janus"}
+
+    def ratio(r: dict, base: Optional[dict]) -> str:
+        if base is None or base is r:
+            return "–"
+        text = f"{r['us_per_packet'] / base['us_per_packet']:.2f}"
+        if "marginal" in r and "marginal" in base and base["marginal"] > 0:
+            text += f" / {r['marginal'] / base['marginal']:.2f}"
+        return text
+
     print()
-    print("| path | viewers | server CPU (% of a core) | frames/s out | µs CPU / forwarded frame (all-in) "
-          "| µs CPU / forwarded packet (all-in) | marginal µs / extra forwarded frame | video fps per viewer |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| path | viewers | server CPU (% of a core) | packets/s out | µs CPU / forwarded packet (all-in) "
+          "| marginal µs / extra forwarded packet | × frame path (all-in / marginal) | × Janus (all-in / marginal) "
+          "| video fps per viewer (lowest) | added latency p50 / p95 (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        name = "rooms/ (forward encoded)" if r["mode"] == "sfu" else "MediaRelay (decode + re-encode)"
         marginal = f"{r['marginal']:.0f}" if "marginal" in r else "–"
+        latency = "–" if r["latency_p95_ms"] != r["latency_p95_ms"] else f"{r['latency_p50_ms']:.1f} / {r['latency_p95_ms']:.1f}"
         print(
-            f"| {name} | {r['viewers']} | {r['cpu_percent']:.1f} | {r['frames_per_s']:.0f} | "
-            f"{r['us_per_frame']:.0f} | {r['us_per_packet']:.0f} | {marginal} | {r['video_fps_per_viewer']:.1f} |"
+            f"| {NAMES.get(r['mode'], r['mode'])} | {r['viewers']} | {r['cpu_percent']:.1f} | {r['packets_per_s']:.0f} | "
+            f"{r['us_per_packet']:.0f} | {marginal} | {ratio(r, frames.get(r['viewers']))} | "
+            f"{ratio(r, janus.get(r['viewers']))} | {r['video_fps_per_viewer']:.1f} ({r['min_fps']:.1f}) | {latency} |"
         )
+    if slow:
+        print("\nruns measured again (a viewer under %.1f fps): %s" % (MIN_FPS, slow))
 
 
 if __name__ == "__main__":
