@@ -316,7 +316,7 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
         "us_per_frame": 1e6 * used / frames if frames else float("nan"),
         "us_per_packet": 1e6 * used / packets if packets else float("nan"),
         "packets_per_s": packets / (t1 - t0),
-        "video_fps_per_viewer": video_frames / (t1 - t0) / viewers,
+        "video_fps_per_viewer": video_frames / (t1 - t0) / viewers if viewers else 0.0,
         "min_fps": min(per_viewer, default=0.0),
         "latency_p50_ms": _percentile(latencies, 0.50),
         "latency_p95_ms": _percentile(latencies, 0.95),
@@ -383,7 +383,7 @@ def main() -> None:
                         f"({r['latency_samples']})  load {os.getloadavg()[0]:.2f}",
                         flush=True,
                     )
-                    if r["min_fps"] >= MIN_FPS or mode == "relay":
+                    if r["min_fps"] >= MIN_FPS or mode == "relay" or not viewers:
                         break
                     slow[(mode, viewers)] = slow.get((mode, viewers), 0) + 1
                     if attempt == args.retries:
