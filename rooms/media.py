@@ -224,8 +224,9 @@ class Producer:
         tap.on_frame = self._on_frame
         tap.on_loss = self._on_loss
         self._sort_consumers()
-        if self.kind == "video":
-            for consumer in self.consumers.values():
+        for consumer in self.consumers.values():
+            consumer.resync = True  # the new source numbers anew: each leg maps it on from its last packet
+            if self.kind == "video":
                 consumer.waiting_keyframe = True
 
     def _rebase_onto(self, frame: EncodedFrame) -> None:

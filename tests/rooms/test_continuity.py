@@ -200,3 +200,27 @@ async def test_nacks_are_answered_from_the_legs_buffer_and_sender_reports_follow
     await wait_for(lambda: ssrc in transceiver.receiver._RTCRtpReceiver__lsr, timeout=4, what="a sender report")
     await wait_for(lambda: hooks.sender_rtt(leg.sender) is not None, timeout=6, what="the round trip")
     assert -0.05 < hooks.sender_rtt(leg.sender) < 0.2  # aiortc's estimate can dip below 0 on loopback
+
+
+async def test_a_renewed_publisher_continues_the_viewers_streams(harness, media):
+    """Room.renew (docs/protocol.md, "Coming back"): the new connection's source has its own
+    SSRC, sequence numbers and timestamps; the viewer's legs carry on without a seam."""
+    from .clients import Client
+
+    room = harness.room
+    m = await harness.join("mediator", "mediator")
+    a = await harness.join("alice")
+    await wait_for(lambda: m.decoded["video"]["alice"] >= 5, what="the mediator sees alice")
+    seen = watch_rtp(m)
+    video_mid, audio_mid = mid_of(m, "alice", "video"), mid_of(m, "alice", "audio")
+    await asyncio.sleep(0.3)
+    await a.close()
+    back = Client(room, "alice", media)
+    harness.clients["alice"] = back
+    await room.renew("alice")
+    await asyncio.sleep(0.3)
+    await back.publish()
+    decoded = m.decoded["video"]["alice"]
+    await wait_for(lambda: m.decoded["video"]["alice"] > decoded + 10, timeout=10, what="alice's video again")
+    assert assert_continuous(seen[video_mid], 90000, "alice's video at the mediator") >= 1
+    assert assert_continuous(seen[audio_mid], 48000, "alice's audio at the mediator") >= 1
