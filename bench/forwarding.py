@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import fractions
 import multiprocessing
 import os
@@ -51,7 +52,8 @@ async def _server_main(mode: str, conn) -> None:  # type: ignore[no-untyped-def]
                     on_subscribe_offer=lambda pid, msg: send({"op": "offer", "pid": pid, "sdp": msg["sdp"]}))
 
         async def join(pid: str, role: str) -> None:
-            room.join(pid, pid, "mediator" if role == "publisher" else "party", area="main")
+            mediator = role == "publisher" or (role == "both" and not room.participants)
+            room.join(pid, pid, "mediator" if mediator else "party", area="main")
 
         async def publish(pid: str, sdp: str) -> str:
             return (await room.handle_publish_offer(pid, sdp, "offer"))["sdp"]
@@ -147,7 +149,7 @@ def _encode_vp8(width: int, height: int, count: int = 60) -> list[bytes]:
     return out
 
 
-def _encode_opus(count: int = 50) -> list[bytes]:
+def _encode_opus(count: int = 50, tone: float = 440.0) -> list[bytes]:
     import array
     import math
 
@@ -156,7 +158,7 @@ def _encode_opus(count: int = 50) -> list[bytes]:
     codec.time_base = fractions.Fraction(1, 48000)
     out: list[bytes] = []
     for i in range(count):
-        samples = array.array("h", (int(8000 * math.sin(2 * math.pi * 440 * (i * 960 + n // 2) / 48000)) for n in range(1920)))
+        samples = array.array("h", (int(8000 * math.sin(2 * math.pi * tone * (i * 960 + n // 2) / 48000)) for n in range(1920)))
         frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
         frame.planes[0].update(samples.tobytes())
         frame.sample_rate, frame.pts, frame.time_base = 48000, i * 960, fractions.Fraction(1, 48000)
@@ -198,6 +200,9 @@ class _ChildServer:
     async def answer(self, pid: str, sdp: str) -> None:
         self.conn.send({"op": "answer", "pid": pid, "sdp": sdp})
 
+    async def subscribe(self, pid: str) -> None:
+        pass  # the room offers what the participant may see by itself
+
     async def cpu(self) -> float:
         self.conn.send({"op": "cpu"})
         return (await self._q("cpu").get())["cpu"]
@@ -209,8 +214,10 @@ class _ChildServer:
         self.proc.join(5)
 
 
-async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int], media: dict,
-                   loopback: bool = False) -> dict:
+async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int], media: list,
+                   loopback: bool = False, room: int = 0) -> dict:
+    """One run: one publisher and `viewers` viewers, or (`room` > 0) a room of `room` people who
+    all publish and each see everyone else."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "rooms"))
     from tests.rooms.clients import EncodedTrack  # the tests' paced replay track
 
@@ -220,14 +227,38 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
     latencies: list[float] = []
     measuring = [False]
 
+    def time_arrivals(ice) -> None:  # type: ignore[no-untyped-def]
+        """Note when each datagram reached the viewer's socket (aioice queues them for the DTLS
+        transport, which takes them in order): the latency does not count the viewer's own
+        event loop getting round to it."""
+        if hasattr(ice, "_bench_arrivals"):
+            return
+        arrivals: collections.deque = collections.deque()
+        ice._bench_arrivals, ice._bench_arrival = arrivals, None
+        connection = ice._connection
+        queue_it, recv = connection.data_received, ice._recv
+
+        def data_received(data: bytes, component: int) -> None:
+            arrivals.append(time.monotonic())
+            queue_it(data, component)
+
+        async def timed_recv() -> bytes:
+            data = await recv()
+            ice._bench_arrival = arrivals.popleft() if arrivals else None
+            return data
+
+        connection.data_received, ice._recv = data_received, timed_recv
+
     def time_received(receiver) -> None:  # type: ignore[no-untyped-def]
         original = receiver._handle_rtp_packet
+        ice = receiver.transport.transport
+        time_arrivals(ice)
 
         async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
             if measuring[0] and len(packet.payload) > 20:
                 at = sent_at.get(packet.payload[-16:])
                 if at is not None:
-                    latencies.append(time.monotonic() - at)
+                    latencies.append((ice._bench_arrival or time.monotonic()) - at)
             await original(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = handle
@@ -252,38 +283,50 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
         server = _ChildServer(mode, on_offer)
     await server.start()
 
-    # publisher
-    pub = RTCPeerConnection(make_configuration([]))
-    video = EncodedTrack("video", media["vp8"])
-    vt = pub.addTransceiver(video, direction="sendonly")
-    pub.addTransceiver(EncodedTrack("audio", media["opus"]), direction="sendonly")
-    original = vt.sender._handle_rtcp_packet
+    async def add_publisher(pid: str, own: dict, role: str) -> RTCPeerConnection:
+        pub = RTCPeerConnection(make_configuration([]))
+        video = EncodedTrack("video", own["vp8"])
+        vt = pub.addTransceiver(video, direction="sendonly")
+        pub.addTransceiver(EncodedTrack("audio", own["opus"]), direction="sendonly")
+        original = vt.sender._handle_rtcp_packet
 
-    async def handle(packet):  # type: ignore[no-untyped-def]
-        if getattr(packet, "fmt", None) in (1, 4) and hasattr(packet, "media_ssrc"):
-            video.request_keyframe()
-        await original(packet)
+        async def handle(packet):  # type: ignore[no-untyped-def]
+            if getattr(packet, "fmt", None) in (1, 4) and hasattr(packet, "media_ssrc"):
+                video.request_keyframe()
+            await original(packet)
 
-    vt.sender._handle_rtcp_packet = handle
-    dtls = vt.sender.transport
-    send_rtp = dtls._send_rtp
+        vt.sender._handle_rtcp_packet = handle
+        dtls = vt.sender.transport  # one transport for both (max-bundle)
+        send_rtp = dtls._send_rtp
 
-    async def timed_send(data: bytes) -> None:
-        if len(data) > 40 and not (192 <= data[1] <= 208):  # RTP, not RTCP
-            sent_at[data[-16:]] = time.monotonic()
-        await send_rtp(data)
+        async def timed_send(data: bytes) -> None:
+            if len(data) > 40 and not (192 <= data[1] <= 208):  # RTP, not RTCP
+                sent_at[data[-16:]] = time.monotonic()
+            await send_rtp(data)
 
-    dtls._send_rtp = timed_send
-    await server.join("pub", "publisher")
-    await pub.setLocalDescription(await pub.createOffer())
-    answer = await server.publish("pub", pub.localDescription.sdp)
-    await pub.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-    await asyncio.sleep(0.5)  # the publisher is connected before anyone subscribes (Janus wants its feed)
+        dtls._send_rtp = timed_send
+        await server.join(pid, role)
+        await pub.setLocalDescription(await pub.createOffer())
+        answer = await server.publish(pid, pub.localDescription.sdp)
+        await pub.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        return pub
 
-    for i in range(viewers):
-        pid = f"v{i}"
-        viewer_pcs[pid] = RTCPeerConnection(make_configuration([]))
-        await server.join(pid, "viewer")
+    publishers: list[RTCPeerConnection] = []
+    if room:
+        for i in range(room):
+            pid = f"p{i}"
+            viewer_pcs[pid] = RTCPeerConnection(make_configuration([]))
+            publishers.append(await add_publisher(pid, media[i % len(media)], "both"))
+        await asyncio.sleep(0.5)
+        for i in range(room):
+            await server.subscribe(f"p{i}")
+    else:
+        publishers.append(await add_publisher("pub", media[0], "publisher"))
+        await asyncio.sleep(0.5)  # the publisher is connected before anyone subscribes (Janus wants its feed)
+        for i in range(viewers):
+            pid = f"v{i}"
+            viewer_pcs[pid] = RTCPeerConnection(make_configuration([]))
+            await server.join(pid, "viewer")
 
     await asyncio.sleep(3.0)  # connect, first keyframes, encoder warm-up (relay mode)
     cpu = server.cpu
@@ -304,19 +347,21 @@ async def _measure(mode: str, viewers: int, seconds: float, size: tuple[int, int
     for pc in viewer_pcs.values():
         await pc.close()
     await server.close()
-    await pub.close()
+    for pub in publishers:
+        await pub.close()
 
     used = cpu1 - cpu0
     frames, video_frames, packets = (c1[i] - c0[i] for i in range(3))
     return {
         "mode": mode,
-        "viewers": viewers,
+        "viewers": room or viewers,
+        "room": room,
         "cpu_percent": 100 * used / (t1 - t0),
         "frames_per_s": frames / (t1 - t0),
         "us_per_frame": 1e6 * used / frames if frames else float("nan"),
         "us_per_packet": 1e6 * used / packets if packets else float("nan"),
         "packets_per_s": packets / (t1 - t0),
-        "video_fps_per_viewer": video_frames / (t1 - t0) / viewers if viewers else 0.0,
+        "video_fps_per_viewer": video_frames / (t1 - t0) / len(per_viewer) if per_viewer else 0.0,
         "min_fps": min(per_viewer, default=0.0),
         "latency_p50_ms": _percentile(latencies, 0.50),
         "latency_p95_ms": _percentile(latencies, 0.95),
@@ -354,6 +399,8 @@ def main() -> None:
     parser.add_argument("--modes", default="packets,frames,relay")
     parser.add_argument("--repeats", type=int, default=1, help="runs per cell, alternated between the paths")
     parser.add_argument("--retries", type=int, default=2, help="new runs for one under %.1f fps" % MIN_FPS)
+    parser.add_argument("--room", type=int, default=0,
+                        help="also a room of this many people who all publish (each sees everyone else)")
     parser.add_argument("--janus-loopback", action="store_true",
                         help="Janus on lo only (LD_PRELOAD shim; for a machine without another interface)")
     args = parser.parse_args()
@@ -363,18 +410,33 @@ def main() -> None:
         if not ensure_janus():
             raise SystemExit("janus is not installed (apt-get install janus, as root)")
     width, height = (int(x) for x in args.size.split("x"))
-    media = {"vp8": _encode_vp8(width, height), "opus": _encode_opus()}
+    # One media set per publisher (the room's): each its own bytes, so latency samples match.
+    media = [{"vp8": _encode_vp8(width, height), "opus": _encode_opus(tone=440.0 * (1 + i / 4))}
+             for i in range(max(1, args.room))]
     modes = args.modes.split(",")
-    counts = [int(v) for v in args.viewers.split(",")]
+    counts = [int(v) for v in args.viewers.split(",") if v]
+    cells = [(v, 0) for v in counts] + ([(args.room, args.room)] if args.room else [])
     runs: dict[tuple[str, int], list[dict]] = {}
-    slow: dict[tuple[str, int], int] = {}
+    slow: dict[tuple, int] = {}
+    failed: dict[tuple, int] = {}
     print(f"load average before: {os.getloadavg()}", flush=True)
-    for viewers in counts:
+    for viewers, room in cells:
         for repeat in range(args.repeats):
             # Alternate the paths run by run (and start with another one each repeat).
             for mode in modes[repeat % len(modes):] + modes[:repeat % len(modes)]:
+                if room and mode == "relay":
+                    continue  # MediaRelay has no room of publishers here
+                got = None
                 for attempt in range(1 + args.retries):
-                    r = asyncio.run(_measure(mode, viewers, args.seconds, (width, height), media, args.janus_loopback))
+                    try:
+                        r = asyncio.run(asyncio.wait_for(
+                            _measure(mode, viewers, args.seconds, (width, height), media, args.janus_loopback, room),
+                            args.seconds + 90))
+                    except Exception as exc:  # a run that breaks is reported and measured again
+                        print(f"{mode:>7} viewers={viewers:<2} run {repeat + 1} failed: {exc!r}", flush=True)
+                        failed[(mode, viewers, room)] = failed.get((mode, viewers, room), 0) + 1
+                        continue
+                    got = r
                     print(
                         f"{mode:>7} viewers={viewers:<2} run {repeat + 1} server CPU {r['cpu_percent']:6.1f}% "
                         f"{r['packets_per_s']:7.0f} packets/s  {r['us_per_packet']:6.1f} us/packet  "
@@ -385,27 +447,29 @@ def main() -> None:
                     )
                     if r["min_fps"] >= MIN_FPS or mode == "relay" or not viewers:
                         break
-                    slow[(mode, viewers)] = slow.get((mode, viewers), 0) + 1
-                    if attempt == args.retries:
-                        r["slow"] = True
-                runs.setdefault((mode, viewers), []).append(r)
+                    slow[(mode, viewers, room)] = slow.get((mode, viewers, room), 0) + 1
+                if got is None:
+                    continue  # every attempt failed
+                runs.setdefault((mode, viewers, room), []).append(got)
     print(f"load average after: {os.getloadavg()}", flush=True)
     rows = []
     for mode in modes:
-        for viewers in counts:
-            cell = runs[(mode, viewers)]
+        for viewers, room in cells:
+            cell = runs.get((mode, viewers, room))
+            if not cell:
+                continue
             keys = ("cpu_percent", "packets_per_s", "frames_per_s", "us_per_packet", "video_fps_per_viewer",
                     "min_fps", "latency_p50_ms", "latency_p95_ms")
             row = {k: _median([r[k] for r in cell]) for k in keys}
-            row.update(mode=mode, viewers=viewers, runs=len(cell), slow=slow.get((mode, viewers), 0))
+            row.update(mode=mode, viewers=viewers, room=room, runs=len(cell), slow=slow.get((mode, viewers, room), 0))
             rows.append(row)
     # Marginal cost: extra server CPU per extra forwarded packet between consecutive viewer
     # counts of one path (removes the fixed cost of receiving the publisher).
     for prev, r in zip(rows, rows[1:]):
-        if prev["mode"] == r["mode"] and r["packets_per_s"] > prev["packets_per_s"]:
+        if prev["mode"] == r["mode"] and not r["room"] and r["packets_per_s"] > prev["packets_per_s"]:
             r["marginal"] = 1e4 * (r["cpu_percent"] - prev["cpu_percent"]) / (r["packets_per_s"] - prev["packets_per_s"])
-    frames = {r["viewers"]: r for r in rows if r["mode"] == "frames"}
-    janus = {r["viewers"]: r for r in rows if r["mode"] == "janus"}
+    frames = {(r["viewers"], r["room"]): r for r in rows if r["mode"] == "frames"}
+    janus = {(r["viewers"], r["room"]): r for r in rows if r["mode"] == "janus"}
 
     def ratio(r: dict, base: Optional[dict]) -> str:
         if base is None or base is r:
@@ -424,12 +488,14 @@ def main() -> None:
         marginal = f"{r['marginal']:.0f}" if "marginal" in r else "–"
         latency = "–" if r["latency_p95_ms"] != r["latency_p95_ms"] else f"{r['latency_p50_ms']:.1f} / {r['latency_p95_ms']:.1f}"
         print(
-            f"| {NAMES.get(r['mode'], r['mode'])} | {r['viewers']} | {r['cpu_percent']:.1f} | {r['packets_per_s']:.0f} | "
-            f"{r['us_per_packet']:.0f} | {marginal} | {ratio(r, frames.get(r['viewers']))} | "
-            f"{ratio(r, janus.get(r['viewers']))} | {r['video_fps_per_viewer']:.1f} ({r['min_fps']:.1f}) | {latency} |"
+            f"| {NAMES.get(r['mode'], r['mode'])} | {'room of %d, all publish' % r['room'] if r['room'] else r['viewers']} | {r['cpu_percent']:.1f} | {r['packets_per_s']:.0f} | "
+            f"{r['us_per_packet']:.0f} | {marginal} | {ratio(r, frames.get((r['viewers'], r['room'])))} | "
+            f"{ratio(r, janus.get((r['viewers'], r['room'])))} | {r['video_fps_per_viewer']:.1f} ({r['min_fps']:.1f}) | {latency} |"
         )
     if slow:
         print("\nruns measured again (a viewer under %.1f fps): %s" % (MIN_FPS, slow))
+    if failed:
+        print("\nruns that failed and were measured again: %s" % failed)
 
 
 if __name__ == "__main__":

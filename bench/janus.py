@@ -71,7 +71,8 @@ class JanusServer:
         self.session: Optional[int] = None
         self.handles: dict[str, int] = {}
         self.events: dict[int, asyncio.Queue] = {}
-        self.publisher_id: Optional[int] = None
+        self.publisher_ids: dict[str, int] = {}
+        self.sub_handles: dict[str, int] = {}
         self._poll: Optional[asyncio.Task] = None
         self._tx = itertools.count(1)
 
@@ -148,7 +149,8 @@ class JanusServer:
 
     async def _post(self, path: str, body: dict) -> dict:
         body = {**body, "transaction": f"t{next(self._tx)}"}
-        async with self.http.post(f"http://127.0.0.1:{self.port}/janus{path}", json=body) as r:  # type: ignore[union-attr]
+        async with self.http.post(f"http://127.0.0.1:{self.port}/janus{path}", json=body,  # type: ignore[union-attr]
+                                  timeout=aiohttp.ClientTimeout(total=15)) as r:
             reply = await r.json(content_type=None)
         if reply.get("janus") == "error":
             raise RuntimeError(f"Janus: {reply}")
@@ -193,11 +195,17 @@ class JanusServer:
     # -- what bench/forwarding.py calls ----------------------------------------------------
 
     async def join(self, pid: str, role: str) -> None:
-        handle = await self._attach(pid)
-        if role == "publisher":
-            return
-        await self._message(handle, {"request": "join", "ptype": "subscriber", "room": ROOM,
-                                     "streams": [{"feed": self.publisher_id}]})
+        if role == "viewer":
+            await self.subscribe(pid)
+        else:
+            await self._attach(pid)  # a publisher's handle ("both": it subscribes later)
+
+    async def subscribe(self, pid: str) -> None:
+        """A subscriber handle for `pid` taking every other publisher's feed (one connection)."""
+        handle = await self._attach(f"{pid}/sub")
+        self.sub_handles[pid] = handle
+        feeds = [{"feed": feed} for who, feed in self.publisher_ids.items() if who != pid]
+        await self._message(handle, {"request": "join", "ptype": "subscriber", "room": ROOM, "streams": feeds})
         event = await self._event(handle, "jsep")
         asyncio.ensure_future(self.on_offer(pid, event["jsep"]["sdp"]))
 
@@ -207,12 +215,12 @@ class JanusServer:
                                      "display": pid, "audio": True, "video": True},
                             {"type": "offer", "sdp": sdp})
         event = await self._event(handle, "jsep")
-        self.publisher_id = event["plugindata"]["data"].get("id")
+        self.publisher_ids[pid] = event["plugindata"]["data"].get("id")
         await self._post(f"/{self.session}/{handle}", {"janus": "trickle", "candidate": {"completed": True}})
         return event["jsep"]["sdp"]
 
     async def answer(self, pid: str, sdp: str) -> None:
-        handle = self.handles[pid]
+        handle = self.sub_handles[pid]
         await self._message(handle, {"request": "start", "room": ROOM}, {"type": "answer", "sdp": sdp})
         await self._post(f"/{self.session}/{handle}", {"janus": "trickle", "candidate": {"completed": True}})
 
