@@ -42,7 +42,7 @@ is a STUN transaction with retransmissions, checks overlap, and consent is lost 
 30 s (aioice's interval × failures) without any answer. This applies to every aioice
 connection in the process: the server's and the test clients'.
 
-One module (~1,200 lines) on purpose: every private aiortc internal we rely on is here, behind one version pin and fingerprint check.
+One module (~1,340 lines) on purpose: every private aiortc internal we rely on is here, behind one version pin and fingerprint check.
 """
 
 from __future__ import annotations

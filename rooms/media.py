@@ -1,8 +1,10 @@
 """Producers, consumers and consumer sinks: the forwarding plane.
 
-A Producer is one incoming track. Its receiver hook (aiortc_hooks.ReceiverTap)
-calls `Producer._on_frame` synchronously on the event loop for every complete
-encoded frame, and the producer fans the frame out to its consumers right there.
+A Producer is one incoming track. Its receiver hook (aiortc_hooks.ReceiverTap) calls
+`Producer._on_packet` synchronously on the event loop for every RTP packet (the packet path:
+viewers' consumers renumber it onto their legs, docs/architecture.md "A media packet") and
+`Producer._on_frame` for every complete encoded frame (recorders, and viewers on the frame
+path, FORWARDING=frames); the producer fans both out to its consumers right there.
 That hook *is* the producer's pump: it drains the track continuously whether or
 not anyone consumes it, so nothing ever queues up behind a producer, and it costs
 no task switch or queue hop per frame (the design notes ask for a pump task per
@@ -12,6 +14,10 @@ A Consumer is one outgoing copy of a producer towards one sink: a subscriber's
 RTCRtpSender (`SenderSlot`) or anything else implementing `ConsumerSink`, e.g. a
 recorder. A video consumer starts at the live edge: it asks the producer for a
 keyframe when it starts and drops everything until that keyframe arrives.
+
+One module (~640 lines): producers and consumers are one concept on both paths, and the
+packet path's renumbering belongs to the consumer whose decisions (level, keyframe wait) it
+follows.
 """
 
 from __future__ import annotations
