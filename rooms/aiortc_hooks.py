@@ -828,7 +828,10 @@ class PacketSender:
 
     def _resolve(self):  # type: ignore[no-untyped-def]
         """The socket of the transport's selected candidate pair (aioice), or None."""
-        if self._dtls._state is not _DtlsState.CONNECTED:
+        dtls = self.sender.transport  # the sender's own, should aiortc have given it another (bundling)
+        if dtls is not self._dtls:
+            self._dtls, self._ice, self._pair, self._protect = dtls, None, None, None
+        if dtls._state is not _DtlsState.CONNECTED:
             return None
         ice = self._ice
         if ice is None:
