@@ -135,3 +135,47 @@ def vp8_temporal_id(payload: bytes) -> Optional[int]:
     if not ext & 0x20 or len(payload) <= i:  # K only: KEYIDX without a TID
         return None
     return payload[i] >> 6
+
+
+def vp8_descriptor_size(payload: bytes) -> int:
+    """Length of the VP8 payload descriptor at the start of an RTP payload (RFC 7741 §4.2)."""
+    size = 1
+    if payload[0] & 0x80:  # X: extension byte
+        ext = payload[1]
+        size = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            size += 2 if len(payload) > 2 and payload[2] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            size += 1
+        if ext & 0x30:  # T or K: TID/Y/KEYIDX byte
+            size += 1
+    return size
+
+
+def rtp_keyframe(codec: str, payload: bytes) -> bool:
+    """Whether the RTP payload (before depayloading) starts a keyframe: a decoder can begin at
+    the frame this packet opens. Meaningful on a frame's first packet (is_frame_start)."""
+    if not payload:
+        return False
+    if codec == "video/vp8":
+        if not payload[0] & 0x10 or payload[0] & 0x0F:  # not S with partition 0
+            return False
+        i = vp8_descriptor_size(payload)
+        # RFC 6386 9.1: P bit 0 in a key frame, whose header carries the start code 9d 01 2a.
+        return len(payload) >= i + 10 and not payload[i] & 0x01 and payload[i + 3:i + 6] == b"\x9d\x01\x2a"
+    if codec == "video/h264":
+        nal_type = payload[0] & 0x1F
+        if nal_type in (5, 7):
+            return True
+        if nal_type == 24:  # STAP-A: 16-bit sizes, then NAL units
+            i = 1
+            while i + 2 < len(payload):
+                size = (payload[i] << 8) | payload[i + 1]
+                if payload[i + 2] & 0x1F in (5, 7):
+                    return True
+                i += 2 + size
+            return False
+        if nal_type == 28:  # FU-A start
+            return len(payload) > 1 and bool(payload[1] & 0x80) and payload[1] & 0x1F in (5, 7)
+        return False
+    return not codec.startswith("video/")

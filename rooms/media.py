@@ -1,8 +1,10 @@
 """Producers, consumers and consumer sinks: the forwarding plane.
 
-A Producer is one incoming track. Its receiver hook (aiortc_hooks.ReceiverTap)
-calls `Producer._on_frame` synchronously on the event loop for every complete
-encoded frame, and the producer fans the frame out to its consumers right there.
+A Producer is one incoming track. Its receiver hook (aiortc_hooks.ReceiverTap) calls
+`Producer._on_packet` synchronously on the event loop for every RTP packet (the packet path:
+viewers' consumers renumber it onto their legs, docs/architecture.md "A media packet") and
+`Producer._on_frame` for every complete encoded frame (recorders, and viewers on the frame
+path, FORWARDING=frames); the producer fans both out to its consumers right there.
 That hook *is* the producer's pump: it drains the track continuously whether or
 not anyone consumes it, so nothing ever queues up behind a producer, and it costs
 no task switch or queue hop per frame (the design notes ask for a pump task per
@@ -12,6 +14,10 @@ A Consumer is one outgoing copy of a producer towards one sink: a subscriber's
 RTCRtpSender (`SenderSlot`) or anything else implementing `ConsumerSink`, e.g. a
 recorder. A video consumer starts at the live edge: it asks the producer for a
 keyframe when it starts and drops everything until that keyframe arrives.
+
+One module (~640 lines): producers and consumers are one concept on both paths, and the
+packet path's renumbering belongs to the consumer whose decisions (level, keyframe wait) it
+follows.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .frames import EncodedFrame
+from .aiortc_hooks import abs_send_time as _abs_send_time
+from .frames import EncodedFrame, is_frame_start, rtp_keyframe, vp8_temporal_id
 from .stats import STATS
 
 if TYPE_CHECKING:
-    from .aiortc_hooks import ReceiverTap
+    from aiortc.rtp import RtpPacket
+
+    from .aiortc_hooks import PacketSender, ReceiverTap
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +52,19 @@ VIEWER_PLI_INTERVAL = 2.0
 
 # What a consumer of video forwards (rooms/adaptation.py decides per viewer).
 FULL, REDUCED, PAUSED = "full", "reduced", "paused"
+
+# How to forward to viewers (docs/architecture.md, "A media packet"): PACKETS rewrites and sends
+# each RTP packet as it arrives; FRAMES assembles frames and packetizes them again per viewer
+# through aiortc's sender (the earlier path, kept as the benchmark's baseline: FORWARDING=frames).
+PACKETS, FRAMES = "packets", "frames"
+
+# The packet path remembers, per consumer, what became of the latest RING incoming sequence
+# numbers, so a packet arriving late (the publisher's retransmission of a loss) goes out under
+# the number its place was given, or not at all. A power of two.
+RING = 512
+_UNSEEN, _DROPPED, _SENT = -1, -2, 0x10000  # a ring entry 0..0xFFFF: a gap, with the offset it keeps
+_EMPTY_RING = [_UNSEEN] * RING
+_RECENT_FRAMES = 8  # frames whose decision a late packet is judged by
 
 
 class ConsumerSink(Protocol):
@@ -105,6 +127,16 @@ class Producer:
         # a narrow link gets (rooms/adaptation.py). layered: any frame had a tid.
         self.bytes_base = 0
         self.layered = False
+        # Consumers by how they take media: per packet (viewers on the packet path) or per
+        # frame (recorders, viewers on the frame path). The receiver's packet hook is set only
+        # while someone takes packets.
+        self._packet_consumers: tuple[Consumer, ...] = ()
+        self._frame_consumers: tuple[Consumer, ...] = ()
+        # Bumped when the publisher's source changes (rebind): its RTP sequence numbers and
+        # timestamps start anew, so every packet consumer starts a new mapping onto its leg.
+        self.epoch = 0
+        self.packets_in = 0
+        self._vp8 = self.mime == "video/vp8"
         tap.on_frame = self._on_frame
         tap.on_loss = self._on_loss
 
@@ -135,9 +167,9 @@ class Producer:
                 self.bytes_base += len(frame.data)
         if frame.keyframe:
             self.keyframes_in += 1
-        if self.paused or not self.consumers:
+        if self.paused or not self._frame_consumers:
             return
-        for consumer in tuple(self.consumers.values()):
+        for consumer in self._frame_consumers:
             try:
                 consumer.deliver(frame)
             except Exception:  # one broken sink must not starve the others
@@ -145,20 +177,62 @@ class Producer:
                 consumer.close()
         self.frames_out += 1
 
+    def _on_packet(self, packet: "RtpPacket") -> None:
+        """The packet path: one RTP packet of the publisher (decrypted, RTX unwrapped), to every
+        packet consumer at once, synchronously: what can be told of it is worked out here once
+        (frame start, keyframe, temporal layer, audio level), each consumer only renumbers it."""
+        self.packets_in += 1
+        if self.paused:
+            return
+        payload = packet.payload
+        now = time.time()
+        abs3 = _abs_send_time(now)
+        tid = level = None
+        start = key = False
+        if self.kind == "video":
+            if payload:
+                if self._vp8:
+                    start = payload[0] & 0x1F == 0x10  # S bit, partition 0
+                    tid = vp8_temporal_id(payload)
+                    key = start and rtp_keyframe("video/vp8", payload)
+                else:
+                    key = rtp_keyframe(self.mime, payload)
+                    start = key or bool(is_frame_start(self.mime, payload))
+        else:
+            audio_level = packet.extensions.audio_level
+            if audio_level is not None:
+                level = (0x80 if audio_level[0] else 0) | (audio_level[1] & 0x7F)
+        seq, ts, marker = packet.sequence_number, packet.timestamp, packet.marker
+        for consumer in self._packet_consumers:
+            try:
+                consumer.on_packet(seq, ts, marker, payload, tid, start, key, abs3, level, now)
+            except Exception:  # one broken leg must not starve the others
+                logger.exception("consumer %s failed; closing it", consumer.id)
+                consumer.close()
+
+    def _sort_consumers(self) -> None:
+        consumers = tuple(self.consumers.values())
+        self._packet_consumers = tuple(c for c in consumers if c.packets is not None)
+        self._frame_consumers = tuple(c for c in consumers if c.packets is None)
+        self._tap.on_packet = self._on_packet if self._packet_consumers and not self.closed else None
+
     def rebind(self, tap: "ReceiverTap", mid: Optional[str], track_id: Optional[str]) -> None:
         """The publisher's connection was renewed (aiortc has no ICE restart, so a restart is
         a new connection): the same track now comes through `tap`. Consumers stay attached and
         wait for the next keyframe, which is asked for as soon as the new source is heard."""
         if self.closed:
             raise RuntimeError(f"producer {self.id} is closed")
-        self._tap.on_frame = self._tap.on_loss = None
+        self._tap.on_frame = self._tap.on_loss = self._tap.on_packet = None
         self._tap = tap
         self.mid, self.track_id = mid, track_id
         self._rebase = True
+        self.epoch += 1
         tap.on_frame = self._on_frame
         tap.on_loss = self._on_loss
-        if self.kind == "video":
-            for consumer in self.consumers.values():
+        self._sort_consumers()
+        for consumer in self.consumers.values():
+            consumer.resync = True  # the new source numbers anew: each leg maps it on from its last packet
+            if self.kind == "video":
                 consumer.waiting_keyframe = True
 
     def _rebase_onto(self, frame: EncodedFrame) -> None:
@@ -182,9 +256,11 @@ class Producer:
         if self.closed:
             raise RuntimeError(f"producer {self.id} is closed")
         self.consumers[consumer.id] = consumer
+        self._sort_consumers()
 
     def detach(self, consumer: "Consumer") -> None:
-        self.consumers.pop(consumer.id, None)
+        if self.consumers.pop(consumer.id, None) is not None:
+            self._sort_consumers()
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe on its primary SSRC, rate-limited."""
@@ -212,6 +288,9 @@ class Producer:
         if paused == self.paused:
             return
         self.paused = paused
+        if not paused:
+            for consumer in self.consumers.values():
+                consumer.resync = True  # packets went by unseen: the packet path numbers on from its leg
         if not paused and self.kind == "video":
             # Frames were dropped while paused: every consumer needs a keyframe.
             for consumer in self.consumers.values():
@@ -222,7 +301,7 @@ class Producer:
         if self.closed:
             return
         self.closed = True
-        self._tap.on_frame = self._tap.on_loss = None
+        self._tap.on_frame = self._tap.on_loss = self._tap.on_packet = None
         if self._pli_timer is not None:
             self._pli_timer.cancel()
             self._pli_timer = None
@@ -244,7 +323,22 @@ class Producer:
 
 
 class Consumer:
-    """One outgoing copy of a producer towards one sink."""
+    """One outgoing copy of a producer towards one sink: frames to a ConsumerSink (a recorder,
+    a frame-path viewer), or, with `packets` (a viewer's leg on the packet path), each RTP
+    packet renumbered onto the leg's own sequence numbers and timeline.
+
+    The packet path keeps the leg continuous for the viewer: its sequence numbers have no gap
+    for what the server chose not to send (temporal layers above 0 while `reduced`, frames
+    before the keyframe a consumer waits for), and a new mapping (a new consumer on a reused
+    m-line after a caucus move, the publisher's renewed connection, a resumed pause or mute)
+    goes on from the leg's last sequence number, with timestamps advanced by the time passed."""
+
+    __slots__ = (
+        "id", "producer", "sink", "subscriber_id", "active", "closed", "waiting_keyframe", "frames",
+        "bytes", "skipped", "overflows", "keyframe_requests", "egress", "_on_closed", "level", "held",
+        "_viewer_pli_at", "packets", "resync", "late", "_video", "_epoch", "_seq_off", "_ts_off",
+        "_max_in", "_base", "_ring", "_cur_ts", "_cur_fwd", "_recent",
+    )
 
     def __init__(
         self,
@@ -253,6 +347,7 @@ class Consumer:
         sink: ConsumerSink,
         subscriber_id: str,
         on_closed: Optional[Callable[["Consumer"], None]] = None,
+        packets: Optional["PacketSender"] = None,
     ) -> None:
         self.id = consumer_id
         self.producer = producer
@@ -273,6 +368,20 @@ class Consumer:
         self.level = FULL
         self.held = 0  # frames not forwarded because of the level
         self._viewer_pli_at = -math.inf
+        # The packet path: the leg (PacketSender) and how incoming numbers map onto it.
+        self.packets = packets
+        self.resync = True      # map anew at the next packet that may go (audio: any; video: a keyframe)
+        self.late = 0           # late packets sent into the gap kept for them
+        self._video = producer.kind == "video"
+        self._epoch = -1        # the producer's source the timestamp offset belongs to
+        self._seq_off = 0       # outgoing = incoming + offset (mod 2^16)
+        self._ts_off = 0        # the same for timestamps (mod 2^32)
+        self._max_in = 0        # newest incoming sequence number seen since the mapping
+        self._base = 0          # the incoming sequence number the mapping began at
+        self._ring: list[int] = []
+        self._cur_ts: Optional[int] = None  # incoming timestamp of the newest frame, and whether it goes
+        self._cur_fwd = False
+        self._recent: list[tuple[int, bool]] = []
 
     def set_level(self, level: str) -> None:
         if level == self.level or self.producer.kind != "video":
@@ -314,6 +423,118 @@ class Consumer:
             if self.producer.kind == "video":
                 self.waiting_keyframe = True
                 self.request_keyframe()
+
+    # -- the packet path --------------------------------------------------------
+
+    def on_packet(self, seq: int, ts: int, marker: int, payload: bytes, tid: Optional[int], start: bool,
+                  key: bool, abs3: bytes, level: Optional[int], now: float) -> None:
+        """One incoming RTP packet (see Producer._on_packet): send it on the leg renumbered, or
+        account for not sending it so that the leg's numbering stays without a gap."""
+        out = self.packets
+        if not self._video:
+            self._audio_packet(out, seq, ts, marker, payload, abs3, level, now)  # type: ignore[arg-type]
+            return
+        if self.level is PAUSED:
+            # Nothing of it is seen: back from the pause the consumer maps anew at a keyframe.
+            if marker:
+                self.held += 1
+            return
+        if self.waiting_keyframe or self.resync:
+            if not key:
+                if marker:
+                    self.skipped += 1
+                return
+            self.waiting_keyframe = False
+            self._map(out, seq, ts, now)  # type: ignore[arg-type]
+        ring = self._ring
+        ahead = (seq - self._max_in) & 0xFFFF
+        if ahead and ahead < 0x8000:  # the newest so far
+            if ts != self._cur_ts:  # a new frame: decide for all of it
+                fwd = not (tid and self.level is REDUCED)
+                self._cur_ts, self._cur_fwd = ts, fwd
+                recent = self._recent
+                recent.append((ts, fwd))
+                if len(recent) > _RECENT_FRAMES:
+                    del recent[0]
+            else:
+                fwd = self._cur_fwd
+            if ahead > 1:  # lost on the way in: the gap keeps its numbers for a late arrival
+                off, i = self._seq_off, self._max_in
+                for _ in range(min(ahead - 1, RING)):
+                    i = (i + 1) & 0xFFFF
+                    ring[i % RING] = off
+            self._max_in = seq
+            if fwd and payload:
+                ring[seq % RING] = _SENT
+                out.send((seq + self._seq_off) & 0xFFFF, (ts + self._ts_off) & 0xFFFFFFFF,  # type: ignore[union-attr]
+                         marker, payload, abs3, None, now, True)
+                size = len(payload)
+                self.bytes += size
+                STATS.forwarded_packets += 1
+                STATS.forwarded_bytes += size
+                if marker:
+                    self.frames += 1
+                    STATS.forwarded_frames += 1
+            else:
+                # Not sent (a layer above the viewer's, padding): the numbers close up behind it.
+                ring[seq % RING] = _DROPPED
+                self._seq_off = (self._seq_off - 1) & 0xFFFF
+                if marker and payload:
+                    self.held += 1
+        elif ahead and (self._max_in - seq) & 0xFFFF < RING:  # late: fill the gap kept for it
+            entry = ring[seq % RING]
+            if entry < 0 or entry >= _SENT:
+                return  # before the mapping, already sent, or closed up
+            fwd = self._cur_fwd if ts == self._cur_ts else next((f for t, f in self._recent if t == ts), False)
+            if not fwd or not payload:
+                ring[seq % RING] = _DROPPED
+                return
+            ring[seq % RING] = _SENT
+            self.late += 1
+            out.send((seq + entry) & 0xFFFF, (ts + self._ts_off) & 0xFFFFFFFF,  # type: ignore[union-attr]
+                     marker, payload, abs3, None, now, False)
+            self._count(marker, payload)
+
+    def _audio_packet(self, out: "PacketSender", seq: int, ts: int, marker: int, payload: bytes,
+                      abs3: bytes, level: Optional[int], now: float) -> None:
+        if self.resync:
+            self._map(out, seq, ts, now)
+        ahead = (seq - self._max_in) & 0xFFFF
+        if not ahead or not payload:
+            return
+        fresh = ahead < 0x8000
+        if fresh:
+            self._max_in = seq
+        elif (self._max_in - seq) & 0xFFFF >= RING or (seq - self._base) & 0xFFFF >= 0x8000:
+            return  # too old, or from before the mapping (its numbers belong to the one before)
+        out.send((seq + self._seq_off) & 0xFFFF, (ts + self._ts_off) & 0xFFFFFFFF, marker, payload, abs3,
+                 level, now, fresh)
+        self._count(1, payload)
+
+    def _map(self, out: "PacketSender", seq: int, ts: int, now: float) -> None:
+        """A new mapping onto the leg, at the packet `seq`: it takes the leg's next sequence
+        number; its timestamp goes on from the leg's last by the time passed, unless the same
+        source continues (after a keyframe wait or a pause its own timeline is the right one)."""
+        self.resync = False
+        self._seq_off = (out.next_seq - seq) & 0xFFFF
+        if self._epoch != self.producer.epoch:
+            self._epoch = self.producer.epoch
+            self._ts_off = (out.next_timestamp(now) - ts) & 0xFFFFFFFF
+        self._max_in = (seq - 1) & 0xFFFF
+        self._base = seq
+        if self._video:
+            self._ring = list(_EMPTY_RING)
+            self._cur_ts = None
+            self._recent.clear()
+
+    def _count(self, marker: int, payload: bytes) -> None:
+        size = len(payload)
+        self.bytes += size
+        STATS.forwarded_packets += 1
+        STATS.forwarded_bytes += size
+        if marker:
+            self.frames += 1
+            STATS.forwarded_frames += 1
 
     def viewer_keyframe_request(self) -> None:
         """The viewer's own PLI/FIR, rate limited per viewer (VIEWER_PLI_INTERVAL)."""
@@ -394,12 +615,18 @@ class SenderSlot(MediaStreamTrack):
         self._buf.clear()
         self._on_first_pull = None
 
-    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+    def start_pulling(self) -> None:
+        """The sender reads from this slot now (the frame path), or its leg can send (the
+        packet path, where nothing is read from the slot: it only names the viewer's track)."""
         if not self.pulling:
             self.pulling = True
             callback, self._on_first_pull = self._on_first_pull, None
             if callback is not None:
                 callback()
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if not self.pulling:
+            self.start_pulling()
         buf = self._buf
         while not buf:
             if self.readyState != "live":

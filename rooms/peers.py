@@ -28,7 +28,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from . import aiortc_hooks as hooks
 from .errors import RoomError
-from .media import Consumer, Producer, SenderSlot
+from .media import FRAMES, PACKETS, Consumer, Producer, SenderSlot
 from .participant import Participant
 from .router import Router
 
@@ -290,7 +290,8 @@ class _Slot:
         self.mime = mime
         self.codec = codec
         self.consumer: Optional[Consumer] = None
-        self.encoder: Optional[hooks.PackOnlyEncoder] = None
+        self.encoder: Optional[hooks.PackOnlyEncoder] = None  # the frame path's packetizer
+        self.packets: Optional[hooks.PacketSender] = None     # or the packet path's leg
         # Direction as of the last applied answer: a slot is reused only once an
         # answer has turned it inactive, so a viewer never sees one m-line switch
         # from one publisher to another without passing through inactive.
@@ -321,10 +322,14 @@ class SubscribeSession(_CandidateBuffer):
         on_offer: Optional[OfferCallback],
         on_state: Callable[[str], None],
         on_consumer_closed: Callable[[Consumer], None],
+        forwarding: str = PACKETS,
     ) -> None:
+        if forwarding not in (PACKETS, FRAMES):
+            raise ValueError(f"forwarding must be {PACKETS} or {FRAMES}, not {forwarding!r}")
         self.participant = participant
         self.pc = RTCPeerConnection(configuration)
         self.router = router
+        self.forwarding = forwarding
         self.slots: list[_Slot] = []
         self.consumers: dict[str, Consumer] = {}  # by producer id
         self.offers_sent = 0
@@ -416,13 +421,17 @@ class SubscribeSession(_CandidateBuffer):
 
     def bytes_out(self) -> int:
         """Bytes sent towards this viewer so far (with overhead and retransmissions)."""
-        return sum(slot.encoder.bytes_out for slot in self.slots if slot.encoder is not None)
+        return sum(out.bytes_out for out in self._outputs())
 
     def hold_retransmits(self, hold: bool) -> None:
         # Over its budget, a viewer's NACKs only add to the queue that lost the packets.
         for slot in self.slots:
-            if slot.encoder is not None and slot.kind == "video":
-                slot.encoder.hold_retransmits = hold
+            out = slot.packets or slot.encoder
+            if out is not None and slot.kind == "video":
+                out.hold_retransmits = hold
+
+    def _outputs(self) -> list:
+        return [out for out in (slot.packets or slot.encoder for slot in self.slots) if out is not None]
 
     @property
     def negotiating(self) -> bool:
@@ -456,6 +465,7 @@ class SubscribeSession(_CandidateBuffer):
                 sink=slot.track,
                 subscriber_id=self.participant.id,
                 on_closed=self._consumer_closed,
+                packets=slot.packets,
             )
             slot.consumer = consumer
             slot.track.track_label = producer.id
@@ -478,7 +488,12 @@ class SubscribeSession(_CandidateBuffer):
             if slot.consumer is not None:
                 slot.consumer.viewer_keyframe_request()
 
-        slot.encoder = hooks.install_sender_packer(transceiver.sender, producer.mime, on_keyframe_request)
+        if self.forwarding == PACKETS:
+            slot.packets = hooks.install_packet_sender(
+                transceiver.sender, producer.kind, getattr(producer.codec, "clockRate", None) or 90000,
+                on_keyframe_request, on_ready=track.start_pulling)
+        else:
+            slot.encoder = hooks.install_sender_packer(transceiver.sender, producer.mime, on_keyframe_request)
         self.slots.append(slot)
         return slot
 

@@ -18,7 +18,7 @@ from . import aiortc_hooks as hooks
 from .adaptation import TICK, Adaptation
 from .announce import announce, parse_addresses
 from .errors import RoomError
-from .media import Consumer, ConsumerSink, Producer
+from .media import FRAMES, PACKETS, Consumer, ConsumerSink, Producer
 from .participant import KINDS, LOBBY, MAIN, Participant, make_participant
 from .peers import PublishSession, SubscribeSession, make_configuration, maybe_await, new_id
 from .router import Router
@@ -65,6 +65,7 @@ class Room:
         on_producer_removed: Callback = None,
         media_addresses: Optional[list[str]] = None,
         adaptation: bool = True,
+        forwarding: str = PACKETS,
     ) -> None:
         hooks.check_hooks()  # refuse to run forwarding on an aiortc we do not know
         self.id = room_id
@@ -75,6 +76,10 @@ class Room:
         self.closed = False
         self._ice_servers = ice_servers
         self._configuration = make_configuration(ice_servers)  # validates early
+        if forwarding not in (PACKETS, FRAMES):
+            raise ValueError(f"forwarding must be {PACKETS!r} or {FRAMES!r}, not {forwarding!r}")
+        # How viewers are fed (rooms/media.py): per RTP packet, or per frame (FORWARDING=frames).
+        self.forwarding = forwarding
         self.media_addresses = parse_addresses(media_addresses)  # validates early
         self.on_subscribe_offer = on_subscribe_offer
         self.on_state_changed = on_state_changed
@@ -437,6 +442,7 @@ class Room:
             on_offer=self._deliver_offer,
             on_state=lambda state, pid=participant.id: self._connection_state(pid, "subscribe", state),
             on_consumer_closed=self._consumer_closed,
+            forwarding=self.forwarding,
         )
 
     async def _adapt_loop(self) -> None:

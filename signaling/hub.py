@@ -260,6 +260,7 @@ class Hub:
                     media_addresses=self.settings.media_addresses,
                     ice_servers=self.settings.ice_servers,
                     adaptation=self.settings.adaptation,
+                    forwarding=self.settings.forwarding,
                     on_subscribe_offer=lambda pid, offer: self.emit_to(holder["live"], pid, "rtc.offer", offer),
                     on_state_changed=lambda _room: self.schedule_state(holder["live"]),
                     on_participant_removed=lambda pid, reason: None,

@@ -71,6 +71,10 @@ class Settings:
     # ADAPTATION=off forwards every video in full to every viewer, whatever its link (the
     # benchmark's baseline); on by default (rooms/adaptation.py).
     adaptation: bool = True
+    # FORWARDING=frames feeds viewers through the earlier frame path (reassemble, packetize again
+    # per viewer) instead of forwarding each RTP packet (the default, "packets"): the benchmark's
+    # baseline, and a way back should the packet path misbehave (rooms/media.py).
+    forwarding: str = "packets"
     node_heartbeat: float = 1.0     # seconds between heartbeats
     node_ttl: float = 3.0           # a node silent this long is dead and loses its rooms
     node_max_streams: int = 600     # forwarded streams at which a node counts as full
@@ -125,6 +129,7 @@ class Settings:
             node_max_streams=int(os.environ.get("NODE_MAX_STREAMS", "600")),
             node_max_cpu=float(os.environ.get("NODE_MAX_CPU", "0.85")),
             adaptation=os.environ.get("ADAPTATION", "on").strip().lower(),
+            forwarding=os.environ.get("FORWARDING", "packets").strip().lower(),
             followup_days=os.environ.get("FOLLOWUP_DAYS", "30"),
             followup_failed_days=os.environ.get("FOLLOWUP_FAILED_DAYS", "15"),
             performance_reminder_days=os.environ.get("PERFORMANCE_REMINDER_DAYS", "7,1"),
@@ -150,6 +155,8 @@ class Settings:
             if values["adaptation"] not in ("on", "off"):
                 raise SystemExit(f"ADAPTATION: expected on or off, not {values['adaptation']!r}")
             values["adaptation"] = values["adaptation"] == "on"
+        if values["forwarding"] not in ("packets", "frames"):
+            raise SystemExit(f"FORWARDING: expected packets or frames, not {values['forwarding']!r}")
         try:  # a typo would otherwise only show weeks later, when no follow-up is due
             values["followup_days"] = parse_days(values["followup_days"], "FOLLOWUP_DAYS")
             values["followup_failed_days"] = parse_days(values["followup_failed_days"], "FOLLOWUP_FAILED_DAYS")

@@ -53,3 +53,12 @@ async def harness(media):
     h = Harness(media)
     yield h
     await h.close()
+
+
+@pytest.fixture(params=["packets", "frames"])
+async def each_path(request, media):
+    """A harness per forwarding path (rooms/media.py): the packet path (the default) and the
+    frame path (FORWARDING=frames)."""
+    h = Harness(media, forwarding=request.param)
+    yield h
+    await h.close()

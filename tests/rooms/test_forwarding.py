@@ -10,7 +10,8 @@ from rooms import aiortc_hooks as hooks
 from .clients import HEIGHT, WIDTH, wait_for
 
 
-async def test_two_participants_receive_each_others_media(harness):
+async def test_two_participants_receive_each_others_media(each_path):
+    harness = each_path
     m = await harness.join("mediator", "mediator")
     a = await harness.join("alice")
 
@@ -33,7 +34,8 @@ def server_peer_connections(room):
                 yield session
 
 
-async def test_server_never_decodes_or_encodes_and_bytes_are_identical(harness, media):
+async def test_server_never_decodes_or_encodes_and_bytes_are_identical(each_path, media):
+    harness = each_path
     m = await harness.join("mediator", "mediator")
     a = await harness.join("alice")
     b = await harness.join("bob")
@@ -57,13 +59,18 @@ async def test_server_never_decodes_or_encodes_and_bytes_are_identical(harness, 
         assert tap is not None and tap.frames > 0
         assert not hooks.receiver_has_decoder_thread(receiver)
 
-    # Send side: every server sender only packetizes (encode() would raise).
+    # Send side: every server sender forwards the publisher's packets (the packet path) or only
+    # packetizes (the frame path); neither can encode (encode() would raise).
     senders = [t.sender for p in room.participants.values() for t in p.subscribe.pc.getTransceivers()]
     assert len(senders) == 12  # 3 viewers x 2 publishers x (audio + video)
     for sender in senders:
         encoder = hooks.sender_encoder(sender)
-        assert isinstance(encoder, hooks.PackOnlyEncoder)
-        assert encoder.pack_calls > 0
+        if room.forwarding == "packets":
+            assert hooks.sender_packets(sender).packets_out > 0
+            assert not isinstance(encoder, hooks.PackOnlyEncoder)
+        else:
+            assert isinstance(encoder, hooks.PackOnlyEncoder)
+            assert encoder.pack_calls > 0
 
     # No decoder thread in the process belongs to the server: every live one is a
     # client subscriber's.
