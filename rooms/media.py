@@ -468,13 +468,7 @@ class Consumer:
                 ring[seq % RING] = _SENT
                 out.send((seq + self._seq_off) & 0xFFFF, (ts + self._ts_off) & 0xFFFFFFFF,  # type: ignore[union-attr]
                          marker, payload, abs3, None, now, True)
-                size = len(payload)
-                self.bytes += size
-                STATS.forwarded_packets += 1
-                STATS.forwarded_bytes += size
-                if marker:
-                    self.frames += 1
-                    STATS.forwarded_frames += 1
+                self._count(marker, payload)
             else:
                 # Not sent (a layer above the viewer's, padding): the numbers close up behind it.
                 ring[seq % RING] = _DROPPED
