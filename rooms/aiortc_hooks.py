@@ -714,6 +714,8 @@ def install_sender_packer(
 # Outgoing RTP packets a forwarding leg keeps to answer its viewer's NACKs (~3 s of 600 kbit/s
 # video). A power of two: indexed by the outgoing sequence number.
 HISTORY_PACKETS = 512
+SR_REMEMBERED = 16  # sender reports a leg can match a late receiver report to (8-16 s of them)
+MIN_RESEND_INTERVAL = 0.05  # s: a packet is resent at most this often, even on a fast link
 _NTP_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 _URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -743,9 +745,9 @@ class PacketSender:
 
     __slots__ = (
         "sender", "kind", "clock_rate", "ssrc", "rtx_ssrc", "pt", "rtx_pt", "ready", "next_seq",
-        "last_ts", "last_wall", "sent_any", "octet_count", "packets_out", "rtx_bytes",
-        "retransmits", "retransmits_skipped", "hold_retransmits", "_rtx_seq", "_protect",
-        "_history", "_abs", "_ext_head", "_ext_tail", "_ext_level", "_level_tail", "_level_id", "_first", "_dtls",
+        "last_ts", "last_wall", "sent_any", "octet_count", "packets_out", "rtx_bytes", "holes",
+        "retransmits", "retransmits_skipped", "retransmits_repeated", "hold_retransmits", "_rtx_seq",
+        "rtt", "_sr_times", "_protect", "_history", "_resent_at", "_abs", "_ext_head", "_ext_tail", "_ext_level", "_level_tail", "_level_id", "_first", "_dtls",
         "_ice", "_pair", "_sendto", "_addr", "_on_ready",
     )
 
@@ -768,11 +770,24 @@ class PacketSender:
         self.packets_out = 0
         self.octet_count = 0
         self.rtx_bytes = 0
+        # Outgoing numbers skipped because the packet never reached the server (lost on the
+        # publisher's uplink; a late arrival fills its number and takes one off). The viewer
+        # counts them as lost: ViewerFeedback takes them out, so one party's weak uplink does not
+        # read as every viewer's congested downlink (the lab saw 96 % "loss" on healthy viewers).
+        self.holes = 0
         self.retransmits = 0
         self.retransmits_skipped = 0
+        self.retransmits_repeated = 0  # NACKs for a packet resent less than a round trip ago
         self.hold_retransmits = False
         self._rtx_seq = random.getrandbits(16) % 32768
         self._history: list[Optional[bytes]] = [None] * HISTORY_PACKETS
+        self._resent_at: list[float] = [0.0] * HISTORY_PACKETS
+        # The round trip from the viewer's receiver reports on this leg's sender reports, each
+        # report matched to the one it answers: aiortc keeps only the latest, so on a link that
+        # queues for longer than the report interval (1.6 s on 150 kbit/s with a 30 KB queue) it
+        # never found a match and the round trip stayed unknown, just when it says most.
+        self.rtt: Optional[float] = None
+        self._sr_times: dict[int, float] = {}   # middle 32 bits of a sender report's NTP time -> sent
         self._ext_head = b""
         self._ext_tail = b""
         self._abs = False
@@ -865,14 +880,21 @@ class PacketSender:
             ext = self._ext_head + abs3 + self._ext_tail if self._ext_head else b""
             first = self._first
         data = _pack_header(first, (marker << 7) | self.pt, seq, ts, self.ssrc) + ext + payload
-        self._history[seq % HISTORY_PACKETS] = data
+        slot = seq % HISTORY_PACKETS
+        self._history[slot] = data
+        self._resent_at[slot] = 0.0  # a new packet in the slot: not resent yet
         self.packets_out += 1
         self.octet_count += len(payload)
         if fresh:
+            skipped = (seq - self.next_seq) & 0xFFFF
+            if skipped < 0x8000 and self.sent_any:
+                self.holes += skipped
             self.next_seq = (seq + 1) & 0xFFFF
             self.last_ts = ts
             self.last_wall = now
             self.sent_any = True
+        elif self.holes:
+            self.holes -= 1  # a late packet fills the number kept for it
         sendto = self._sendto
         if sendto is None:
             sendto = self._resolve()
@@ -893,13 +915,23 @@ class PacketSender:
 
     def retransmit(self, seq: int) -> None:
         """The viewer NACKed outgoing packet `seq`: send it again from the buffer (as RTX when
-        negotiated). Not while its link is over budget (more would only lengthen the queue)."""
-        data = self._history[seq % HISTORY_PACKETS]
+        negotiated). Not while its link is over budget (more would only lengthen the queue), and
+        not again within a round trip of the last resend: Chrome repeats a NACK every round trip
+        while the packet is missing, and on a queued narrow link each repeat answered put one
+        more copy into the queue (the lab saw 5 Mbit/s offered to a 150 kbit/s link), as libwebrtc's
+        own sender knows (it ignores a NACK for a packet resent within the round trip)."""
+        slot = seq % HISTORY_PACKETS
+        data = self._history[slot]
         if data is None or ((data[2] << 8) | data[3]) != seq:
             return
         if self.hold_retransmits:
             self.retransmits_skipped += 1
             return
+        now = time.monotonic()
+        if now - self._resent_at[slot] < max(self.rtt or 0.0, MIN_RESEND_INTERVAL):
+            self.retransmits_repeated += 1
+            return
+        self._resent_at[slot] = now
         self.retransmits += 1
         if self.rtx_pt is not None:
             head = 12 + (4 + 4 * ((data[14] << 8) | data[15]) if data[0] & 0x10 else 0)
@@ -914,8 +946,23 @@ class PacketSender:
             except (OSError, AttributeError, pylibsrtp.Error):
                 pass
 
+    def on_report(self, now: float, lsr: int, dlsr: int) -> None:
+        """A receiver report on this leg (`now`: time.time()): the round trip from the sender
+        report it answers (RFC 3550 6.4.1), smoothed as aiortc does."""
+        sent = self._sr_times.get(lsr)
+        if sent is None or not dlsr:
+            return
+        rtt = now - sent - dlsr / 65536
+        if rtt < 0:
+            rtt = 0.0
+        self.rtt = rtt if self.rtt is None else 0.875 * self.rtt + 0.125 * rtt
+
     def sender_report(self, now: float) -> RtcpSrPacket:
         ntp = int((now + _NTP_OFFSET) * (1 << 32))
+        times = self._sr_times
+        times[(ntp >> 16) & 0xFFFFFFFF] = now
+        if len(times) > SR_REMEMBERED:
+            del times[next(iter(times))]
         return RtcpSrPacket(ssrc=self.ssrc, sender_info=RtcpSenderInfo(
             ntp_timestamp=ntp, rtp_timestamp=self.next_timestamp(now) if self.sent_any else self.last_ts,
             packet_count=self.packets_out & 0xFFFFFFFF, octet_count=self.octet_count & 0xFFFFFFFF))
@@ -992,7 +1039,8 @@ async def _packet_run_rtcp(self: RTCRtpSender) -> None:
             now = time.time()
             report = out.sender_report(now)
             packets: list = [report]
-            # For aiortc's round-trip estimate from the viewer's receiver reports (sender_rtt).
+            # aiortc matches receiver reports to its latest sender report (the leg matches them
+            # to any recent one itself: PacketSender.on_report).
             self._RTCRtpSender__lsr = (report.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
             self._RTCRtpSender__lsr_time = now  # type: ignore[attr-defined]
             if cname is not None:
@@ -1063,7 +1111,11 @@ def _watch_viewer_rtcp(sender: RTCRtpSender, on_return: Optional[Callable[[], No
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
-                    feedback.report(now, report.packets_lost, report.highest_sequence)
+                    out = getattr(sender, "_rooms_packets", None)
+                    if out is not None:
+                        out.on_report(time.time(), report.lsr, report.dlsr)
+                    feedback.report(now, report.packets_lost, report.highest_sequence,
+                                    out.holes if out is not None else 0)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -1095,24 +1147,30 @@ class ViewerFeedback:
         self.prev_loss: Optional[float] = None  # the window before it (None: this is the first)
         self.remb: Optional[int] = None    # receiver-estimated maximum bitrate (bit/s), whole connection
         self.remb_at: Optional[float] = None
-        self._anchor: Optional[tuple[float, int, int]] = None  # (time, cumulative lost, highest seq)
+        # (time, cumulative lost, highest seq, numbers the server skipped so far)
+        self._anchor: Optional[tuple[float, int, int, int]] = None
 
-    def report(self, now: float, lost_total: int, highest_seq: int) -> None:
+    def report(self, now: float, lost_total: int, highest_seq: int, holes: int = 0) -> None:
         """A receiver report about this stream arrived: its cumulative packets lost and extended
-        highest sequence number. The loss is taken from these over at least LOSS_WINDOW, not from
-        the report's own fraction: Chrome sends a report with every NACK, so that fraction often
-        covers two or three packets (one lost of two reads 50 %, seen on a 3 % lossy link)."""
+        highest sequence number; `holes`: how many outgoing numbers the server has skipped so far
+        (PacketSender.holes: lost before the server, not on this viewer's link). The loss is
+        taken from these over at least LOSS_WINDOW, not from the report's own fraction: Chrome
+        sends a report with every NACK, so that fraction often covers two or three packets (one
+        lost of two reads 50 %, seen on a 3 % lossy link)."""
         anchor = self._anchor
         if anchor is None:
-            self._anchor = (now, lost_total, highest_seq)
+            self._anchor = (now, lost_total, highest_seq, holes)
             return
         expected = (highest_seq - anchor[2]) & 0xFFFFFFFF
         if now - anchor[0] < LOSS_WINDOW and expected < 0x80000000:
             return
-        self._anchor = (now, lost_total, highest_seq)
+        self._anchor = (now, lost_total, highest_seq, holes)
         if expected == 0 or expected >= 0x80000000 or now - anchor[0] > LOSS_STALE:
             return  # nothing new, the stream started over, or the window spans a pause
-        loss = min(max((lost_total - anchor[1]) / expected, 0.0), 1.0)
+        upstream = max(holes - anchor[3], 0)
+        if expected <= upstream:
+            return  # all it missed was never sent (the publisher's loss): nothing about this link
+        loss = min(max((lost_total - anchor[1] - upstream) / (expected - upstream), 0.0), 1.0)
         self.prev_loss = self.loss if self.loss_at is not None else None
         self.loss, self.loss_at = loss, now
 
@@ -1122,7 +1180,11 @@ def sender_feedback(sender: RTCRtpSender) -> Optional[ViewerFeedback]:
 
 
 def sender_rtt(sender: RTCRtpSender) -> Optional[float]:
-    """aiortc's smoothed round trip (s) from the viewer's reports on our sender reports."""
+    """The smoothed round trip (s) from the viewer's reports on our sender reports: the leg's
+    own on the packet path (PacketSender.on_report), aiortc's on the frame path."""
+    out = getattr(sender, "_rooms_packets", None)
+    if out is not None:
+        return out.rtt
     return sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
 
 
