@@ -11,8 +11,11 @@ next level needs, one level at a time with PROBE_HOLD between them, instead of c
 levels are coarse, and creeping from the floor to everything in full took ~30 s after a link
 widened again, on top of the wait. Within the estimate, audio of everyone in the viewer's
 area comes first and is never touched; each video is forwarded FULL, REDUCED (temporal layer 0
-of a VP8 stream published with L1T3: a quarter of the frames, about half the bits) or PAUSED,
-in priority order: the mediator's video first, then the others in the order they joined.
+of a VP8 stream published with L1T3: a quarter of the frames, about half the bits), SMALL (the
+publisher's second, small encoding of the camera: a sixteenth of the pixels, a tenth of the
+bits; without it a 150 kbit/s link could show no video at all, since even layer 0 of the camera
+did not fit) or PAUSED, in priority order: the mediator's video first, then the others in the
+order they joined.
 A viewer who asked for audio only gets no video at all.
 
 Each participant also gets a connection `quality` (good / fair / poor) from the loss and round
@@ -28,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from . import aiortc_hooks as hooks
-from .media import FULL, PAUSED, REDUCED, Producer
+from .media import FULL, PAUSED, REDUCED, SMALL, Producer
 
 if TYPE_CHECKING:
     from .participant import Participant
@@ -63,6 +66,22 @@ QUEUE_TICKS = 2           # consecutive ticks with a queue before it counts (one
 # 6 s outage in the lab). A link really too narrow shows it again in the next report.
 SPIKE_LOSS = 0.5
 AUDIO_RESERVE = 1.25      # audio streams get this share over what they use (Opus varies)
+SMALL_MIN_RATE = 8_000    # bit/s: a small encoding sending less is not there (the browser dropped it)
+ORDER = {FULL: 3, REDUCED: 2, SMALL: 1, PAUSED: 0}
+
+
+def _video(v: tuple) -> tuple:
+    """A video to allocate: (producer id, full rate, layer-0 rate or None, small encoding's rate
+    or None); the last may be left out."""
+    return v if len(v) == 4 else (*v, None)
+
+
+def cost(level: str, full: float, reduced: Optional[float], small: Optional[float]) -> float:
+    return {FULL: full, REDUCED: reduced or 0.0, SMALL: small or 0.0}.get(level, 0.0)
+
+
+def available(level: str, reduced: Optional[float], small: Optional[float]) -> bool:
+    return level in (FULL, PAUSED) or (level == REDUCED and reduced is not None) or (level == SMALL and small is not None)
 
 
 class Rate:
@@ -88,8 +107,21 @@ def is_spike(fb) -> bool:
 
 
 def reports_of(senders: list) -> list[tuple]:
-    """What each forwarding sender's viewer reported: (ViewerFeedback or None, round trip or None)."""
-    return [(hooks.sender_feedback(sender), hooks.sender_rtt(sender)) for sender in senders]
+    """What each forwarding sender's viewer reported: (ViewerFeedback or None, round trip or None,
+    mean bytes per packet sent or None)."""
+    return [(hooks.sender_feedback(sender), hooks.sender_rtt(sender), hooks.sender_packet_bytes(sender))
+            for sender in senders]
+
+
+def delivered(now: float, reports: list) -> float:
+    """bit/s that reached the viewer by its receiver reports (packets received per second in each
+    stream's latest window, times the mean packet size sent on it); 0 when nothing says."""
+    total = 0.0
+    for report in reports:
+        fb, size = report[0], report[2] if len(report) > 2 else None
+        if fb is not None and size and fb.loss_at is not None and now - fb.loss_at < hooks.LOSS_STALE:
+            total += fb.received_pps * size * 8
+    return total
 
 
 class ViewerLink:
@@ -107,6 +139,7 @@ class ViewerLink:
         self._pending: dict[str, int] = {}    # producer id -> ticks a higher level has fitted
         self._cut_at = -math.inf
         self._raised_at = -math.inf
+        self._before_probe: Optional[float] = None  # what the levels before the latest step up need
         self._wait = RAISE_WAIT
         self._rtts: collections.deque = collections.deque()  # (time, rtt) of the last RTT_WINDOW s
         self._queue_ticks = 0
@@ -115,18 +148,21 @@ class ViewerLink:
 
     def observe(self, now: float, sent_bytes: int, reports: list, demand: float, video_flowing: bool = True) -> bool:
         """Take in the latest counters and reports; True when the link is congested now.
-        `reports`: (ViewerFeedback or None, aiortc's round trip or None) per forwarding sender
-        (see reports_of); `demand`: what this viewer would get with everything in full (bit/s);
+        `reports`: (ViewerFeedback or None, the round trip or None[, bytes per packet]) per
+        forwarding sender (see reports_of); `demand`: what this viewer would get with everything in full (bit/s);
         `video_flowing`: some video goes to it now (only then does its REMB say anything)."""
         sent = self.sent.update(now, sent_bytes)
         losses, rtts = [], []
-        new_loss = 0.0  # the worst loss reported since the last cut: one report cuts once
+        # The worst loss of a window that began after the last cut: one report cuts once, and a
+        # window still counting what was sent before the cut (a queue draining) does not cut
+        # again (two cuts a second apart took a 300 kbit/s link to 75 in the lab).
+        new_loss = 0.0
         remb = None
-        for fb, rtt in reports:
+        for fb, rtt, *_ in reports:
             if fb is not None and fb.loss_at is not None and now - fb.loss_at < 3:
                 if not is_spike(fb):
                     losses.append(fb.loss)
-                    if fb.loss_at > self._cut_at:
+                    if (fb.loss_from if fb.loss_from is not None else fb.loss_at) >= self._cut_at:
                         new_loss = max(new_loss, fb.loss)
             if fb is not None and fb.remb_at is not None and now - fb.remb_at < 3:
                 remb = fb.remb
@@ -148,15 +184,27 @@ class ViewerLink:
         # the audio alone), so it throttled healthy viewers; loss and queueing delay decide.
         congested = self.congested = new_loss >= CONGESTED_LOSS or queueing
         if congested:
-            if now - self._cut_at > 1.0 and sent > 0:  # let the last cut take effect first
-                got_through = sent * (1 - self.loss)
+            # Let the last cut take effect first (what was queued before it drains).
+            if now - self._cut_at > 1.0 + (self.rtt or 0.0) and sent > 0:
+                # What the receiver counted, where it says: the loss of a window filled while a
+                # burst (keyframes after a level change) overflowed the queue, applied to what is
+                # sent now, cut a 300 kbit/s link to 116 in the lab.
+                got_through = max(sent * (1 - self.loss), delivered(now, reports))
                 target = max(FLOOR, CUT * got_through)
                 if self.estimate is None or target < self.estimate:
                     if now - self._raised_at < 5:  # the last raise did not fit: wait longer next time
                         self._wait = min(self._wait * 2, RAISE_WAIT_MAX)
-                    log.info("viewer link cut to %.0f kbit/s: loss %.3f, rtt %s ms (base %s ms), sent %.0f kbit/s",
-                             target / 1000, self.loss, None if self.rtt is None else round(self.rtt * 1000),
-                             None if self.base_rtt is None else round(self.base_rtt * 1000), sent / 1000)
+                        # and go back to what the levels before it need: they held. The raise's
+                        # own burst (a keyframe of the bigger stream overflowing the queue) made
+                        # the loss, and cutting on it paused every video in the lab.
+                        if self._before_probe is not None:
+                            target = max(target, self._before_probe)
+                    self._before_probe = None
+                    log.info("viewer link cut to %.0f kbit/s: loss %.3f, rtt %s ms (base %s ms), sent %.0f kbit/s, "
+                             "delivered %.0f kbit/s", target / 1000, self.loss,
+                             None if self.rtt is None else round(self.rtt * 1000),
+                             None if self.base_rtt is None else round(self.base_rtt * 1000), sent / 1000,
+                             delivered(now, reports) / 1000)
                     self.estimate = target
                     self._cut_at = now
         elif self.estimate is not None and self.loss < CLEAN_LOSS and losses:  # raised on fresh reports only
@@ -173,14 +221,15 @@ class ViewerLink:
     def over_budget(self) -> bool:
         return self.estimate is not None and self.sent.value > 1.1 * self.estimate
 
-    def allocate(self, now: float, audio: list[float], videos: list[tuple[str, float, Optional[float]]]) -> dict[str, str]:
-        """Levels for this viewer's videos, given (producer id, full rate, reduced rate or None)
-        in priority order and the rates of its audio streams."""
+    def allocate(self, now: float, audio: list[float], videos: list[tuple]) -> dict[str, str]:
+        """Levels for this viewer's videos, given (producer id, full rate, reduced rate or None[,
+        small encoding's rate or None]) in priority order and the rates of its audio streams."""
         self.next_need = None
+        videos = [_video(v) for v in videos]
         if self.audio_only:
-            return {pid: PAUSED for pid, _, _ in videos}
+            return {v[0]: PAUSED for v in videos}
         if self.estimate is None:
-            return {pid: FULL for pid, _, _ in videos}
+            return {v[0]: FULL for v in videos}
         want = self._want(self.estimate, audio, videos)
         if any(level != FULL for level in want.values()):
             need = self.estimate  # the next estimate that gives some video more (levels are coarse)
@@ -190,45 +239,55 @@ class ViewerLink:
                     self.next_need = need
                     break
         if not self.congested:  # keep what it has, in order, while that fits in DOWN_SLACK more
-            def cost(level: str, full: float, reduced: Optional[float]) -> float:
-                return full if level == FULL else (reduced or 0.0) if level == REDUCED else 0.0
             slack = self.estimate * DOWN_SLACK - AUDIO_RESERVE * sum(audio) \
-                - sum(cost(want[pid], full, reduced) for pid, full, reduced in videos)
-            for pid, full, reduced in videos:
+                - sum(cost(want[pid], full, reduced, small) for pid, full, reduced, small in videos)
+            for pid, full, reduced, small in videos:
                 had = self.levels.get(pid, FULL)
-                if had == REDUCED and reduced is None:
+                if not available(had, reduced, small):
                     continue
-                extra = cost(had, full, reduced) - cost(want[pid], full, reduced)
+                extra = cost(had, full, reduced, small) - cost(want[pid], full, reduced, small)
                 if extra > 0 and extra <= slack:
                     want[pid] = had
                     slack -= extra
-        return self._step(now, want, videos)
+        levels = self._step(now, want, videos)
+        if any(ORDER[levels[v[0]]] > ORDER[self.levels.get(v[0], FULL)] for v in videos):
+            self._before_probe = AUDIO_RESERVE * sum(audio) + sum(
+                cost(self.levels.get(pid, FULL), full, reduced, small) for pid, full, reduced, small in videos)
+        return levels
 
     @staticmethod
-    def _want(estimate: float, audio: list[float], videos: list[tuple[str, float, Optional[float]]]) -> dict[str, str]:
+    def _want(estimate: float, audio: list[float], videos: list[tuple]) -> dict[str, str]:
         budget = estimate - AUDIO_RESERVE * sum(audio)
         want: dict[str, str] = {}
-        for pid, full, reduced in videos:  # everyone the smallest that shows them, in order
-            need = reduced if reduced is not None else full
+        for pid, full, reduced, small in videos:  # everyone the smallest that shows them, in order
+            level = SMALL if small is not None else REDUCED if reduced is not None else FULL
+            need = cost(level, full, reduced, small)
             if budget >= need:
-                want[pid] = REDUCED if reduced is not None else FULL
+                want[pid] = level
                 budget -= need
             else:
                 want[pid] = PAUSED
-        for pid, full, reduced in videos:  # then full quality, in order, while it fits
-            if want[pid] == REDUCED and reduced is not None and budget >= full - reduced:
-                want[pid] = FULL
-                budget -= full - reduced
+        for pid, full, reduced, small in videos:  # then better quality, in order, while it fits
+            if want[pid] == PAUSED:
+                continue
+            have = cost(want[pid], full, reduced, small)
+            for level in (FULL, REDUCED):
+                if ORDER[level] <= ORDER[want[pid]] or not available(level, reduced, small):
+                    continue
+                extra = cost(level, full, reduced, small) - have
+                if budget >= extra:
+                    want[pid] = level
+                    budget -= extra
+                    break
         return want
 
     def _step(self, now: float, want: dict[str, str], videos: list) -> dict[str, str]:
         """What is given now: down at once, up only when it fitted for a while, and not while
         waiting after a cut."""
-        order = {FULL: 2, REDUCED: 1, PAUSED: 0}
         levels = {}
-        for pid, _, _ in videos:
+        for pid, *_ in videos:
             had = self.levels.get(pid, FULL)
-            if order[want[pid]] > order[had]:
+            if ORDER[want[pid]] > ORDER[had]:
                 ticks = self._pending.get(pid, 0) + 1
                 if ticks >= UPGRADE_AFTER and now - self._cut_at > self._wait:
                     levels[pid] = want[pid]
@@ -264,7 +323,7 @@ class Adaptation:
 
     def forget(self, participant_id: str, producers: list[Producer]) -> None:
         self.links.pop(participant_id, None)
-        for producer in producers:
+        for producer in [*producers, *(p.small for p in producers if p.small is not None)]:
             for table in (self._rates, self._base_rates, self._received, self.loss_up):
                 table.pop(producer.id, None)
 
@@ -288,6 +347,9 @@ class Adaptation:
                 if not producer.closed:
                     rates[producer.id] = self.producer_rates(now, producer)
                     self._measure_uplink(producer)
+                    small = producer.small
+                    if small is not None and not small.closed:
+                        rates[small.id] = self.producer_rates(now, small)
         changed = False
         for participant in participants.values():
             session = participant.subscribe
@@ -320,8 +382,8 @@ class Adaptation:
                         key=lambda c: rank.get(c.producer.participant_id, (2, 0.0)))
         levels = {pid: FULL for pid in (c.producer.id for c in videos)}
         if self.enabled:
-            levels = link.allocate(now, audio, [(c.producer.id, *rates.get(c.producer.id, (0.0, None)))
-                                                for c in videos])
+            levels = link.allocate(now, audio, [(c.producer.id, *rates.get(c.producer.id, (0.0, None)),
+                                                 self._small_rate(c.producer, rates)) for c in videos])
         changed = levels != link.levels
         if changed:
             log.info("viewer %s: %s (estimate %s kbit/s)", participant.id,
@@ -331,6 +393,14 @@ class Adaptation:
         for consumer in videos:
             consumer.set_level(levels.get(consumer.producer.id, FULL))
         return changed
+
+    @staticmethod
+    def _small_rate(producer: Producer, rates: dict) -> Optional[float]:
+        small = producer.small
+        if small is None or small.closed:
+            return None
+        rate = rates.get(small.id, (0.0, None))[0]
+        return rate if rate >= SMALL_MIN_RATE else None
 
     def quality(self, participant: "Participant") -> Optional[str]:
         """good / fair / poor from its links both ways and what adaptation did for it."""
@@ -343,7 +413,7 @@ class Adaptation:
         levels = list(link.levels.values()) if link and not link.audio_only else []
         if loss > 0.10 or (rtt is not None and rtt > 1.0) or PAUSED in levels:
             return "poor"
-        if loss > 0.03 or (rtt is not None and rtt > 0.4) or REDUCED in levels:
+        if loss > 0.03 or (rtt is not None and rtt > 0.4) or REDUCED in levels or SMALL in levels:
             return "fair"
         return "good"
 

@@ -1139,11 +1139,13 @@ LOSS_STALE = 8.0
 class ViewerFeedback:
     """What a viewer's receiver said lately about one forwarding sender's stream."""
 
-    __slots__ = ("loss", "loss_at", "prev_loss", "remb", "remb_at", "_anchor")
+    __slots__ = ("loss", "loss_at", "loss_from", "prev_loss", "received_pps", "remb", "remb_at", "_anchor")
 
     def __init__(self) -> None:
         self.loss = 0.0                    # fraction lost over the latest LOSS_WINDOW of reports
         self.loss_at: Optional[float] = None
+        self.loss_from: Optional[float] = None  # when that window began
+        self.received_pps = 0.0            # packets per second that reached the viewer in that window
         self.prev_loss: Optional[float] = None  # the window before it (None: this is the first)
         self.remb: Optional[int] = None    # receiver-estimated maximum bitrate (bit/s), whole connection
         self.remb_at: Optional[float] = None
@@ -1172,11 +1174,21 @@ class ViewerFeedback:
             return  # all it missed was never sent (the publisher's loss): nothing about this link
         loss = min(max((lost_total - anchor[1] - upstream) / (expected - upstream), 0.0), 1.0)
         self.prev_loss = self.loss if self.loss_at is not None else None
-        self.loss, self.loss_at = loss, now
+        self.loss, self.loss_at, self.loss_from = loss, now, anchor[0]
+        self.received_pps = max(expected - (lost_total - anchor[1]), 0) / (now - anchor[0])
 
 
 def sender_feedback(sender: RTCRtpSender) -> Optional[ViewerFeedback]:
     return getattr(sender, "_rooms_feedback", None)
+
+
+def sender_packet_bytes(sender: RTCRtpSender) -> Optional[float]:
+    """The mean size of what the leg sent per packet, overhead included (None: nothing yet, or
+    the frame path): with ViewerFeedback.received_pps, what reached the viewer."""
+    out = getattr(sender, "_rooms_packets", None)
+    if out is None or not out.packets_out:
+        return None
+    return out.octet_count / out.packets_out + PACKET_OVERHEAD
 
 
 def sender_rtt(sender: RTCRtpSender) -> Optional[float]:

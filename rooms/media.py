@@ -50,8 +50,10 @@ PLI_INTERVAL = 0.5
 # keyframes for everyone (every keyframe costs every viewer bandwidth).
 VIEWER_PLI_INTERVAL = 2.0
 
-# What a consumer of video forwards (rooms/adaptation.py decides per viewer).
-FULL, REDUCED, PAUSED = "full", "reduced", "paused"
+# What a consumer of video forwards (rooms/adaptation.py decides per viewer): SMALL is the
+# publisher's second, small encoding of the same camera (docs/protocol.md, "Link quality and
+# adaptation"), forwarded on the viewer's leg in place of the camera's own stream.
+FULL, REDUCED, SMALL, PAUSED = "full", "reduced", "small", "paused"
 
 # How to forward to viewers (docs/architecture.md, "A media packet"): PACKETS rewrites and sends
 # each RTP packet as it arrives; FRAMES assembles frames and packetizes them again per viewer
@@ -94,6 +96,7 @@ class Producer:
         tap: "ReceiverTap",
         mid: Optional[str] = None,
         track_id: Optional[str] = None,
+        role: str = "camera",
     ) -> None:
         self.id = producer_id
         self.participant_id = participant_id
@@ -106,6 +109,11 @@ class Producer:
         self.track_id = track_id
         self.paused = False
         self.closed = False
+        # "small": the second, small encoding of a participant's camera. It is no producer of its
+        # own to viewers or recorders: it hangs off the camera's producer (`small`), and a viewer
+        # on a narrow link gets its packets on the camera's leg (Consumer.set_level(SMALL)).
+        self.role = role
+        self.small: Optional[Producer] = None
         self.consumers: dict[str, Consumer] = {}
         self.frames_in = 0
         self.bytes_in = 0
@@ -262,6 +270,18 @@ class Producer:
         if self.consumers.pop(consumer.id, None) is not None:
             self._sort_consumers()
 
+    def set_small(self, small: Optional["Producer"]) -> None:
+        """The small encoding of this camera (None: there is none now; the old one closes and
+        the viewers it served go back to this stream)."""
+        old = self.small
+        if old is small:
+            return
+        self.small = small
+        if small is not None:
+            small.paused = self.paused
+        if old is not None:
+            old.close()
+
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe on its primary SSRC, rate-limited."""
         if self.kind != "video" or self.closed:
@@ -285,6 +305,8 @@ class Producer:
             self.plis_sent += 1
 
     def set_paused(self, paused: bool) -> None:
+        if self.small is not None:
+            self.small.set_paused(paused)
         if paused == self.paused:
             return
         self.paused = paused
@@ -305,8 +327,14 @@ class Producer:
         if self._pli_timer is not None:
             self._pli_timer.cancel()
             self._pli_timer = None
+        if self.small is not None:
+            self.small.close()
+            self.small = None
         for consumer in tuple(self.consumers.values()):
-            consumer.close()
+            if consumer.producer is not self:  # a viewer of the camera served from this small copy
+                consumer.use_source(consumer.producer)
+            else:
+                consumer.close()
 
     def info(self) -> dict:
         return {
@@ -336,7 +364,7 @@ class Consumer:
     __slots__ = (
         "id", "producer", "sink", "subscriber_id", "active", "closed", "waiting_keyframe", "frames",
         "bytes", "skipped", "overflows", "keyframe_requests", "egress", "_on_closed", "level", "held",
-        "_viewer_pli_at", "packets", "resync", "late", "_video", "_epoch", "_seq_off", "_ts_off",
+        "_viewer_pli_at", "packets", "resync", "late", "_video", "source", "_epoch", "_seq_off", "_ts_off",
         "_max_in", "_base", "_ring", "_cur_ts", "_cur_fwd", "_recent",
     )
 
@@ -373,7 +401,9 @@ class Consumer:
         self.resync = True      # map anew at the next packet that may go (audio: any; video: a keyframe)
         self.late = 0           # late packets sent into the gap kept for them
         self._video = producer.kind == "video"
-        self._epoch = -1        # the producer's source the timestamp offset belongs to
+        # What it takes packets from now: the producer, or the producer's small encoding (SMALL).
+        self.source = producer
+        self._epoch: tuple = ()  # the source (and its epoch) the timestamp offset belongs to
         self._seq_off = 0       # outgoing = incoming + offset (mod 2^16)
         self._ts_off = 0        # the same for timestamps (mod 2^32)
         self._max_in = 0        # newest incoming sequence number seen since the mapping
@@ -388,8 +418,26 @@ class Consumer:
             return
         was = self.level
         self.level = level
+        small = self.producer.small
+        if level is not PAUSED:
+            source = small if level is SMALL and small is not None and not small.closed else self.producer
+            if source is not self.source:
+                self.use_source(source)
+                return
         if was == PAUSED:
             # Back from a pause: start again at a keyframe.
+            self.waiting_keyframe = True
+            self.request_keyframe()
+
+    def use_source(self, source: Producer) -> None:
+        """Take packets from `source` (the producer or its small encoding) from its next
+        keyframe on; the leg's numbering and timeline go on without a gap (Consumer._map)."""
+        old, self.source = self.source, source
+        if self.active and not self.closed:
+            old.detach(self)
+            source.attach(self)
+        self.resync = True
+        if self._video:
             self.waiting_keyframe = True
             self.request_keyframe()
 
@@ -398,7 +446,7 @@ class Consumer:
         if self.active or self.closed:
             return
         self.active = True
-        self.producer.attach(self)
+        self.source.attach(self)
         self.request_keyframe()
 
     def deliver(self, frame: EncodedFrame) -> None:
@@ -511,8 +559,9 @@ class Consumer:
         source continues (after a keyframe wait or a pause its own timeline is the right one)."""
         self.resync = False
         self._seq_off = (out.next_seq - seq) & 0xFFFF
-        if self._epoch != self.producer.epoch:
-            self._epoch = self.producer.epoch
+        source = self.source
+        if self._epoch != (source, source.epoch):
+            self._epoch = (source, source.epoch)
             self._ts_off = (out.next_timestamp(now) - ts) & 0xFFFFFFFF
         self._max_in = (seq - 1) & 0xFFFF
         self._base = seq
@@ -543,14 +592,14 @@ class Consumer:
         if self.closed:
             return
         self.keyframe_requests += 1
-        self.producer.request_keyframe()
+        self.source.request_keyframe()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.active = False
-        self.producer.detach(self)
+        self.source.detach(self)
         try:
             self.sink.close()
         except Exception:

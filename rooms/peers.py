@@ -176,16 +176,20 @@ class PublishSession(_CandidateBuffer):
                 self.closed = True
                 on_closed_by_peer()
 
-    async def handle_offer(self, sdp: Any, type_: Any) -> tuple[RTCSessionDescription, list[Producer], list[Producer]]:
-        """Apply the client's offer; return (answer, producers added, producers removed)."""
+    async def handle_offer(self, sdp: Any, type_: Any, roles: Optional[dict[str, str]] = None
+                           ) -> tuple[RTCSessionDescription, list[Producer], list[Producer]]:
+        """Apply the client's offer; return (answer, producers added, producers removed).
+        `roles`: mid -> "small" for the m-line that carries the small encoding of the camera
+        (docs/protocol.md, "Link quality and adaptation"); the others are the camera and mic."""
         offer = _description(sdp, type_, "offer")
+        roles = dict(roles or {})
         async with self._lock:
             if self.closed:
                 raise RoomError("gone", "the publish connection is closed")
             pc = self.pc
             if pc.signalingState != "stable":
                 raise RoomError("bad_state", f"publish connection is {pc.signalingState}")
-            self._validate_offer(offer.sdp)
+            self._validate_offer(offer.sdp, roles)
             self._applying = True
             try:
                 await pc.setRemoteDescription(offer)
@@ -206,10 +210,10 @@ class PublishSession(_CandidateBuffer):
             finally:
                 self._applying = False
             await self._flush_candidates()
-            added, removed = self._reconcile()
+            added, removed = self._reconcile(roles)
             return pc.localDescription, added, removed
 
-    def _validate_offer(self, sdp: str) -> None:
+    def _validate_offer(self, sdp: str, roles: dict[str, str]) -> None:
         """Refuse, before touching the connection, what aiortc would half-apply:
         aiortc has no rollback, and it happily takes an offer without media (or one
         that drops existing m-lines) and then breaks in its connect task."""
@@ -231,8 +235,17 @@ class PublishSession(_CandidateBuffer):
             after = [(m.kind, m.rtp.muxId) for m in parsed.media]
             if after[: len(before)] != before:
                 raise RoomError("bad_sdp", "a re-offer must keep the existing m-lines in order")
+        kinds = {m.rtp.muxId: m.kind for m in parsed.media}
+        for mid, role in roles.items():
+            if role != "small" or kinds.get(mid) != "video":
+                raise RoomError("bad_request", f"tracks: {mid!r} is no video m-line of the offer, or {role!r} no role")
+        if len(roles) > 1 or (roles and sum(1 for m, k in kinds.items() if k == "video" and m not in roles) != 1):
+            raise RoomError("bad_request", "tracks: one small encoding, beside exactly one camera m-line")
+        for mid, producer in self._by_mid.items():
+            if (producer.role == "small") != (roles.get(mid) == "small") and mid in kinds:
+                raise RoomError("bad_request", f"tracks: m-line {mid!r} cannot change its role")
 
-    def _reconcile(self) -> tuple[list[Producer], list[Producer]]:
+    def _reconcile(self, roles: dict[str, str]) -> tuple[list[Producer], list[Producer]]:
         added: list[Producer] = []
         removed: list[Producer] = []
         for transceiver in self.pc.getTransceivers():
@@ -247,7 +260,8 @@ class PublishSession(_CandidateBuffer):
                 codec = hooks.negotiated_codecs(transceiver)[0]
                 track = transceiver.receiver.track
                 track_id = track.id if track is not None else None
-                reused = self._reclaim(transceiver.kind, codec) if self._reclaim is not None else None
+                role = roles.get(mid, "camera")
+                reused = self._reclaim(transceiver.kind, codec) if self._reclaim is not None and role != "small" else None
                 if reused is not None:
                     reused.rebind(tap, mid, track_id)
                     self._by_mid[mid] = reused
@@ -261,6 +275,7 @@ class PublishSession(_CandidateBuffer):
                     tap=tap,
                     mid=mid,
                     track_id=track_id,
+                    role=role,
                 )
                 producer.paused = self.participant.muted.get(transceiver.kind, False)
                 self._by_mid[mid] = producer

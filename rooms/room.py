@@ -181,7 +181,7 @@ class Room:
     def viewer_view(self, participant_id: str) -> dict:
         """What the server forwards of each publisher's video to this viewer, for its page."""
         link = self.adaptation.links.get(participant_id)
-        order = {"paused": 0, "reduced": 1, "full": 2}
+        order = {"paused": 0, "small": 1, "reduced": 2, "full": 3}
         video: dict[str, str] = {}
         if link is not None:
             for participant in self.participants.values():
@@ -290,17 +290,34 @@ class Room:
 
     # ------------------------------------------------------------------ media / signaling
 
-    async def handle_publish_offer(self, participant_id: str, sdp: Any, type: Any = "offer") -> dict:
-        """The client's `rtc.offer` on its publish connection -> {"sdp", "type"} answer."""
+    async def handle_publish_offer(self, participant_id: str, sdp: Any, type: Any = "offer",
+                                   tracks: Optional[dict[str, str]] = None) -> dict:
+        """The client's `rtc.offer` on its publish connection -> {"sdp", "type"} answer.
+        `tracks`: mid -> "small" for the small encoding of the camera (PublishSession.handle_offer)."""
         participant = self.participant(participant_id)
-        answer, added, removed = await self._publish_session(participant).handle_offer(sdp, type)
+        answer, added, removed = await self._publish_session(participant).handle_offer(sdp, type, tracks)
         if self.participants.get(participant_id) is not participant:
             raise RoomError("gone", f"participant {participant_id} left during negotiation")
         for producer in removed:
-            self._close_producer(participant, producer)
+            if producer.role == "small":
+                camera = self._camera_of(participant, producer)
+                if camera is not None:
+                    camera.set_small(None)
+                producer.close()
+            else:
+                self._close_producer(participant, producer)
         for producer in added:
+            if producer.role == "small":
+                continue
             participant.producers[producer.id] = producer
             self._emit(self.on_producer_added, producer)
+        for producer in added:
+            if producer.role == "small":
+                camera = next((p for p in participant.producers.values() if p.kind == "video" and not p.closed), None)
+                if camera is None:
+                    producer.close()  # no camera to be the small copy of
+                else:
+                    camera.set_small(producer)
         if added or removed:
             self._refresh_area(participant.area)
             self._state_changed()
@@ -463,6 +480,10 @@ class Room:
             self._state_changed()
 
     def _park(self, participant: Participant) -> None:
+        # The small copy of the camera belonged to the connection that is gone: the renewed one
+        # brings a new one (its viewers go back to the camera's stream meanwhile).
+        for producer in participant.producers.values():
+            producer.set_small(None)
         self._unpark(participant.id)
         self._parked[participant.id] = [p for p in participant.producers.values() if not p.closed]
         self._park_timers[participant.id] = asyncio.get_running_loop().call_later(
@@ -542,6 +563,10 @@ class Room:
         for participant in list(self.participants.values()):
             if participant.subscribe is not None:
                 participant.subscribe.sync()
+
+    @staticmethod
+    def _camera_of(participant: Participant, small: Producer) -> Optional[Producer]:
+        return next((p for p in participant.producers.values() if p.small is small), None)
 
     def _close_producer(self, participant: Participant, producer: Producer) -> None:
         participant.producers.pop(producer.id, None)

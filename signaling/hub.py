@@ -648,7 +648,7 @@ class Hub:
     async def rtc_offer(self, sid, live: LiveRoom, pid: str, data: ev.Offer) -> dict:
         if not live.room.participants[pid].can("publish"):
             return fail("forbidden", "Your role does not publish media.")
-        answer = await live.room.handle_publish_offer(pid, data.sdp, data.type)
+        answer = await live.room.handle_publish_offer(pid, data.sdp, data.type, data.tracks)
         return {"sdp": answer["sdp"], "type": answer["type"]}
 
     async def rtc_answer(self, sid, live: LiveRoom, pid: str, data: ev.Answer) -> dict:

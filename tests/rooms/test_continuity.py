@@ -137,6 +137,7 @@ class FakeLeg(PacketSender):
 class FakeProducer:
     kind = "video"
     epoch = 0
+    small = None
     id = "pr"
 
     def attach(self, consumer):

@@ -1,7 +1,7 @@
 /* The grid: one tile per person in my area who publishes (mediator first), with name, role,
  * muted icons, link quality bars (and, for the mediator, the link's figures) and their stream
  * from peers.js; what the server forwards of their video to me (room.state `video`: full,
- * reduced: a badge, paused: the placeholder with their name, a voice-level ring and why), their
+ * reduced or small (their small encoding): a badge, paused: the placeholder with their name, a voice-level ring and why), their
  * camera off for bandwidth, my audio only; the first decoded frame (R.firstFrameAt); and the
  * "sound blocked" button when the browser refuses to play sound without a gesture. */
 import { t, $, h, roleLabel, now } from "./dom.js";
@@ -213,7 +213,7 @@ export function renderGrid() {
     } else { linkEl.hidden = true; }
     var fwd = R.state && R.state.video && R.state.video[p.id];
     tile.setAttribute("data-video", audioOnlyOn() ? "audio_only" : (fwd || "full"));
-    tile.querySelector(".tile-reduced").hidden = !(fwd === "reduced" && !audioOnlyOn());
+    tile.querySelector(".tile-reduced").hidden = !((fwd === "reduced" || fwd === "small") && !audioOnlyOn());
     tile.querySelector(".tile-role").textContent = roleLabel(p.role);
     tile.querySelector(".avatar").textContent = (p.name || "?").trim().charAt(0) || "?";
     tile.setAttribute("data-role", p.role);

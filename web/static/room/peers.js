@@ -2,14 +2,14 @@
  * by me, with VP8/Opus preferred and bitrate caps) and subscribe (everyone else, offered by the
  * server and answered here, one at a time). The server's track table maps each mid to a
  * participant: one MediaStream per remote participant, which the grid shows. */
-import { VIDEO_MAX_BITRATE, AUDIO_MAX_BITRATE, canPublishRole } from "./config.js";
+import { VIDEO_MAX_BITRATE, AUDIO_MAX_BITRATE, SMALL_VIDEO_BITRATE, canPublishRole } from "./config.js";
 import { R } from "./state.js";
 import { showError } from "./toasts.js";
 import { media } from "./devices.js";
 import { call, isJoined, joined, hardRejoin, iceServers } from "./signal.js";
 import { renderGrid, detachStreams } from "./grid.js";
 
-var pubTransceivers = {};      // kind -> RTCRtpTransceiver on the publish connection
+var pubTransceivers = {};      // audio / video / small -> RTCRtpTransceiver on the publish connection
 var pubChain = Promise.resolve();
 var offerQueue = [];
 var offerBusy = false;
@@ -69,6 +69,24 @@ function addSendTransceiver(pc, track, kind) {
   return pc.addTransceiver(track, init);
 }
 
+/* The camera once more, as a small encoding of its own (the same track on a second m-line):
+ * what a viewer whose link cannot carry the camera's stream gets instead of no video
+ * (docs/protocol.md, "Link quality and adaptation"). null where the browser will not. */
+function addSmallTransceiver(pc, track) {
+  var enc = { maxBitrate: SMALL_VIDEO_BITRATE, scaleResolutionDownBy: 4, maxFramerate: 15 };
+  var tries = [enc, { maxBitrate: SMALL_VIDEO_BITRATE, scaleResolutionDownBy: 4 }];
+  for (var i = 0; i < tries.length; i++) {
+    try {
+      return pc.addTransceiver(track, { direction: "sendonly", streams: [media.stream], sendEncodings: [tries[i]] });
+    } catch (e) { /* try with less */ }
+  }
+  return null;
+}
+
+function maxBitrateOf(key) {
+  return key === "small" ? SMALL_VIDEO_BITRATE : key === "video" ? VIDEO_MAX_BITRATE : AUDIO_MAX_BITRATE;
+}
+
 function preferCodec(transceiver, kind) {
   if (!transceiver.setCodecPreferences) { return; }
   var wanted = kind === "video" ? "video/vp8" : "audio/opus";
@@ -83,12 +101,12 @@ function preferCodec(transceiver, kind) {
   }
 }
 
-async function capBitrate(sender, kind) {
+async function capBitrate(sender, key) {
   if (!sender || !sender.getParameters) { return; }
   try {
     var p = sender.getParameters();
     if (!p.encodings || !p.encodings.length) { p.encodings = [{}]; }
-    var max = kind === "video" ? VIDEO_MAX_BITRATE : AUDIO_MAX_BITRATE;
+    var max = maxBitrateOf(key);
     if (p.encodings[0].maxBitrate === max) { return; }
     p.encodings[0].maxBitrate = max;
     await sender.setParameters(p);
@@ -106,13 +124,15 @@ async function doPublish() {
   var pc = R.pubPc;
   if (!pc || pc.signalingState === "closed" || !isJoined()) { return; }
   var added = false;
-  for (var kind of ["audio", "video"]) {
+  for (var key of ["audio", "video", "small"]) {
+    var kind = key === "audio" ? "audio" : "video";
     var track = media[kind];
-    var tr = pubTransceivers[kind];
+    var tr = pubTransceivers[key];
     if (track && !tr) {
-      tr = addSendTransceiver(pc, track, kind);
+      tr = key === "small" ? addSmallTransceiver(pc, track) : addSendTransceiver(pc, track, kind);
+      if (!tr) { continue; }
       preferCodec(tr, kind);
-      pubTransceivers[kind] = tr;
+      pubTransceivers[key] = tr;
       added = true;
     } else if (tr && tr.sender.track !== track) {
       await tr.sender.replaceTrack(track || null);   // a device switch: no renegotiation
@@ -121,7 +141,10 @@ async function doPublish() {
   if (!added) { return; }
   var offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
-  var ack = await call("rtc.offer", { sdp: pc.localDescription.sdp, type: "offer" }, 15000);
+  var msg = { sdp: pc.localDescription.sdp, type: "offer" };
+  var small = pubTransceivers.small;
+  if (small && small.mid) { msg.tracks = {}; msg.tracks[small.mid] = "small"; }
+  var ack = await call("rtc.offer", msg, 15000);
   if (pc !== R.pubPc) { return; }
   if (!ack.ok) {
     showError(ack.error);

@@ -1,11 +1,15 @@
 /* My own uplink: when it cannot carry video, stop sending it. Every 2 s the publish connection's
- * video outbound-rtp (all its layers) is read: when the browser says the video is limited by
+ * video outbound-rtp (the camera's and its small encoding's) is read: when the browser says the video is limited by
  * bandwidth (qualityLimitationReason "bandwidth") and what it sends stays below 60 kbit/s for
  * 10 s (not counting the first 15 s of a camera just started, while the browser's estimate
  * climbs), the camera comes off the sender (replaceTrack(null): nothing is sent, no renegotiation), the server is
  * told (media.mute {kind: "video", muted: true, reason: "bandwidth"}: the others see why), and
- * so am I. Turning the camera back on is mine to do (devices.js puts the track back); the
- * watch then starts over. R.uplink shows what it saw (tests read it). */
+ * so am I. Before that, the camera's small encoding (peers.js) stops first: limited, below
+ * twice that rate, the two encodings only share a link too narrow for one (each at the
+ * browser's floor of ~30 kbit/s they never went below 60 together on a 50 kbit/s uplink);
+ * without it the watch starts over on the camera's own stream. Turning the camera back on is
+ * mine to do (devices.js puts the track back); the watch, and the small encoding, then start
+ * over. R.uplink shows what it saw (tests read it). */
 import { t } from "./dom.js";
 import { R } from "./state.js";
 import { toast, showError } from "./toasts.js";
@@ -23,6 +27,7 @@ var last = null;         // {pc, at, bytes} of the previous reading
 var lowSince = null;
 var offForBandwidth = false;
 var watched = null, graceUntil = 0;   // the track on the sender, and since when
+var smallOff = null;     // the small encoding's sender while it is stopped for my uplink
 
 /** "bandwidth" while my camera is off because my link could not carry it, else null. */
 export function videoOffReason() { return offForBandwidth ? "bandwidth" : null; }
@@ -58,7 +63,11 @@ async function tick() {
   var sender = videoSender(pc);
   if (!sender || !sender.track) { last = null; lowSince = null; watched = null; return; }
   var at = performance.now();
-  if (sender.track !== watched) { watched = sender.track; graceUntil = at + GRACE_MS; }
+  if (sender.track !== watched) {
+    watched = sender.track;
+    graceUntil = at + GRACE_MS;
+    if (smallOff) { await setActive(smallOff, true); smallOff = null; }
+  }
   var r;
   try { r = await read(pc); } catch (e) { return; }
   if (!r || pc !== R.pubPc) { return; }
@@ -69,6 +78,16 @@ async function tick() {
     lowSince = low ? (lowSince === null ? last.at : lowSince) : null;
     R.uplink = { kbps: Math.round(kbps), limited: r.limited, low_for_ms: lowSince === null ? 0 : Math.round(at - lowSince),
       stopped: R.uplink ? R.uplink.stopped : 0 };
+    var small = smallSender(pc, sender);
+    if (small && !smallOff && r.limited && kbps < 2 * LOW_KBPS && at >= graceUntil) {
+      smallOff = small;
+      await setActive(small, false);
+      R.uplink.small_stopped = true;
+      last = null;
+      lowSince = null;
+      return;
+    }
+    R.uplink.small_stopped = !!smallOff;
     if (lowSince !== null && at - lowSince >= LOW_FOR_MS) {
       last = null;
       lowSince = null;
@@ -79,10 +98,28 @@ async function tick() {
   last = { pc: pc, at: at, bytes: r.bytes };
 }
 
+/** The sender of the camera's small encoding: the other one with the camera's track. */
+function smallSender(pc, sender) {
+  return pc.getSenders().filter(function (s) { return s !== sender && s.track && s.track === sender.track; })[0] || null;
+}
+
+async function setActive(sender, active) {
+  try {
+    var p = sender.getParameters();
+    if (!p.encodings || !p.encodings.length) { return; }
+    p.encodings[0].active = active;
+    await sender.setParameters(p);
+  } catch (e) { /* not supported, or the connection went away */ }
+}
+
 async function stopVideo(pc, sender) {
   offForBandwidth = true;
   setOn("video", false, { local: true });
-  try { await sender.replaceTrack(null); } catch (e) { /* the connection went away meanwhile */ }
+  // The camera's own sender and its small encoding's (peers.js): both stop.
+  var senders = pc.getSenders().filter(function (s) { return s === sender || (s.track && s.track === sender.track); });
+  for (var i = 0; i < senders.length; i++) {
+    try { await senders[i].replaceTrack(null); } catch (e) { /* the connection went away meanwhile */ }
+  }
   R.uplink = Object.assign({}, R.uplink, { stopped: ((R.uplink && R.uplink.stopped) || 0) + 1 });
   toast(t("room.uplink.stopped"), { kind: "warn", ms: 15000, key: "uplink" });
   if (pc !== R.pubPc || !isJoined()) { return; }
