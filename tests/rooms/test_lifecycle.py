@@ -91,6 +91,16 @@ async def test_bad_input_is_refused_and_others_are_unaffected(harness):
     with pytest.raises(RoomError) as err:
         await room.handle_publish_offer("olga", "v=0", "offer")
     assert err.value.code == "forbidden"
+    # The small encoding's m-line: a video m-line of the offer, beside exactly one camera, and an
+    # m-line keeps the role it was given (docs/protocol.md, rtc.offer).
+    offer = a.pub.localDescription.sdp
+    mids = {t.kind: t.mid for t in a.pub.getTransceivers()}
+    for tracks in ({mids["audio"]: "small"}, {"nope": "small"}, {mids["video"]: "small"}):
+        with pytest.raises(RoomError) as err:
+            await room.handle_publish_offer("alice", offer, "offer", tracks)
+        assert err.value.code == "bad_request", tracks
+    assert [p.role for p in room.participant("alice").producers.values()] == ["camera", "camera"]
+    assert all(p.small is None for p in room.participant("alice").producers.values())
 
     # A real trickled candidate is accepted...
     await room.add_ice_candidate(
