@@ -19,6 +19,7 @@ court receives an ``Idempotency-Key`` with it (the submission's key) to drop a r
 crash between sending and recording could cause.
 
 The court answers (accepted, confirmed, rejected, filed) through an HMAC-authenticated callback.
+A decision after the court's online review is linked to that review's session (outcome/review.py).
 
 One module (~870 lines): both court applications share the package builder, the delivery adapters and the callback, which only make sense together.
 """

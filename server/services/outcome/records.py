@@ -1,6 +1,6 @@
 """What the outcome adds to the clerks' archive: the agreement and court submissions in a case's
 record, and what followed it (the watched obligations with the parties' reports, the follow-up and
-review tasks, the satisfaction ratings); the agreements' integrity check (text, signature images,
+review tasks, the satisfaction ratings, the court's online reviews); the agreements' integrity check (text, signature images,
 sealed PDF and its PAdES signature) and the signed PDF and court packages in the export.
 Registered by server/system.py."""
 from __future__ import annotations
