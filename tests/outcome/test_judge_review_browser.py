@@ -1,8 +1,8 @@
 """The court's online review in real Chromium against the real server: the court's signed callback opens the
 review of a delivered judicial-confirmation application; the judge opens the link from the answer, sees that it
 is the court's review, enters directly as an observer (no camera, no lobby) and receives the applicant's video,
-who entered with the link from the notification outbox on a phone; the applicant's lookup page shows the review;
-after the court's decision the judge's link is refused."""
+who entered with the link from the notification outbox on a phone; the applicant's lookup page and the mediator's
+case page (both on a phone) show the review; after the court's decision the judge's link is refused."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +14,7 @@ import datetime as dt
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, artifacts, browser  # noqa: F401
+from tests.browser.conftest import DEMO_PASSWORD, DESKTOP, PHONE, artifacts, browser  # noqa: F401
 from tests.browser.room_helpers import wait_js
 from tests.browser.test_room import (enter, frames_shown, my_id, pass_steps, room_browser, room_page,  # noqa: F401
                                      tile, wait_screen)
@@ -142,3 +142,16 @@ def test_the_judge_joins_the_review_and_the_party_sees_it(court_server, room_pag
     page.reload()
     assert page.locator(f"[data-testid=review-{review['id']}]").get_attribute("data-state") == "decided"
     assert "确认调解协议有效" in page.inner_text(f"[data-testid=review-{review['id']}]")
+
+    # The mediator, on a phone: the case page says the court asked for a review, when, and what it decided.
+    m = room_page(PHONE, label="mediator")
+    m.goto(api.url + "/login?next=/staff/cases/" + str(case["id"]))
+    m.fill("input[name=username]", "mediator")
+    m.fill("input[name=password]", DEMO_PASSWORD)
+    m.click("[data-testid=login-form] button[type=submit]")
+    card = m.locator(f"[data-testid=review-{review['id']}]")
+    assert card.get_attribute("data-state") == "decided"
+    assert "县人民法院于" in card.inner_text() and starts.strftime("%Y-%m-%d %H:%M") in card.inner_text()
+    _narrow(m)
+    card.scroll_into_view_if_needed()
+    m.screenshot(path=artifacts / "phone-mediator-review.png")
