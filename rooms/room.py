@@ -104,13 +104,14 @@ class Room:
 
     def entry_area(self, role: str, *, direct: bool = False, remembered: Optional[str] = None) -> str:
         """The one rule of where someone enters: back where they were (a reconnect, or a room
-        restored on another node) while that area still exists; else the mediator and an
-        expert invited for direct entry go to the main area, everybody else waits in the lobby."""
+        restored on another node) while that area still exists; else the mediator and whoever was
+        invited for direct entry (an expert; everyone in a court's review) go to the main area,
+        everybody else waits in the lobby."""
         if remembered is not None and (remembered in (MAIN, LOBBY) or remembered in self.caucuses):
             return remembered
         if remembered is not None:
             return MAIN  # their caucus was closed meanwhile
-        return MAIN if role == "mediator" or (role == "expert" and direct) else LOBBY
+        return MAIN if role == "mediator" or direct else LOBBY
 
     def join(
         self,

@@ -201,6 +201,8 @@ class Invite(Base):
     specialty: Mapped[str] = mapped_column(String(40), default="", server_default="")
     organisation: Mapped[str] = mapped_column(String(200), default="", server_default="")
     direct: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # An observer who is a judge (法官): `organisation` holds the court's name (docs/procedure.md).
+    judge: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
@@ -734,3 +736,24 @@ class Rating(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("case_id", "party_id", name="uq_rating_case_party"),)
+
+
+class CourtReview(Base):
+    """司法确认在线审查: the court asked (signed callback) for an online review of a pending judicial-confirmation
+    application; a session of the case at the court's time, the judge's observer link, the decision that came back.
+    Written by server/services/outcome/review.py."""
+
+    __tablename__ = "court_reviews"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("court_submissions.id"), index=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), unique=True)
+    judge_invite_id: Mapped[int | None] = mapped_column(ForeignKey("invites.id"), nullable=True)
+    court_id: Mapped[str] = mapped_column(String(40))
+    court_name: Mapped[str] = mapped_column(String(200))
+    judge: Mapped[str] = mapped_column(String(100))
+    starts_at: Mapped[dt.datetime] = mapped_column()
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    decision: Mapped[str] = mapped_column(String(12), default="")  # "" | confirmed | rejected
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

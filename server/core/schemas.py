@@ -234,6 +234,8 @@ class InviteIn(Strict):
     specialty: Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)] | None = None
     organisation: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     direct: bool = False
+    # An observer who is a judge (法官在线协助): the court's name; the record shows them as the judge.
+    court: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
 
 
 class TokenIn(Strict):

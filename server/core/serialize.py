@@ -59,7 +59,7 @@ def session(s: MediationSession) -> dict:
 def invite(i: Invite) -> dict:
     return {"id": i.id, "role": i.role, "name": i.name, "party_id": i.party_id, "expert_id": i.expert_id,
             "single_use": i.single_use, "specialty": i.specialty, "organisation": i.organisation,
-            "direct": i.direct, "created_at": iso(i.created_at), "expires_at": iso(i.expires_at),
+            "direct": i.direct, "judge": i.judge, "created_at": iso(i.created_at), "expires_at": iso(i.expires_at),
             "used_at": iso(i.used_at), "revoked_at": iso(i.revoked_at)}
 
 

@@ -51,6 +51,17 @@ async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: In
     sess = await get_session(s, session_id)
     case = await get_case(s, sess.case_id)
     user = require_case_mediator(actor, case)
+    return await issue_invite(s, sess, data, by=actor.ref(), created_by=user.id, mediator=user, secret=secret,
+                              default_seconds=default_seconds)
+
+
+async def issue_invite(s: AsyncSession, sess: MediationSession, data: InviteIn, *, by: audit.ActorRef,
+                       created_by: int, secret: str, default_seconds: int, mediator=None,
+                       enter_directly: bool = False) -> tuple[Invite, str]:
+    """Make a join link; the caller has checked who may. `created_by` is the staff member answerable for it
+    (for a court's review session, the case's mediator: services/outcome/review.py). `enter_directly`: the
+    holder skips the lobby (a court's review, where no mediator admits: docs/procedure.md)."""
+    case = await get_case(s, sess.case_id)
     if sess.status == "ended":
         raise Conflict("This session has ended; open a new one.", code="session_ended")
     name, party_id, expert_id, user_id = data.name, None, None, None
@@ -63,6 +74,8 @@ async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: In
     if data.role != "expert" and (data.specialty or data.organisation or data.direct):
         raise ValidationFailed("Specialty, organisation and direct entry are for experts.",
                                fields={"role": "only experts have these"})
+    if data.court is not None and data.role != "observer":
+        raise ValidationFailed("Only an observer is a judge of a court.", fields={"court": "only for an observer"})
     seconds = data.expires_in or default_seconds
     single_use = False
     if data.role == "party":
@@ -88,26 +101,34 @@ async def create_invite(s: AsyncSession, actor: Actor, session_id: int, data: In
         seconds = data.expires_in or EXPERT_LINK_SECONDS
         single_use = True
     elif data.role == "mediator":
-        name, user_id = user.name or user.username, user.id
+        if mediator is None:
+            raise ValidationFailed("Only the mediator makes a mediator's link.", fields={"role": "not here"})
+        name, user_id = mediator.name or mediator.username, mediator.id
     elif not name:
         raise ValidationFailed("Give the observer's name.", fields={"name": "required"})
     if data.role != "party" and data.party_id is not None:
         raise ValidationFailed("Only a party link names a party.", fields={"party_id": "only for role party"})
+    judge = data.court is not None
+    if judge:
+        organisation = data.court
+    # The name the room and the record show: a judge with the court's name.
+    shown = f"{name}（{organisation}）" if judge else name
     expires_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
     grants = ROLE_GRANTS[data.role]
+    direct = data.direct or enter_directly
     token, jti = issue_join_token(secret, session_id=sess.id, room_id=sess.room_id, role=data.role,
-                                  name=name, grants=grants, expires_at=expires_at,
+                                  name=shown, grants=grants, expires_at=expires_at,
                                   participant=f"{data.role}-{party_id or expert_id or user_id or uuid.uuid4().hex[:8]}")
     invite = Invite(jti=jti, session_id=sess.id, role=data.role, name=name, party_id=party_id,
                     expert_id=expert_id, user_id=user_id, grants={"grants": grants}, single_use=single_use,
-                    created_by=user.id, expires_at=expires_at, specialty=specialty, organisation=organisation,
-                    direct=data.direct)
+                    created_by=created_by, expires_at=expires_at, specialty=specialty, organisation=organisation,
+                    direct=direct, judge=judge)
     s.add(invite)
     await s.flush()
-    await audit.append(s, actor.ref(), "invite.created", case_id=case.id, session_id=sess.id,
+    await audit.append(s, by, "invite.created", case_id=case.id, session_id=sess.id,
                        data={"invite_id": invite.id, "role": data.role, "name": name, "party_id": party_id,
                              "expert_id": expert_id, "specialty": specialty, "organisation": organisation,
-                             "direct": data.direct, "expires_at": expires_at})
+                             "direct": direct, "judge": judge, "expires_at": expires_at})
     return invite, token
 
 

@@ -122,6 +122,8 @@ MATRIX = [
     ("POST", "/party/rating", {"level": 5}, set()),
     ("POST", "/party/enforcement", {}, set()),
     ("POST", "/court/callback/ruling?submission=" + "0" * 32, None, set()),  # HMAC-signed by the court
+    ("POST", "/court/callback/review", {"submission": "0" * 32, "starts_at": "2030-01-01T09:00:00+08:00",
+                                        "judge": "王法官"}, set()),  # HMAC-signed by the court
 ]
 
 

@@ -13,14 +13,14 @@ from aiohttp import web
 from server.core.errors import AppError, ValidationFailed
 from server.core.policy import require_staff
 from server.core.schemas import check_text, parse
-from server.http.api.base import actor, api, db
+from server.http.api.base import actor, api, db, settings
 from server.http.api.openapi import BINARY
 from server.http.api.outcome import PARTY, party_from_headers, runtime
 from server.http.util import json_body, path_int, respond
 from server.services import cases as case_svc
 from server.services.outcome import court as court_svc
 from server.services.outcome import enforcement
-from server.services.outcome import followup, performance, satisfaction
+from server.services.outcome import followup, performance, review, satisfaction
 
 
 # --- staff ---------------------------------------------------------------------------------------------------
@@ -177,3 +177,23 @@ async def court_ruling(request: web.Request) -> web.Response:
         sub = await court_svc.attach_ruling(s, rt.store, key, data, judge)
         out = court_svc.submission_view(sub)
     return respond({"submission": out})
+
+
+@api.route("POST", "/court/callback/review", summary="The court asks for an online review session (司法确认在线审查) "
+           "of a judicial-confirmation application it received and has not decided: a session of the case at "
+           "starts_at; the parties get their links through the notification outbox, the judge's observer link "
+           "(judge_url) is in the answer; body signed like /court/callback (X-Court-Signature: sha256=<HMAC-SHA256 "
+           "of the body>); refused: not_pending, review_open (one open review per application), a time in the past",
+           who="the court", body=review.ReviewIn, status=201, tag="court")
+async def court_review(request: web.Request) -> web.Response:
+    raw = await request.read()
+    if len(raw) > 64 * 1024:
+        raise AppError("The request body is too large.", code="too_large", status=413)
+    court_svc.check_callback_signature(runtime(request).cfg, raw, request.headers.get("X-Court-Signature"))
+    data = parse(review.ReviewIn, await json_body(request))
+    async with db(request).session() as s:
+        opened = await review.open_review(s, data, settings=settings(request))
+        case = await case_svc.get_case(s, opened.review.case_id)
+        view = next(v for v in await review.case_views(s, case) if v["id"] == opened.review.id)
+    return respond({"review": view, "judge_url": opened.judge_url, "judge_token": opened.judge_token,
+                    "judge_expires_at": opened.judge_invite.expires_at.isoformat()}, 201)

@@ -22,6 +22,7 @@ from server.core.schemas import parse
 from server.services.outcome import agreements as agr
 from server.services import cases as case_svc
 from server.services.outcome import court as court_svc
+from server.services.outcome import review as review_svc
 
 MAX_PDF_BYTES = 20 * 1024 * 1024
 PDF = {"application/pdf": BINARY}
@@ -200,7 +201,8 @@ async def mediator_confirmation(request: web.Request) -> web.Response:
     return respond(body)
 
 
-@api.route("GET", "/cases/{case_id}/submissions", summary="Court submissions of the case with their delivery state",
+@api.route("GET", "/cases/{case_id}/submissions", summary="Court submissions of the case with their delivery state, "
+           "and the court's online review sessions (reviews)",
            who="staff who may see the case", tag="court")
 async def submissions(request: web.Request) -> web.Response:
     require_staff(actor(request))
@@ -208,7 +210,8 @@ async def submissions(request: web.Request) -> web.Response:
     async with db(request).read() as s:
         case = await case_svc.view(s, actor(request), case_id)
         rows = [court_svc.submission_view(x, m, case) for x, m in await court_svc.list_submissions(s, case.id)]
-    return respond({"submissions": rows})
+        reviews = await review_svc.case_views(s, case)
+    return respond({"submissions": rows, "reviews": reviews})
 
 
 @api.route("POST", "/cases/{case_id}/submissions/{submission_id}/retry", summary="Try the delivery again now",
@@ -293,7 +296,8 @@ async def party_pdf(request: web.Request) -> web.Response:
     return pdf_response(await agr.read_pdf(runtime(request).store, ag), case.number, ag.pdf_sha256)
 
 
-@api.route("GET", "/party/court", summary="Judicial confirmation or filing: status, deadline, court options",
+@api.route("GET", "/party/court", summary="Judicial confirmation or filing: status, deadline, court options, the "
+           "court's online review sessions (reviews)",
            who=PARTY, tag="court")
 async def party_court(request: web.Request) -> web.Response:
     rt = runtime(request)
@@ -301,7 +305,8 @@ async def party_court(request: web.Request) -> web.Response:
         case, who = await party_from_headers(request, s)
         ag = await agr.get_for_case(s, case.id)
         subs = [court_svc.submission_view(x, m, case) for x, m in await court_svc.list_submissions(s, case.id)]
-    return respond({"case": {"number": case.number, "status": case.status},
+        reviews = await review_svc.case_views(s, case)
+    return respond({"case": {"number": case.number, "status": case.status}, "reviews": reviews,
                     "deadline": ag.confirmation_deadline.isoformat() if ag and ag.confirmation_deadline else None,
                     "days_left": court_svc.days_left(ag.confirmation_deadline) if ag else None,
                     "courts": court_svc.court_options(rt.cfg, case), "submissions": subs})

@@ -3,11 +3,12 @@ staff lists and the parties' outcome page include, and their forms.
 
 - Staff case page (web/templates/followup/case_panel.html, included by staff/case.html): the
   watched obligations with every report (the mediator corrects one nobody reported on yet), the
-  follow-up and review tasks with their outcome form, the ratings.
+  follow-up and review tasks with their outcome form, the ratings, the court's online reviews.
 - Staff lists (followup/list_flags.html): obligations overdue without a report, not performed,
   disputed or only claimed. Follow-up and review tasks are deadlines and show with them.
 - The parties' page (/lookup/outcome and /outcome/p/{token}; followup/party_panel.html): report
-  an obligation as performed or not, rate the service once, apply for enforcement.
+  an obligation as performed or not, rate the service once, apply for enforcement; the court's online
+  review of their judicial-confirmation application (when, which court and judge, the decision).
 
 As in server/http/pages/procedure.py, a middleware loads the parts' data for those pages into a
 context variable the `followup()` template function returns; handlers call the services in
@@ -31,7 +32,7 @@ from server.http.util import has_key, read_form
 from server.services import cases as case_svc
 from server.services.outcome import agreements as agr
 from server.services.outcome import court as court_svc
-from server.services.outcome import enforcement, followup, performance, satisfaction
+from server.services.outcome import enforcement, followup, performance, review, satisfaction
 from server.services.queries import may
 
 log = logging.getLogger("mediation.followup")
@@ -58,6 +59,7 @@ async def _case_data(request, case_id: int) -> dict:
         data["obligations"] = await performance.case_views(s, case, now)
         data["tasks"] = await followup.case_views(s, case, now, actor)
         data["ratings"] = await satisfaction.case_views(s, case)
+        data["reviews"] = await review.case_views(s, case)
     return data
 
 
@@ -83,6 +85,7 @@ async def _party_data(request, token: str | None) -> dict:
         data["confirmed"] = await enforcement.confirmed_submission(s, case.id) is not None
         sub = await court_svc.get_submission(s, case.id, "enforcement")
         data["enforcement"] = court_svc.submission_view(sub) if sub is not None else None
+        data["reviews"] = await review.case_views(s, case)
     return data
 
 

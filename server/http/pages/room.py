@@ -22,6 +22,7 @@ from server.core.schemas import CATEGORIES
 from server.core.security import TokenInvalid
 from server.services import cases as case_svc
 from server.services import sessions as session_svc
+from server.services.outcome import review as review_svc
 
 ROLES = ("party", "mediator", "expert", "observer")
 # Scripts and styles only from this origin; media and websockets to this origin (ws: is covered
@@ -91,7 +92,11 @@ async def room_page(request: web.Request) -> web.Response:
                 raise TokenInvalid("token_invalid", "This join link is not valid.")
             info = {"name": str(claims.get("name") or invite.name or ""), "role": str(claims.get("role") or ""),
                     "number": case.number, "title": case.title,
-                    "scheduled": _fmt_dt(request, sess.scheduled_at) if sess.scheduled_at else ""}
+                    "scheduled": _fmt_dt(request, sess.scheduled_at) if sess.scheduled_at else "",
+                    "judge": bool(invite.judge)}
+            # The court's online review (司法确认在线审查) says so on its page (services/outcome/review.py).
+            review = await review_svc.review_of_session(s, sess.id)
+            info["review_court"] = review.court_name if review is not None else ""
     except TokenInvalid as exc:
         error_code = exc.code
     status = 200 if error_code is None else (404 if error_code == "token_invalid" else 410)
@@ -109,7 +114,8 @@ async def room_page(request: web.Request) -> web.Response:
     html = request.app["jinja"].get_template("room.html").render(
         t=t, lang=lang, lang_urls=_lang_urls(request), error_code=error_code, info=info, config=config,
         asset_v=ASSET_VERSION, room_modules=ROOM_MODULES,
-        role_label=t(f"room.role.{info['role']}") if info and info["role"] in ROLES else "",
+        role_label=(t("room.role.judge") if info and info["judge"] else
+                    t(f"room.role.{info['role']}") if info and info["role"] in ROLES else ""),
     )
     resp = web.Response(text=html, content_type="text/html", status=status)
     resp.headers["Cache-Control"] = "no-store"

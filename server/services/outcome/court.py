@@ -19,6 +19,7 @@ court receives an ``Idempotency-Key`` with it (the submission's key) to drop a r
 crash between sending and recording could cause.
 
 The court answers (accepted, confirmed, rejected, filed) through an HMAC-authenticated callback.
+A decision after the court's online review is linked to that review's session (outcome/review.py).
 
 One module (~870 lines): both court applications share the package builder, the delivery adapters and the callback, which only make sense together.
 """
@@ -48,10 +49,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit, events
 from server.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from server.core.models import Agreement, AuditEntry, Case, CourtSubmission, OutboxMessage, utcnow
+from server.core.models import Agreement, AuditEntry, Case, CourtReview, CourtSubmission, OutboxMessage, utcnow
 from server.core.policy import Actor, require_case_mediator
 from server.core.schemas import Strict
 from server.services.outcome import agreements as agr
+from server.services.outcome import review as review_svc
 from server.infra import certs, pdf
 from server.infra.files import FileStore
 from server.services import sessions as session_svc
@@ -568,15 +570,20 @@ async def attach_ruling(s: AsyncSession, store: FileStore, key: str, data: bytes
             return sub  # the court sent it again (a retry): nothing changes
         raise Conflict("A different ruling is already attached to this submission.", code="already_attached",
                        fields={"sha256": known.get("sha256")})
+    review_id = (sub.answer or {}).get("review_id")
+    review = await s.get(CourtReview, review_id) if review_id else None
     stored, digest = await store.put(data, ".pdf")
     now = dt.datetime.now(dt.timezone.utc)
+    link = {"review_id": review.id, "session_id": review.session_id} if review else {}
     sub.answer = {**(sub.answer or {}), "ruling": {"key": stored, "sha256": digest, "size": len(data),
-                                                   "judge": judge, "at": now.isoformat()}}
+                                                   "judge": judge or (review.judge if review else ""),
+                                                   "at": now.isoformat(), **link}}
     try:
         await audit.append(s, audit.ActorRef("court", sub.court_id, sub.court_name), "court.ruling",
-                           case_id=sub.case_id, data={"submission_id": sub.id, "decision": sub.status,
-                                                      "sha256": digest, "size": len(data), "judge": judge,
-                                                      "reference": sub.court_reference})
+                           case_id=sub.case_id, session_id=review.session_id if review else None,
+                           data={"submission_id": sub.id, "decision": sub.status, "sha256": digest,
+                                 "size": len(data), "judge": judge or (review.judge if review else ""),
+                                 "reference": sub.court_reference, **link})
     except BaseException:
         await store.delete(stored)
         raise
@@ -601,9 +608,18 @@ async def record_answer(s: AsyncSession, data: CallbackIn) -> CourtSubmission:
     if data.reference:
         sub.court_reference = data.reference
     sub.answer = {"status": data.status, "reference": data.reference, "message": data.message, "at": now.isoformat()}
+    # A decision after an online review belongs to that review's session in the record (outcome/review.py).
+    review = (await review_svc.decided(s, sub, data.status) if sub.kind == "judicial_confirmation"
+              and data.status in ("confirmed", "rejected") and before != data.status else None)
+    if review is not None:
+        sub.answer = {**sub.answer, "review_id": review.id}  # a new dict: JSON columns do not track edits
     await audit.append(s, audit.ActorRef("court", sub.court_id, sub.court_name), "court.answer", case_id=sub.case_id,
+                       session_id=review.session_id if review else None,
                        data={"submission_id": sub.id, "kind": sub.kind, "from_status": before, "status": data.status,
-                             "reference": data.reference, "message": data.message})
+                             "reference": data.reference, "message": data.message,
+                             **({"review_id": review.id} if review else {})})
+    if review is not None:
+        await review_svc.close(s, sub, review)
     return sub
 
 

@@ -1,6 +1,6 @@
 """What the outcome adds to the clerks' archive: the agreement and court submissions in a case's
 record, and what followed it (the watched obligations with the parties' reports, the follow-up and
-review tasks, the satisfaction ratings); the agreements' integrity check (text, signature images,
+review tasks, the satisfaction ratings, the court's online reviews); the agreements' integrity check (text, signature images,
 sealed PDF and its PAdES signature) and the signed PDF and court packages in the export.
 Registered by server/system.py."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from server.infra.certs import load_identity
 from server.services.archive import records as archive
 from server.services.outcome import agreements as agr
 from server.services.outcome import court as court_svc
-from server.services.outcome import followup, performance, satisfaction
+from server.services.outcome import followup, performance, review, satisfaction
 
 
 async def outcome_section(s, case):
@@ -30,6 +30,10 @@ async def outcome_section(s, case):
 
 async def submissions_section(s, case):
     return [court_svc.submission_view(x, m, case) for x, m in await court_svc.list_submissions(s, case.id)]
+
+async def reviews_section(s, case):
+    return await review.case_views(s, case)
+
 
 async def obligations_section(s, case):
     return await performance.case_views(s, case)
@@ -160,6 +164,7 @@ async def export_files(s, case, settings_):
 def register() -> None:
     archive.register_record_section("outcome", outcome_section)
     archive.register_record_section("submissions", submissions_section, [])
+    archive.register_record_section("court_reviews", reviews_section, [])
     archive.register_record_section("obligations", obligations_section, [])
     archive.register_record_section("followups", followups_section, [])
     archive.register_record_section("ratings", ratings_section, [])
