@@ -130,3 +130,103 @@ def test_transcript_written_in_the_room_is_confirmed_on_the_phones(server, room_
                                                                        "password": "demo-pass-2026"})[1]["token"])
     assert status == 200 and body["status"] == "final" and body["pdf_sha256"] == pdf.headers["x-content-sha256"]
     assert [so["participant_id"] for so in body["signoffs"] if so["agree"]] == [pa, pb]
+
+
+def where(page, pid: str) -> str:
+    return page.evaluate(f"window.mediationRoom.state.participants.find(p => p.id === '{pid}').where")
+
+
+def test_lobby_hands_mute_all_and_caucus_tools(server, room_page, artifacts):  # noqa: F811
+    links = open_room(server, "邻里噪音纠纷（调解工具测试）")
+    mediator = room_page(DESKTOP, label="mediator")
+    a = room_page(PHONE, label="party-a")
+    b = room_page(PHONE, label="party-b")
+    mediator.goto(server.url + links.path(links.mediator_token))
+    a.goto(server.url + links.path(links.party_tokens[0]))
+    b.goto(server.url + links.path(links.party_tokens[1]))
+    pa = admit_party(mediator, a)
+
+    # B waits: the mediator sees for how long, and messages the lobby; B's waiting page shows it.
+    enter(b)
+    wait_screen(b, "lobby")
+    pb = my_id(b)
+    mediator.wait_for_selector(f"#lobby-list li[data-pid='{pb}'] [data-testid=lobby-waited]")
+    assert "刚到" in mediator.inner_text(f"#lobby-list li[data-pid='{pb}'] [data-testid=lobby-waited]")
+    mediator.fill("[data-testid=lobby-message-text]", "请稍候，调解员正在与申请人核对材料。")
+    mediator.click("[data-testid=lobby-message-send]")
+    b.wait_for_selector("[data-testid=lobby-message]:has-text('请稍候，调解员正在与申请人核对材料。')")
+    assert a.locator("[data-testid=lobby-message]").count() == 0
+    b.screenshot(path=artifacts / "phone-room-lobby-message.png")
+    no_horizontal_scroll(b)
+    mediator.screenshot(path=artifacts / "desktop-room-lobby-tools.png")
+    mediator.click(f"[data-testid=lobby-list] [data-testid=admit][data-pid='{pb}']")
+    wait_screen(b, "room")
+
+    # Send back to the lobby, then in again.
+    mediator.click(f"[data-testid=people-list] [data-testid=send-lobby][data-pid='{pa}']")
+    wait_screen(a, "lobby")
+    mediator.locator(tile(pa)).wait_for(state="detached")
+    mediator.click(f"[data-testid=lobby-list] [data-testid=admit][data-pid='{pa}']")
+    wait_screen(a, "room")
+    mediator.locator(tile(pa)).wait_for()
+
+    # Hands: B first, then A; the mediator's queue keeps that order, the tiles show the hands.
+    b.click("[data-testid=hand]")
+    wait_js(mediator, "(window.mediationRoom.state.hands || []).length === 1", "B's hand")
+    a.click("[data-testid=hand]")
+    mediator.wait_for_selector("[data-testid=hand-queue] [data-testid=hand-row] >> nth=1")
+    order = mediator.eval_on_selector_all("[data-testid=hand-queue] [data-testid=hand-row]", "els => els.map(e => e.dataset.pid)")
+    assert order == [pb, pa]
+    mediator.wait_for_selector(f"{tile(pb)} [data-testid=tile-hand]:has-text('1')")
+    mediator.wait_for_selector(f"{tile(pa)} [data-testid=tile-hand]:has-text('2')")
+    a.wait_for_selector(f"{tile(pb)} [data-testid=tile-hand]")
+    mediator.screenshot(path=artifacts / "desktop-room-hands.png")
+    a.screenshot(path=artifacts / "phone-room-hands.png")
+    mediator.click(f"[data-testid=hand-queue] [data-testid=hand-lower][data-pid='{pb}']")
+    mediator.wait_for_selector(f"{tile(pb)} [data-testid=tile-hand]", state="detached")
+    assert mediator.eval_on_selector_all("[data-testid=hand-row]", "els => els.map(e => e.dataset.pid)") == [pa]
+    a.click("[data-testid=hand]")  # A lowers their own
+    wait_js(mediator, "(window.mediationRoom.state.hands || []).length === 0", "no hands")
+
+    # Mute all and hold: A's microphone goes off and cannot be turned on until released.
+    mediator.click("[data-testid=mute-all-hold]")
+    wait_js(a, "document.querySelector('[data-testid=mic-toggle]').getAttribute('aria-pressed') === 'false'", "A muted")
+    wait_js(mediator, f"window.mediationRoom.state.participants.find(p => p.id === '{pa}').held", "A held")
+    a.click("[data-testid=mic-toggle]")
+    time.sleep(1.0)
+    assert a.get_attribute("[data-testid=mic-toggle]", "aria-pressed") == "false"
+    assert mediator.evaluate(f"window.mediationRoom.state.participants.find(p => p.id === '{pa}').muted.audio")
+    assert not mediator.evaluate(f"window.mediationRoom.state.participants.find(p => p.id === '{my_id(mediator)}').muted.audio")
+    mediator.wait_for_selector(f"#people-list li[data-pid='{pa}'] [data-testid=held-chip]")
+    mediator.click("[data-testid=release-all]")
+    wait_js(mediator, f"!window.mediationRoom.state.participants.find(p => p.id === '{pa}').held", "released")
+    a.click("[data-testid=mic-toggle]")
+    wait_js(mediator, f"!window.mediationRoom.state.participants.find(p => p.id === '{pa}').muted.audio", "A unmuted")
+
+    # A caucus with a 10-minute timer: its member sees the countdown, the broadcast and knocks.
+    mediator.fill("#caucus-name", "与申请人背对背")
+    mediator.fill("[data-testid=caucus-minutes]", "10")
+    mediator.click("[data-testid=caucus-create]")
+    mediator.wait_for_selector("[data-testid=caucus-list] li:has-text('与申请人背对背') [data-testid=caucus-list-timer]:has-text('剩余')")
+    mediator.select_option(f"[data-testid=people-list] [data-testid=move][data-pid='{pa}']", label="与申请人背对背")
+    a.wait_for_selector("[data-testid=caucus-timer]:has-text('剩余 9:')")
+    mediator.fill("[data-testid=broadcast-text]", "还有十分钟，请抓紧讨论。")
+    mediator.click("[data-testid=broadcast-send]")
+    a.wait_for_selector("[data-testid=caucus-word]:has-text('还有十分钟，请抓紧讨论。')")
+    time.sleep(0.3)
+    assert b.locator("[data-testid=caucus-word]").is_hidden()
+    a.evaluate("document.querySelector('#toasts').textContent = ''")  # the bar itself, not the toasts
+    a.screenshot(path=artifacts / "phone-room-caucus-bar.png")
+    no_horizontal_scroll(a)
+    a.click("[data-testid=knock]")
+    knock = mediator.wait_for_selector(".toast:has-text('请您进入“与申请人背对背”')")
+    mediator.screenshot(path=artifacts / "desktop-room-knock.png")
+    knock.query_selector("button").click()  # one click takes the mediator in
+    wait_js(mediator, f"window.mediationRoom.state.participants.find(p => p.id === '{my_id(mediator)}').where === "
+                      f"window.mediationRoom.state.participants.find(p => p.id === '{pa}').where", "mediator in the caucus")
+    mediator.locator(tile(pa)).wait_for()
+    assert where(mediator, pb) == "main"
+
+    # The active speaker is highlighted (Chromium's fake microphone beeps; the levels come from
+    # the audio-level header extension).
+    wait_js(mediator, "document.querySelector('#grid .tile.speaking, #self-tile.speaking')", "an active speaker", timeout=15)

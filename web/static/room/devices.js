@@ -205,6 +205,7 @@ export async function setOn(kind, on, opts) {
 export function onMutedByMediator(data) {
   var kind = data && data.kind === "video" ? "video" : "audio";
   setOn(kind, false, { local: true });
+  if (data && data.hold) { return; }   // held muted: floor.js says so
   toast(t(kind === "video" ? "room.muted_by.video" : "room.muted_by.audio"), { kind: "warn", ms: 7000 });
 }
 
