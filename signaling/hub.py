@@ -293,6 +293,7 @@ class Hub:
                              for pid, p in live.room.participants.items()],
             "remembered": remembered,
             "caucuses": dict(live.room.caucuses),
+            "caucus_ends": dict(live.room.caucus_ends), "held": sorted(live.room.held),  # room tools
             "devices": dict(live.devices.bound),
             "recording": {"state": rec.state if rec else "off", "consent": dict(rec.consent) if rec else {},
                           "caucuses_enabled": sorted(rec.caucus_enabled) if rec else []},
@@ -329,6 +330,9 @@ class Hub:
             if caucus_id not in live.room.caucuses:
                 live.room.create_caucus(str(name), caucus_id=str(caucus_id))
         live.remembered.update({str(k): str(v) for k, v in (state.get("remembered") or {}).items()})
+        live.room.caucus_ends.update({str(k): float(v) for k, v in (state.get("caucus_ends") or {}).items()
+                                      if str(k) in live.room.caucuses})
+        live.room.held.update(str(x) for x in state.get("held") or [])
         live.devices.bound.update({str(k): str(v) for k, v in (state.get("devices") or {}).items()})
         until = time.monotonic() + self.reconnect_grace
         for row in state.get("participants") or []:

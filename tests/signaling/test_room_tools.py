@@ -108,6 +108,8 @@ async def test_hands_mute_all_and_hold(live, media):
         await wait_for(lambda: a.events["muted"] and b.events["muted"], what="told they are muted")
         assert a.events["muted"][0]["hold"] is True
         room = _room(live)
+        hub = live.app["hub"]
+        assert sorted(hub.snapshot(hub.rooms[live.room_id])["held"]) == sorted([aid, bid])  # kept for another node
         assert not room.participants[mid].muted["audio"]
         assert all(p.paused for p in room.participants[aid].producers.values() if p.kind == "audio")
         refused = await a.call("media.mute", {"kind": "audio", "muted": False})
@@ -143,6 +145,8 @@ async def test_caucus_timer_broadcast_and_knock(live, media):
         assert not _room(live).caucuses
         caucus = (await mediator.call("caucus.create", {"name": "与申请人单独谈", "minutes": 10}))["caucus_id"]
         assert _room(live).caucus_ends[caucus]
+        hub = live.app["hub"]
+        assert caucus in hub.snapshot(hub.rooms[live.room_id])["caucus_ends"]
         assert (await mediator.call("participant.move", {"participant_id": aid, "to": caucus}))["ok"]
         await wait_for(lambda: a.state and any(c["id"] == caucus and c["ends_at"] for c in a.state["caucuses"]),
                        what="a sees the timer")

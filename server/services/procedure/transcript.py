@@ -390,8 +390,9 @@ def render_pdf(*, case: Case, session: MediationSession, transcript: Transcript,
     else:
         lines.append(("h", t("transcript.pdf.entries")))
     for e in rows:
-        role = t(f"jrole.{e.speaker_role}") if e.speaker_role else ""
-        lines.append(("entry", f"[{at(e.created_at, '%H:%M:%S')}] {e.speaker_name}（{role}）：{e.text}"))
+        role = t(f"jrole.{e.speaker_role}") if e.speaker_role and e.speaker_id != "parties" else ""
+        who = f"{e.speaker_name}（{role}）" if role else e.speaker_name  # "parties": both parties, no role
+        lines.append(("entry", f"[{at(e.created_at, '%H:%M:%S')}] {who}：{e.text}"))
     lines.append(("h", t("transcript.pdf.signoffs")))
     for so in signoffs:
         extra = t("transcript.pdf.recording_consent") if so.recording_consent else ""

@@ -8,16 +8,9 @@ import { toast, showError } from "./toasts.js";
 import { openSide, sideShows } from "./screen.js";
 import { call } from "./signal.js";
 
-var SVG = "http://www.w3.org/2000/svg";
 function handIcon() {   // the control bar's hand (room.html's icon macro), for the tiles
-  var svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("class", "ico ico-hand");
-  svg.setAttribute("aria-hidden", "true");
-  var path = document.createElementNS(SVG, "path");
-  path.setAttribute("d", "M8 13V6.5a1.5 1.5 0 0 1 3 0V12M11 11V4.5a1.5 1.5 0 0 1 3 0V11M14 11V5.5a1.5 1.5 0 0 1 3 0V13M8 12.5V10a1.5 1.5 0 0 0-3 0v4.5c0 3.6 2.9 6.5 6.5 6.5h.5a5 5 0 0 0 5-5V11");
-  svg.appendChild(path);
-  return svg;
+  var icon = $("#hand-btn svg");
+  return icon ? icon.cloneNode(true) : document.createTextNode("");
 }
 
 function queue() { return (R.state && R.state.hands) || []; }
