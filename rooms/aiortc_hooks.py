@@ -354,6 +354,8 @@ class ReceiverTap:
         # Called when a frame was skipped: what follows needs a keyframe (the producer's viewers wait).
         self.on_loss: Optional[Callable[[], None]] = None
         self.last_packet: Optional[float] = None  # time.monotonic() of the latest RTP packet
+        # The loudest audio level (-dBov, RFC 6464) heard since rooms/speaker.py last looked.
+        self.loudest: Optional[int] = None
         self._last_ts32: Optional[int] = None
         self._last_ext = 0
         self._pli_tasks: set[asyncio.Task] = set()
@@ -582,6 +584,9 @@ class _AudioTapBuffer:
         tap.last_packet = time.monotonic()
         if tap.on_packet is not None:
             tap.on_packet(packet)
+        level = packet.extensions.audio_level
+        if level is not None and (tap.loudest is None or level[1] & 0x7F < tap.loudest):
+            tap.loudest = level[1] & 0x7F
         seq = packet.sequence_number
         if self._last_seq is not None and not uint16_gt(seq, self._last_seq):
             return False, None

@@ -161,6 +161,11 @@ class Producer:
         """time.monotonic() of the latest packet from the publisher (None: nothing yet)."""
         return self._tap.last_packet
 
+    def take_level(self) -> Optional[int]:
+        """The loudest audio level (-dBov) heard since the last call (rooms/speaker.py), or None."""
+        level, self._tap.loudest = getattr(self._tap, "loudest", None), None
+        return level
+
     def _on_frame(self, frame: EncodedFrame) -> None:
         if self._rebase:
             self._rebase_onto(frame)

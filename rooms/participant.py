@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
@@ -41,6 +42,11 @@ class Participant:
     subscribe: Optional["SubscribeSession"] = None
     away: bool = False  # its signaling connection dropped; its place is held (Room.set_away)
     video_off_reason: Optional[str] = None  # "bandwidth": its page turned its camera off itself
+    # Room tools (docs/protocol.md, "Room tools"): since when it waits in the lobby (time.time()),
+    # its raised hand (the room's raise counter: the queue's order), held muted by the mediator.
+    lobby_since: Optional[float] = None
+    hand: Optional[int] = None
+    held: bool = False
 
     def can(self, grant: str) -> bool:
         return grant in self.grants
@@ -59,7 +65,14 @@ class Participant:
             "muted": dict(self.muted),
             "video_off_reason": self.video_off_reason,
             "producers": [p.info() for p in self.producers.values() if not p.closed],
+            "lobby_since": iso_time(self.lobby_since) if self.area == LOBBY else None,
+            "hand": self.hand,
+            "held": self.held,
         }
+
+
+def iso_time(at: Optional[float]) -> Optional[str]:
+    return dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat() if at is not None else None
 
 
 def make_participant(
@@ -76,4 +89,5 @@ def make_participant(
     unknown = set(grants) - GRANTS
     if unknown:
         raise RoomError("bad_request", f"unknown grants: {', '.join(sorted(unknown))}")
-    return Participant(id=participant_id, name=name, role=role, grants=set(grants), area=area)
+    return Participant(id=participant_id, name=name, role=role, grants=set(grants), area=area,
+                       lobby_since=time.time() if area == LOBBY else None)

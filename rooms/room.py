@@ -19,9 +19,10 @@ from .adaptation import TICK, Adaptation
 from .announce import announce, parse_addresses
 from .errors import RoomError
 from .media import FRAMES, PACKETS, Consumer, ConsumerSink, Producer
-from .participant import KINDS, LOBBY, MAIN, Participant, make_participant
+from .participant import KINDS, LOBBY, MAIN, Participant, iso_time, make_participant
 from .peers import PublishSession, SubscribeSession, make_configuration, maybe_await, new_id
 from .router import Router
+from .speaker import SAMPLE as SPEAKER_SAMPLE, SpeakerDetector
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Room:
       on_participant_removed(participant_id, reason)   send `removed` / clean up
       on_connection_state(participant_id, target, state)  "publish"/"subscribe", aiortc state
       on_producer_added(producer) / on_producer_removed(producer)   e.g. for recorders
+      on_active_speaker(area, participant_id | None)   push `speaker.active` to the area
 
     media_addresses: IP addresses announced to clients besides the host candidates
     aiortc gathers (the node's public addresses behind a 1:1 NAT; see announce.py).
@@ -63,6 +65,7 @@ class Room:
         on_connection_state: Callback = None,
         on_producer_added: Callback = None,
         on_producer_removed: Callback = None,
+        on_active_speaker: Callback = None,
         media_addresses: Optional[list[str]] = None,
         adaptation: bool = True,
         forwarding: str = PACKETS,
@@ -87,6 +90,14 @@ class Room:
         self.on_connection_state = on_connection_state
         self.on_producer_added = on_producer_added
         self.on_producer_removed = on_producer_removed
+        self.on_active_speaker = on_active_speaker
+        # Room tools (docs/protocol.md, "Room tools"): caucus timers (caucus id -> end, time.time()),
+        # who the mediator holds muted (kept when they drop and come back), raise order.
+        self.caucus_ends: dict[str, float] = {}
+        self.held: set[str] = set()
+        self._hands = 0
+        self.speakers = SpeakerDetector()
+        self._speaker_task: Optional[asyncio.Task] = None
         self._extra_consumers: dict[str, Consumer] = {}  # recorder and other sinks
         self._delivered: collections.Counter[tuple[str, str]] = collections.Counter()
         self._tasks: set[asyncio.Task] = set()
@@ -132,6 +143,9 @@ class Room:
             area = self.entry_area(role, direct=direct, remembered=remembered)
         self._require_area(area)
         participant = make_participant(participant_id, name, role, grants, area)
+        if participant_id in self.held:  # held muted by the mediator before dropping out
+            participant.held = True
+            participant.muted["audio"] = True
         self.participants[participant_id] = participant
         if participant.can("subscribe"):
             participant.subscribe = self._subscribe_session(participant)
@@ -139,6 +153,10 @@ class Room:
             self._adapt_task = asyncio.get_running_loop().create_task(self._adapt_loop())
             self._tasks.add(self._adapt_task)
             self._adapt_task.add_done_callback(self._task_done)
+        if self._speaker_task is None and self.on_active_speaker is not None:
+            self._speaker_task = asyncio.get_running_loop().create_task(self._speaker_loop())
+            self._tasks.add(self._speaker_task)
+            self._speaker_task.add_done_callback(self._task_done)
         self._refresh_area(area)
         self._state_changed()
         return participant
@@ -231,6 +249,8 @@ class Room:
         if reason not in (None, "bandwidth") or (reason and (kind != "video" or not muted)):
             raise RoomError("bad_request", "reason may only be 'bandwidth', for turning one's own video off")
         participant = self.participant(participant_id)
+        if kind == "audio" and not muted and participant.held and (by is None or by == participant_id):
+            raise RoomError("forbidden", "The mediator holds your microphone muted; ask them to release it.")
         participant.muted[kind] = bool(muted)
         if kind == "video":
             participant.video_off_reason = reason if muted else None
@@ -287,7 +307,82 @@ class Room:
         for participant in [p for p in self.participants.values() if p.area == caucus_id]:
             self._set_area(participant, MAIN, notify=False)
         del self.caucuses[caucus_id]
+        self.caucus_ends.pop(caucus_id, None)
         self._state_changed()
+
+    def set_caucus_timer(self, caucus_id: str, minutes: int, *, by: Optional[str] = None) -> Optional[float]:
+        """The caucus ends (as a countdown its members see) `minutes` from now; 0 takes the timer off."""
+        self._check_actor(by, "move")
+        if caucus_id not in self.caucuses:
+            raise RoomError("not_found", f"no caucus {caucus_id}")
+        if minutes:
+            self.caucus_ends[caucus_id] = time.time() + 60 * minutes
+        else:
+            self.caucus_ends.pop(caucus_id, None)
+        self._state_changed()
+        return self.caucus_ends.get(caucus_id)
+
+    # ------------------------------------------------------------------ hands and muting everyone
+
+    def raise_hand(self, participant_id: str) -> bool:
+        """False when the hand was up already (its place in the queue is kept)."""
+        participant = self.participant(participant_id)
+        if participant.area == LOBBY:
+            raise RoomError("in_lobby", "You can raise your hand once the mediator has let you in.")
+        if participant.hand is not None:
+            return False
+        self._hands += 1
+        participant.hand = self._hands
+        self._state_changed()
+        return True
+
+    def lower_hand(self, participant_id: str, *, by: Optional[str] = None) -> bool:
+        """One's own hand, or anyone's by the mediator ("move"). False when it was not up."""
+        if by is not None and by != participant_id:
+            self._check_actor(by, "move")
+        participant = self.participant(participant_id)
+        if participant.hand is None:
+            return False
+        participant.hand = None
+        self._state_changed()
+        return True
+
+    def hands(self) -> list[str]:
+        """Raised hands, first raised first."""
+        up = [p for p in self.participants.values() if p.hand is not None]
+        return [p.id for p in sorted(up, key=lambda p: p.hand or 0)]
+
+    def mute_all(self, *, by: str, hold: bool) -> list[str]:
+        """Everyone's microphone off but the mediators'; with `hold` they cannot turn it on again
+        themselves until released, without it the hold of earlier is let go. Returns who was muted."""
+        self._check_actor(by, "move")
+        done = []
+        for participant in list(self.participants.values()):
+            if participant.id == by or participant.role == "mediator" or participant.area == LOBBY:
+                continue
+            self.mute(participant.id, "audio", True, by=by)
+            participant.held = hold
+            (self.held.add if hold else self.held.discard)(participant.id)
+            done.append(participant.id)
+        if not hold:
+            self.held.clear()
+        self._state_changed()
+        return done
+
+    def release(self, participant_id: Optional[str] = None, *, by: Optional[str] = None) -> list[str]:
+        """Let one participant (or, with None, everyone) unmute themselves again; their mic stays off."""
+        self._check_actor(by, "move")
+        if participant_id is not None:
+            targets = [self.participant(participant_id)]
+        else:
+            targets = [p for p in self.participants.values() if p.held]
+        for participant in targets:
+            participant.held = False
+            self.held.discard(participant.id)
+        if participant_id is None:
+            self.held.clear()
+        self._state_changed()
+        return [p.id for p in targets]
 
     # ------------------------------------------------------------------ media / signaling
 
@@ -403,8 +498,11 @@ class Room:
                               "quality": self._quality.get(p.id),
                               "link": self.adaptation.details(p, self.adaptation.rate_of)}
                              for p in self.participants.values()],
-            "caucuses": [{"id": cid, "name": name} for cid, name in self.caucuses.items()],
+            "caucuses": [{"id": cid, "name": name, "ends_at": iso_time(self.caucus_ends.get(cid))}
+                         for cid, name in self.caucuses.items()],
             "recording": self.recording,
+            "hands": self.hands(),
+            "speakers": {area: pid for area, pid in self.speakers.active.items() if pid},
         }
 
     def delivery_counts(self) -> dict[tuple[str, str], int]:
@@ -470,6 +568,15 @@ class Room:
                 self._adapt_now()
             except Exception:  # noqa: BLE001 - the next tick tries again; media keeps flowing
                 logger.exception("adaptation pass of room %s failed", self.id)
+
+    async def _speaker_loop(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(SPEAKER_SAMPLE)
+            try:
+                for area, pid in self.speakers.sample(self.participants, time.monotonic()).items():
+                    self._emit(self.on_active_speaker, area, pid)
+            except Exception:  # noqa: BLE001 - the next sample tries again
+                logger.exception("speaker detection of room %s failed", self.id)
 
     def _adapt_now(self) -> None:
         changed = self.adaptation.tick(self.participants)
@@ -552,6 +659,8 @@ class Room:
         if old == area:
             return
         participant.area = area
+        if area == LOBBY:  # sent back to the lobby: waiting anew, hand down
+            participant.lobby_since, participant.hand = time.time(), None
         self._refresh_area(old)
         self._refresh_area(area)
         if notify:

@@ -243,6 +243,12 @@ class Hub:
         if sid is not None:
             await self.sio.emit(event, data, to=sid, ignore_queue=True)
 
+    async def speaker_active(self, live: LiveRoom, area: str, speaker: str | None) -> None:
+        """The area's active speaker changed (rooms/speaker.py): everyone there highlights that tile."""
+        for pid, part in list(live.room.participants.items()):
+            if part.area == area:
+                await self.emit_to(live, pid, "speaker.active", {"participant_id": speaker, "area": area})
+
     def _area_of(self, live: LiveRoom, pid: str) -> str:
         p = live.room.participants.get(pid)
         return p.area if p else LOBBY
@@ -265,6 +271,7 @@ class Hub:
                     on_state_changed=lambda _room: self.schedule_state(holder["live"]),
                     on_participant_removed=lambda pid, reason: None,
                     on_connection_state=lambda pid, target, state: log.debug("%s %s %s", pid, target, state),
+                    on_active_speaker=lambda area, pid: self.speaker_active(holder["live"], area, pid),
                 )
                 live = holder["live"] = LiveRoom(room=room, session_id=p.session_id, case_id=p.case_id)
                 live.recording = RecordingController(self, live, self._recorder_factory(p.session_id))
@@ -286,6 +293,7 @@ class Hub:
                              for pid, p in live.room.participants.items()],
             "remembered": remembered,
             "caucuses": dict(live.room.caucuses),
+            "caucus_ends": dict(live.room.caucus_ends), "held": sorted(live.room.held),  # room tools
             "devices": dict(live.devices.bound),
             "recording": {"state": rec.state if rec else "off", "consent": dict(rec.consent) if rec else {},
                           "caucuses_enabled": sorted(rec.caucus_enabled) if rec else []},
@@ -322,6 +330,9 @@ class Hub:
             if caucus_id not in live.room.caucuses:
                 live.room.create_caucus(str(name), caucus_id=str(caucus_id))
         live.remembered.update({str(k): str(v) for k, v in (state.get("remembered") or {}).items()})
+        live.room.caucus_ends.update({str(k): float(v) for k, v in (state.get("caucus_ends") or {}).items()
+                                      if str(k) in live.room.caucuses})
+        live.room.held.update(str(x) for x in state.get("held") or [])
         live.devices.bound.update({str(k): str(v) for k, v in (state.get("devices") or {}).items()})
         until = time.monotonic() + self.reconnect_grace
         for row in state.get("participants") or []:
@@ -810,8 +821,11 @@ class Hub:
 
     async def caucus_create(self, sid, live: LiveRoom, pid: str, data: ev.CaucusCreate) -> dict:
         caucus_id = live.room.create_caucus(data.name, by=pid)
+        if data.minutes:
+            live.room.set_caucus_timer(caucus_id, data.minutes, by=pid)
         async with self.db.session() as s:
-            await live_svc.record(s, live.passes[pid], "caucus.created", {"caucus_id": caucus_id, "caucus": data.name})
+            await live_svc.record(s, live.passes[pid], "caucus.created",
+                                  {"caucus_id": caucus_id, "caucus": data.name, "minutes": data.minutes})
         return {"caucus_id": caucus_id}
 
     async def recording_start(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
@@ -864,14 +878,24 @@ class Hub:
 
     async def participant_move(self, sid, live: LiveRoom, pid: str, data: ev.Move) -> dict:
         target = data.participant_id
-        if data.to != MAIN and data.to not in live.room.caucuses:
+        if data.to != MAIN and data.to != LOBBY and data.to not in live.room.caucuses:
             return fail("not_found", "No such caucus.")
         if live.room.participants.get(target) is None:
             return fail("not_found", "No such participant.")
         if live.room.participants[target].area == LOBBY:
             return fail("bad_state", "Admit the participant from the lobby first.")
+        if data.to == LOBBY:  # send back to the lobby: their media stops, they may be admitted again
+            live.room.participant(pid).require("admit")
+            if target == pid or live.room.participants[target].role == "mediator":
+                return fail("bad_request", "The mediator cannot be sent to the lobby.")
         live.room.move(target, data.to, by=pid)
-        live.remembered[target] = data.to
+        if data.to == LOBBY:
+            live.remembered.pop(target, None)
+            await self.to_grant_holders(live, "admit", "lobby.waiting",
+                                        {"participant_id": target, "name": live.passes[target].name,
+                                         "role": live.passes[target].role, "sent_back": True})
+        else:
+            live.remembered[target] = data.to
         await self._staff_step(live, pid, target, "participant.moved",
                                {"to": data.to, "to_name": live.room.caucuses.get(data.to, "main")})
         return {}

@@ -13,8 +13,11 @@ Then the client joins again on the same connection. `procedure.check {token, lan
 same questions without joining (the step page at /join/<token>/checks uses it), and
 `recusal.request {reason}` lets a party ask for a different mediator.
 
-In the room: `transcript.add {text, speaker_id}` (mediator) is pushed as `transcript.entry` to the
-participants in the mediator's area; `transcript.list {}`; `transcript.close {mode, facts?}`
+In the room: `transcript.add {text, speaker_id}` (mediator; speaker_id a participant's, or "parties"
+for both parties) is pushed as `transcript.entry` to the participants in the mediator's area;
+`transcript.edit {entry_id, text, speaker_id?}` and `transcript.delete {entry_id}` (the mediator,
+entries of the area they are in, before closing) push `transcript.entry` (again) and
+`transcript.deleted {entry_id}` there; `transcript.list {}`; `transcript.close {mode, facts?}`
 (mediator) pushes `transcript.review` to the parties; `transcript.confirm {agree,
 recording_consent?, note?}` (parties); `transcript.finalized {pdf_sha256}` when all confirmed.
 The mediator gets `procedure.status {participants: [{participant_id, consent, verified, ...}]}`
@@ -40,6 +43,7 @@ from server.services.live import Pass
 from signaling.hub import Hub, LiveRoom, fail
 
 log = logging.getLogger("mediation.signaling.procedure")
+BOTH_PARTIES = "parties"  # a transcript entry's speaker: both parties at once
 
 
 class _Ev(Checked):
@@ -80,6 +84,8 @@ class Procedure:
             hub.add_event(name, model, fn, needs_join=False)
         for name, model, fn in (
             ("transcript.add", transcript_svc.EntryIn, self.transcript_add),
+            ("transcript.edit", transcript_svc.EntryEditIn, self.transcript_edit),
+            ("transcript.delete", transcript_svc.EntryRef, self.transcript_delete),
             ("transcript.list", Empty, self.transcript_list),
             ("transcript.close", transcript_svc.CloseIn, self.transcript_close),
             ("transcript.confirm", transcript_svc.ConfirmIn, self.transcript_confirm),
@@ -285,26 +291,66 @@ class Procedure:
         part = live.room.participants.get(pid)
         return part.area if part else LOBBY
 
+    def _speaker(self, live: LiveRoom, speaker_id: str) -> tuple[str, str, str] | None:
+        """(id, name, role) of whom an entry is attributed to: someone in the room, or both parties."""
+        if speaker_id == BOTH_PARTIES:
+            return (BOTH_PARTIES, translator("zh-CN")("room.transcript.both_parties"), "party")
+        speaker = live.passes.get(speaker_id)
+        part = live.room.participants.get(speaker_id)
+        if speaker is None and part is None:
+            return None
+        return (speaker_id, speaker.name if speaker else part.name, speaker.role if speaker else part.role)
+
+    async def _to_area(self, live: LiveRoom, area: str, event: str, data: dict) -> None:
+        for other in list(live.sids):
+            if self._area(live, other) == area:
+                await self.hub.emit_to(live, other, event, data)
+
     async def transcript_add(self, sid, live: LiveRoom, pid: str, data: transcript_svc.EntryIn) -> dict:
         author = live.passes[pid]
         if author.role != "mediator":
             return fail("forbidden", "Only the mediator keeps the transcript.")
-        speaker = live.passes.get(data.speaker_id)
-        part = live.room.participants.get(data.speaker_id)
-        if speaker is None and part is None:
+        speaker = self._speaker(live, data.speaker_id)
+        if speaker is None:
             return fail("not_found", "No such participant.")
-        name = speaker.name if speaker else part.name
-        role = speaker.role if speaker else part.role
         area = self._area(live, pid)
         if area == LOBBY:
             return fail("in_lobby", "Write the transcript from the room.")
         async with self.hub.db.session() as s:
-            entry = await transcript_svc.add_entry(s, author, area, (data.speaker_id, name, role), data.text)
+            entry = await transcript_svc.add_entry(s, author, area, speaker, data.text)
             out = transcript_svc.entry_json(entry)
-        for other in list(live.sids):
-            if self._area(live, other) == area:
-                await self.hub.emit_to(live, other, "transcript.entry", out)
+        await self._to_area(live, area, "transcript.entry", out)
         return {"entry": out}
+
+    async def transcript_edit(self, sid, live: LiveRoom, pid: str, data: transcript_svc.EntryEditIn) -> dict:
+        author = live.passes[pid]
+        if author.role != "mediator":
+            return fail("forbidden", "Only the mediator keeps the transcript.")
+        speaker = None
+        if data.speaker_id is not None:
+            speaker = self._speaker(live, data.speaker_id)
+            if speaker is None:
+                return fail("not_found", "No such participant.")
+        area = self._area(live, pid)
+        if area == LOBBY:
+            return fail("in_lobby", "Write the transcript from the room.")
+        async with self.hub.db.session() as s:
+            entry = await transcript_svc.edit_entry(s, author, area, data.entry_id, data.text, speaker)
+            out = transcript_svc.entry_json(entry)
+        await self._to_area(live, area, "transcript.entry", out)
+        return {"entry": out}
+
+    async def transcript_delete(self, sid, live: LiveRoom, pid: str, data: transcript_svc.EntryRef) -> dict:
+        author = live.passes[pid]
+        if author.role != "mediator":
+            return fail("forbidden", "Only the mediator keeps the transcript.")
+        area = self._area(live, pid)
+        if area == LOBBY:
+            return fail("in_lobby", "Write the transcript from the room.")
+        async with self.hub.db.session() as s:
+            await transcript_svc.delete_entry(s, author, area, data.entry_id)
+        await self._to_area(live, area, "transcript.deleted", {"entry_id": data.entry_id})
+        return {}
 
     async def transcript_list(self, sid, live: LiveRoom, pid: str, data: Empty) -> dict:
         p = live.passes[pid]
@@ -314,8 +360,11 @@ class Procedure:
         async with self.hub.db.read() as s:
             rows = await transcript_svc.entries(s, live.session_id, area)
             view = await transcript_svc.view(s, live.session_id)
+        # Who has signed off this revision (the mediator's list), and the final PDF's hash once final.
+        signoffs = [so for so in view["signoffs"] if so["revision"] == view["revision"]] if area is None else []
         return {"entries": [transcript_svc.entry_json(e) for e in rows], "status": view["status"],
-                "mode": view["mode"], "revision": view["revision"]}
+                "mode": view["mode"], "revision": view["revision"], "facts": view["facts"],
+                "signoffs": signoffs, "pdf_sha256": view["pdf_sha256"] or None}
 
     async def transcript_close(self, sid, live: LiveRoom, pid: str, data: transcript_svc.CloseIn) -> dict:
         async with self.hub.db.session() as s:

@@ -82,6 +82,7 @@ class Empty(Event):
 
 class CaucusCreate(Event):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+    minutes: int | None = Field(default=None, ge=1, le=240)  # a timer its members see (caucus.timer)
 
 
 class CaucusRef(Event):

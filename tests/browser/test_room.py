@@ -327,8 +327,9 @@ def test_room_page_refuses_bad_links_and_speaks_english(server):
 def test_every_room_text_is_translated():
     """Every room.* key the template and the script use exists in both room catalogs, which
     have the same keys; the template holds no literal text."""
-    catalogs = {lang: json.loads((ROOT / "web" / "i18n" / f"room.{lang}.json").read_text("utf-8"))
-                for lang in ("zh-CN", "en")}
+    # room.{lang}.json, plus the room tools' roomtools.{lang}.json
+    catalogs = {lang: {k: v for p in sorted((ROOT / "web" / "i18n").glob(f"room*.{lang}.json"))
+                       for k, v in json.loads(p.read_text("utf-8")).items()} for lang in ("zh-CN", "en")}
     assert set(catalogs["zh-CN"]) == set(catalogs["en"])
     assert all(k.startswith("room.") for k in catalogs["en"])
     template = (ROOT / "web" / "templates" / "room.html").read_text("utf-8")
@@ -348,7 +349,7 @@ def test_every_room_text_is_translated():
                                          "session_ended", "bad_request", "forbidden", "timeout")}
     for lang, cat in catalogs.items():
         missing = sorted(k for k in used if k not in cat)
-        assert not missing, f"room.{lang}.json lacks {missing}"
+        assert not missing, f"room*.{lang}.json lack {missing}"
     visible = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|<[^>]+>", " ", template, flags=re.S)
     assert not re.search(r"[\u4e00-\u9fff]", visible)
     assert not re.findall(r"[A-Za-z]{3,}(?:\s+[A-Za-z]{3,})+", visible)

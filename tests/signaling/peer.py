@@ -19,7 +19,11 @@ class Peer:
 
     EVENTS = ("room.state", "rtc.offer", "chat.message", "lobby.waiting", "removed", "session.ended",
               "help.requested", "muted", "recording.consent_request", "recording.refused", "room.moved",
-              "device.admitted", "device.denied")
+              "device.admitted", "device.denied",
+              # room tools (signaling/room_tools.py, the transcript in signaling/procedure_events.py)
+              "lobby.message", "hand.raised", "released", "caucus.broadcast", "caucus.knocked", "speaker.active",
+              "transcript.entry", "transcript.deleted", "transcript.review", "transcript.signoff",
+              "transcript.finalized")
 
     def __init__(self, base_url: str, token: str, media=None, *, rejoin: bool = False, fallback: tuple = (),
                  relay_only: bool = False, resume: str | None = None):

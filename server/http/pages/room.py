@@ -9,6 +9,7 @@ check happens again on `join`. The token is in the URL, so the page sends no Ref
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import quote
 
 from aiohttp import web
 from yarl import URL
@@ -23,6 +24,7 @@ from server.core.security import TokenInvalid
 from server.services import cases as case_svc
 from server.services import sessions as session_svc
 from server.services.outcome import review as review_svc
+from server.services.procedure import transcript as transcript_svc
 
 ROLES = ("party", "mediator", "expert", "observer")
 # Scripts and styles only from this origin; media and websockets to this origin (ws: is covered
@@ -46,8 +48,8 @@ def _csp(request: web.Request) -> str:
 
 def _asset_version() -> str:
     h = hashlib.sha256()
-    # The room's stylesheet and every module of its script (web/static/room/).
-    for p in [webpkg.STATIC / "room.css", *sorted((webpkg.STATIC / "room").glob("*.js"))]:
+    # The room's stylesheets and every module of its script (web/static/room/).
+    for p in [webpkg.STATIC / "room.css", webpkg.STATIC / "room-tools.css", *sorted((webpkg.STATIC / "room").glob("*.js"))]:
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()[:10]
@@ -125,7 +127,34 @@ async def room_page(request: web.Request) -> web.Response:
     return resp
 
 
+async def transcript_pdf(request: web.Request) -> web.StreamResponse:
+    """The session's final e-transcript for whoever holds one of its join links as a party or the
+    mediator (the room's "download" once `transcript.finalized` came; docs/protocol.md)."""
+    token = request.match_info["token"]
+    try:
+        if not 10 <= len(token) <= 4096:
+            raise TokenInvalid("token_invalid", "This join link is not valid.")
+        async with request.app["db"].read() as s:
+            try:
+                claims, _invite, sess = await session_svc.verify_join_token(s, request.app["settings"].secret_key, token)
+            except NotFound:
+                raise TokenInvalid("token_invalid", "This join link is not valid.")
+            if claims.get("role") not in ("party", "mediator"):
+                raise web.HTTPForbidden(text="Only the parties and the mediator get the transcript.")
+            case = await case_svc.get_case(s, sess.case_id)
+            path, sha256 = await transcript_svc.final_pdf_of_session(s, sess.id, request.app["settings"].data_dir)
+    except TokenInvalid:
+        raise web.HTTPNotFound(text="This link is not valid.")
+    except NotFound as exc:
+        raise web.HTTPNotFound(text=exc.message)
+    name = quote(f"{case.number}-transcript-{sess.id}.pdf")
+    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "X-Content-SHA256": sha256,
+                                           "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                                           "Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+
+
 def setup(app: web.Application) -> None:
     # The join link itself opens the room (check-in first); /room/ is kept as an alias.
     app.router.add_get("/join/{token}", room_page, name="join")
     app.router.add_get("/room/{token}", room_page, name="room")
+    app.router.add_get("/room/{token}/transcript.pdf", transcript_pdf)

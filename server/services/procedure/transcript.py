@@ -34,7 +34,7 @@ from server.core import audit
 from server.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.core.i18n import translator
 from server.core.models import AuditEntry, Case, MediationSession, Transcript, TranscriptEntry, TranscriptSignoff, utcnow
-from server.core.schemas import Checked
+from server.core.schemas import Checked, Id
 from server.services.procedure import deadlines
 from server.infra.files import atomic_write
 from server.services.archive import records as archive
@@ -55,6 +55,16 @@ class _In(Checked):
 class EntryIn(_In):
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
     speaker_id: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+
+
+class EntryEditIn(_In):
+    entry_id: Id
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+    speaker_id: Annotated[str, StringConstraints(min_length=1, max_length=80)] | None = None
+
+
+class EntryRef(_In):
+    entry_id: Id
 
 
 class CloseIn(_In):
@@ -114,6 +124,50 @@ async def add_entry(s: AsyncSession, author: Pass, area: str, speaker: tuple[str
                        data={"entry_id": e.id, "seq": seq, "area": area, "speaker_id": speaker[0],
                              "speaker": speaker[1], "text_sha256": hashlib.sha256(text.encode()).hexdigest()})
     return e
+
+
+async def _own_entry(s: AsyncSession, author: Pass, area: str, entry_id: int) -> tuple[Transcript, TranscriptEntry]:
+    """An entry the mediator may still change: of this session, of the area they are in, before closing."""
+    if author.role != "mediator":
+        raise Forbidden("Only the mediator keeps the transcript.")
+    tr = await _transcript(s, author.session_id, author.case_id, lock=True)
+    e = await s.get(TranscriptEntry, entry_id)
+    if e is None or e.session_id != author.session_id:
+        raise NotFound("No such transcript entry.")
+    if e.area != area:
+        raise Forbidden("This entry belongs to another area; change it from there.")
+    if tr.status != "open":
+        raise Conflict("The transcript is closed for review; add a correction as a new entry.",
+                       code="transcript_closed")
+    return tr, e
+
+
+async def edit_entry(s: AsyncSession, author: Pass, area: str, entry_id: int, text: str,
+                     speaker: tuple[str, str, str] | None = None) -> TranscriptEntry:
+    """The mediator corrects an entry (its text, or whom it is attributed to); both texts' hashes are logged."""
+    _tr, e = await _own_entry(s, author, area, entry_id)
+    before = hashlib.sha256(e.text.encode()).hexdigest()
+    e.text = text
+    if speaker is not None:
+        e.speaker_id, e.speaker_name, e.speaker_role = speaker
+    await s.flush()
+    await audit.append(s, author.ref(), "transcript.entry_edited", case_id=author.case_id, session_id=author.session_id,
+                       data={"entry_id": e.id, "seq": e.seq, "area": area, "speaker_id": e.speaker_id,
+                             "speaker": e.speaker_name, "text_sha256_before": before,
+                             "text_sha256": hashlib.sha256(text.encode()).hexdigest()})
+    return e
+
+
+async def delete_entry(s: AsyncSession, author: Pass, area: str, entry_id: int) -> int:
+    """The mediator takes an entry out; the audit log keeps its text's hash. Returns its seq."""
+    _tr, e = await _own_entry(s, author, area, entry_id)
+    data = {"entry_id": e.id, "seq": e.seq, "area": area, "speaker_id": e.speaker_id,
+            "text_sha256": hashlib.sha256(e.text.encode()).hexdigest()}
+    await s.delete(e)
+    await s.flush()
+    await audit.append(s, author.ref(), "transcript.entry_deleted", case_id=author.case_id,
+                       session_id=author.session_id, data=data)
+    return data["seq"]
 
 
 async def entries(s: AsyncSession, session_id: int, area: str | None = None) -> list[TranscriptEntry]:
@@ -336,8 +390,9 @@ def render_pdf(*, case: Case, session: MediationSession, transcript: Transcript,
     else:
         lines.append(("h", t("transcript.pdf.entries")))
     for e in rows:
-        role = t(f"jrole.{e.speaker_role}") if e.speaker_role else ""
-        lines.append(("entry", f"[{at(e.created_at, '%H:%M:%S')}] {e.speaker_name}（{role}）：{e.text}"))
+        role = t(f"jrole.{e.speaker_role}") if e.speaker_role and e.speaker_id != "parties" else ""
+        who = f"{e.speaker_name}（{role}）" if role else e.speaker_name  # "parties": both parties, no role
+        lines.append(("entry", f"[{at(e.created_at, '%H:%M:%S')}] {who}：{e.text}"))
     lines.append(("h", t("transcript.pdf.signoffs")))
     for so in signoffs:
         extra = t("transcript.pdf.recording_consent") if so.recording_consent else ""
@@ -426,6 +481,17 @@ def register_with_archive() -> None:
     archive.register_record_section("transcripts", section, [])
     archive.register_checker("transcripts", check)
     archive.register_export_files("transcripts", files)
+
+
+async def final_pdf_of_session(s: AsyncSession, session_id: int, data_dir: Path) -> tuple[Path, str]:
+    """The final PDF of a session for someone the caller has checked (a join link of it): (path, SHA-256)."""
+    tr = await s.get(Transcript, session_id)
+    if tr is None or tr.status != "final":
+        raise NotFound("This transcript is not final yet.")
+    path = pdf_path(data_dir, tr)
+    if not path.exists():
+        raise NotFound("The transcript file is missing.")
+    return path, tr.pdf_sha256
 
 
 async def final_pdf(s: AsyncSession, actor, session_id: int, data_dir: Path) -> tuple[Path, str, str]:

@@ -12,6 +12,7 @@ import { sideShows } from "./screen.js";
 import { call, isJoined } from "./signal.js";
 import { recView } from "./recording.js";
 import { renderGrid } from "./grid.js";
+import { takeMinutes } from "./caucustools.js";
 
 // ------------------------------------------------------------------ audio only
 
@@ -204,7 +205,9 @@ export function wireControls() {
     var input = $("#caucus-name");
     var n = ((R.state && R.state.caucuses) || []).length + 1;
     var name = input.value.trim() || t("room.manage.caucus_default", { n: n });
-    var ack = await act("caucus.create", { name: name }, t("room.manage.caucus_created", { name: name }));
+    var data = { name: name }, minutes = takeMinutes();
+    if (minutes) { data.minutes = minutes; }
+    var ack = await act("caucus.create", data, t("room.manage.caucus_created", { name: name }));
     if (ack) { input.value = ""; }
   });
 }

@@ -191,13 +191,21 @@ export async function setOn(kind, on, opts) {
   if (on && R.pubPc) { publish(); }
   if (R.me && !opts.local && isJoined()) {
     var ack = await call("media.mute", { kind: kind, muted: !on });
-    if (!ack.ok) { showError(ack.error); }
+    if (!ack.ok && on && kind === "audio" && ack.error && ack.error.code === "forbidden") {
+      // Held muted by the mediator (participant.mute_all with hold): the microphone stays off here too.
+      media.on[kind] = false;
+      if (media[kind]) { media[kind].enabled = false; }
+      updateToggles();
+      R.errors.push(ack.error);
+      toast(t("room.floor.you_held"), { kind: "warn", ms: 7000 });
+    } else if (!ack.ok) { showError(ack.error); }
   }
 }
 
 export function onMutedByMediator(data) {
   var kind = data && data.kind === "video" ? "video" : "audio";
   setOn(kind, false, { local: true });
+  if (data && data.hold) { return; }   // held muted: floor.js says so
   toast(t(kind === "video" ? "room.muted_by.video" : "room.muted_by.audio"), { kind: "warn", ms: 7000 });
 }
 

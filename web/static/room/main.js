@@ -17,6 +17,9 @@
  *   end.js      leaving, removal, the end, rejoining     linkcheck.js the check-in's link check
  *   quality.js  link quality bars, the poor-link advice  uplink.js   camera off when my uplink
  *                                                                     cannot carry video */
+/*   transcript.js the e-transcript tab     lobbytools.js lobby messages, waits, back to the lobby
+ *   hands.js    raised hands              floor.js    mute all, held, the active speaker
+ *   caucustools.js caucus timers, broadcast, knock */
 import { CFG, STORE_KEY } from "./config.js";
 import { $ } from "./dom.js";
 import { R } from "./state.js";
@@ -35,6 +38,11 @@ import { wireUplink } from "./uplink.js";
 import { wireExperts } from "./experts.js";
 import { wireRecording } from "./recording.js";
 import { wireEndSession, wireLeave } from "./end.js";
+import { wireTranscript } from "./transcript.js";
+import { wireLobbyTools } from "./lobbytools.js";
+import { wireHands } from "./hands.js";
+import { wireFloor } from "./floor.js";
+import { wireCaucusTools } from "./caucustools.js";
 
 function start() {
   window.mediationRoom = R;
@@ -52,6 +60,11 @@ function start() {
   wireLeave();
   wireQuality();
   wireUplink();
+  wireTranscript();
+  wireLobbyTools();
+  wireHands();
+  wireFloor();
+  wireCaucusTools();
   // Enter with audio only (offered when the link check finds video may not work): no video
   // received, and my camera stays off until I turn it on.
   wireLinkCheck(function () { wantAudioOnly(true); setOn("video", false, { local: true }); enter(); });

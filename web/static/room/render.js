@@ -65,4 +65,6 @@ export function renderState(state) {
   noticeDevices(state);
   renderRecording();
   updateControls();
+  // The room tools (transcript.js, lobbytools.js, hands.js, floor.js, caucustools.js) draw their parts.
+  document.dispatchEvent(new CustomEvent("room:state"));
 }

@@ -67,6 +67,7 @@ function ensureSocket() {
       notify: function (m) { toast(m); }, onError: showError });
   socket.on("connect", onConnect);
   socket.on("disconnect", onDisconnect);
+  document.dispatchEvent(new CustomEvent("room:socket", { detail: socket }));   // the room tools' events
   socket.on("connect_error", function () {
     if (!wantJoined) { return; }
     setConn("offline");
