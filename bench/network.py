@@ -119,17 +119,25 @@ SNAPSHOT_JS = """async (limit) => {
         k.width = r.frameWidth || 0; k.height = r.frameHeight || 0;
       }
     });
+    const videoOut = [];
     if (R.pubPc) (await R.pubPc.getStats()).forEach(r => {
-      if (r.type === 'outbound-rtp' && outbound[r.kind]) {
+      if (r.type === 'outbound-rtp' && r.kind === 'video') videoOut.push(r);
+      else if (r.type === 'outbound-rtp' && outbound[r.kind]) {
         const k = outbound[r.kind];
         OUT.forEach(f => { k[f] = (k[f] || 0) + (r[f] || 0); });
-        if (r.kind === 'video') {
-          k.width = r.frameWidth || 0; k.height = r.frameHeight || 0;
-          k.limitation = r.qualityLimitationReason || '';
-        }
       }
-      if (r.type === 'media-source' && r.kind === 'video') capture.frames += r.frames || 0;
+      // One media-source per sender of the camera's track (the camera's and its small encoding's).
+      if (r.type === 'media-source' && r.kind === 'video') capture.frames = Math.max(capture.frames, r.frames || 0);
     });
+    // The camera's own encoding (its m-line comes before the small encoding's): its frames,
+    // keyframes, feedback, size; the bytes of both (what the uplink carries).
+    videoOut.sort((x, y) => Number(x.mid) - Number(y.mid));
+    if (videoOut.length) {
+      const k = outbound.video, cam = videoOut[0];
+      OUT.forEach(f => { k[f] = f === 'bytesSent' ? videoOut.reduce((n, r) => n + (r[f] || 0), 0) : (cam[f] || 0); });
+      k.width = cam.frameWidth || 0; k.height = cam.frameHeight || 0;
+      k.limitation = cam.qualityLimitationReason || '';
+    }
     return {inbound, outbound, capture, joins: R.joins, me: R.me && R.me.id,
             errors: (R.errors || []).map(e => (e && (e.code || e.message)) || String(e))};
   };

@@ -8,7 +8,7 @@ export var CFG = cfgEl ? JSON.parse(cfgEl.textContent) : null;
 export var S = (CFG && CFG.strings) || {};
 export var VIDEO_MAX_BITRATE = 600000;   // REMB from viewers does not reach us through the SFU: cap it here
 export var AUDIO_MAX_BITRATE = 48000;
-// The camera's second, small encoding (a quarter of the width and height, 15 fps) that the
+// The camera's second, small encoding (a quarter of the width and height) that the
 // server forwards to viewers whose link is too narrow for the camera's own stream.
 export var SMALL_VIDEO_BITRATE = 60000;
 export var ACK_MS = 10000;

@@ -73,14 +73,12 @@ function addSendTransceiver(pc, track, kind) {
  * what a viewer whose link cannot carry the camera's stream gets instead of no video
  * (docs/protocol.md, "Link quality and adaptation"). null where the browser will not. */
 function addSmallTransceiver(pc, track) {
-  var enc = { maxBitrate: SMALL_VIDEO_BITRATE, scaleResolutionDownBy: 4, maxFramerate: 15 };
-  var tries = [enc, { maxBitrate: SMALL_VIDEO_BITRATE, scaleResolutionDownBy: 4 }];
-  for (var i = 0; i < tries.length; i++) {
-    try {
-      return pc.addTransceiver(track, { direction: "sendonly", streams: [media.stream], sendEncodings: [tries[i]] });
-    } catch (e) { /* try with less */ }
-  }
-  return null;
+  // No maxFramerate: the track's source takes the lowest frame rate any of its encoders asks
+  // for, so 15 fps here held the camera's own stream at 15 fps too.
+  try {
+    return pc.addTransceiver(track, { direction: "sendonly", streams: [media.stream],
+      sendEncodings: [{ maxBitrate: SMALL_VIDEO_BITRATE, scaleResolutionDownBy: 4 }] });
+  } catch (e) { return null; }
 }
 
 function maxBitrateOf(key) {
