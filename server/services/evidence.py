@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import math
 import os
 import tempfile
 from collections import OrderedDict
@@ -28,7 +29,7 @@ from server.services.cases import ALLOWED_EVIDENCE, Upload, check_uploads
 # What the room can put on screen; audio and video evidence is played outside the room.
 PRESENTABLE = ("image/jpeg", "image/png", "image/webp", "application/pdf")
 MAX_PAGES = 500            # a PDF page number beyond this is refused before poppler is asked
-RENDER_WIDTH = 1400         # px: sharp on a desktop, small enough for a phone's link
+RENDER_WIDTH = 1200         # px: sharp on a desktop, small enough for a phone's link
 RENDER_TIMEOUT = 20.0       # s for pdfinfo / pdftoppm on one page
 FONT = Path(os.environ.get("PDF_FONT_DIR", "/usr/share/fonts/opentype/noto")) / "NotoSansCJK-Regular.ttc"
 
@@ -181,41 +182,67 @@ async def _render(store: FileStore, e: Evidence, page: int):
             img = await asyncio.to_thread(decode)
         except Exception:  # noqa: BLE001 - a damaged image is refused, not a server error
             raise ValidationFailed("This image cannot be shown.", fields={"evidence_id": "render_failed"}) from None
-    img = img.convert("RGB")
+    img = img.convert("RGBA")  # as the watermark is laid over it
     _rendered[key] = img
     while len(_rendered) > RENDER_CACHE:
         _rendered.popitem(last=False)
     return img
 
 
-def _watermark(img, lines: list[str]) -> bytes:
+_layers: OrderedDict[tuple, object] = OrderedDict()
+LAYER_CACHE = 64
+
+
+def _layer(w: int, h: int, lines: tuple[str, ...]):
+    """One viewer's watermark for a page size: the text tiled across, faint, so a screenshot of any
+    part still names its viewer, and once legibly along the bottom edge. Made once per viewer, page
+    size and minute (the time is part of the text), then laid over every page they fetch."""
     from PIL import Image, ImageDraw, ImageFont
 
-    w, h = img.size
+    key = (w, h, lines)
+    if key in _layers:
+        _layers.move_to_end(key)
+        return _layers[key]
     size = max(14, w // 40)
     try:
         font = ImageFont.truetype(str(FONT), size)
     except OSError:
         font = ImageFont.load_default()
     text = "  ".join(lines)
-    # Tiled across the page, faint, so a screenshot of any part still names its viewer: drawn on
-    # a square that covers the page at any angle, turned, and cut to the page...
-    side = w + h
-    tiles = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(tiles)
-    step_x = int(draw.textlength(text, font=font)) + size * 4
-    for row, y in enumerate(range(0, side, size * 6)):
-        for x in range(-(row % 2) * step_x // 2, side, step_x):
-            draw.text((x, y), text, font=font, fill=(200, 30, 30, 46))
-    tiles = tiles.rotate(25, resample=Image.BICUBIC)
-    layer = tiles.crop(((side - w) // 2, (side - h) // 2, (side - w) // 2 + w, (side - h) // 2 + h))
-    # ...and once, legible, along the bottom edge.
+    probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
+    tw = int(probe.textlength(text, font=font)) + size * 4
+    tile = Image.new("RGBA", (tw, size * 2), (0, 0, 0, 0))
+    ImageDraw.Draw(tile).text((size * 2, size // 3), text, font=font, fill=(200, 30, 30, 46))
+    tile = tile.rotate(25, resample=Image.BICUBIC, expand=True)
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    # Tiles follow each other along the slant, so each line reads on; lines are size * 6 apart.
+    dx, dy = int(tw * math.cos(math.radians(25))), int(tw * math.sin(math.radians(25)))
+    cols = w // dx + 2
+    for y0 in range(-tile.height, h + cols * dy + size * 6, size * 6):
+        for i in range(cols):
+            x, y = i * dx - size * 2, y0 - i * dy
+            if x + tile.width <= 0 or y + tile.height <= 0 or x >= w or y >= h:
+                continue
+            # alpha_composite with dest needs the source cut to what lands on the layer
+            sx, sy = max(0, -x), max(0, -y)
+            part = tile.crop((sx, sy, min(tile.width, w - x), min(tile.height, h - y)))
+            layer.alpha_composite(part, dest=(max(0, x), max(0, y)))
     band = ImageDraw.Draw(layer)
     band.rectangle((0, h - size * 2, w, h), fill=(0, 0, 0, 120))
     band.text((size // 2, h - size * 1.6), text, font=font, fill=(255, 255, 255, 230))
-    out = Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")
+    _layers[key] = layer
+    while len(_layers) > LAYER_CACHE:
+        _layers.popitem(last=False)
+    return layer
+
+
+def _watermark(img, lines: list[str]) -> bytes:
+    from PIL import Image
+
+    layer = _layer(img.width, img.height, tuple(lines))
+    out = Image.alpha_composite(img, layer).convert("RGB")
     buf = io.BytesIO()
-    out.save(buf, "JPEG", quality=82)
+    out.save(buf, "JPEG", quality=80)
     return buf.getvalue()
 
 

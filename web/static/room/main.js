@@ -16,7 +16,8 @@
  *   experts.js  inviting an expert                        recording.js recording consent
  *   end.js      leaving, removal, the end, rejoining     linkcheck.js the check-in's link check
  *   quality.js  link quality bars, the poor-link advice  uplink.js   camera off when my uplink
- *                                                                     cannot carry video */
+ *                                                                     cannot carry video
+ *   evidence.js evidence on screen, adding evidence live */
 import { CFG, STORE_KEY } from "./config.js";
 import { $ } from "./dom.js";
 import { R } from "./state.js";
@@ -35,6 +36,7 @@ import { wireUplink } from "./uplink.js";
 import { wireExperts } from "./experts.js";
 import { wireRecording } from "./recording.js";
 import { wireEndSession, wireLeave } from "./end.js";
+import { wireEvidence } from "./evidence.js";
 
 function start() {
   window.mediationRoom = R;
@@ -52,6 +54,7 @@ function start() {
   wireLeave();
   wireQuality();
   wireUplink();
+  wireEvidence();
   // Enter with audio only (offered when the link check finds video may not work): no video
   // received, and my camera stays off until I turn it on.
   wireLinkCheck(function () { wantAudioOnly(true); setOn("video", false, { local: true }); enter(); });
