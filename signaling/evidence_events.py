@@ -224,8 +224,11 @@ class Evidence:
     async def list(self, sid, live, pid, data: ListEv) -> dict:
         if not self.admitted(live, pid):
             return _refuse("in_lobby", "Wait until the mediator lets you in.")
+        mediator = live.room.participants[pid].can("admit")
         async with self.hub.db.read() as s:
-            items = [ev_svc.view(e) for e in await ev_svc.list_for_case(s, live.case_id)]
+            # A file added in the session is the mediator's to review first: the others see it once accepted.
+            items = [ev_svc.view(e) for e in await ev_svc.list_for_case(s, live.case_id)
+                     if mediator or e.review in (None, "accepted") or e.submitted_by == pid]
         show = self.showing_for(live, pid)
         return {"evidence": items, "may_present": self.may_present(live, pid),
                 "showing": self.shown(live, pid, show) if show else None}

@@ -9,6 +9,7 @@ import hashlib
 import io
 
 import aiohttp
+import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -196,6 +197,7 @@ async def test_refusals_change_nothing(live):
             await x.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 async def test_evidence_added_live_checked_reviewed_and_presented(live):
     mediator = peer(live, await live.token("mediator"))
     assert (await mediator.join())["ok"]
@@ -229,6 +231,11 @@ async def test_evidence_added_live_checked_reviewed_and_presented(live):
         assert hashlib.sha256(stored).hexdigest() == item["sha256"]
         # Not yet accepted: not presentable. Accepted: presented.
         assert (await mediator.call("evidence.present", {"evidence_id": item["id"]}))["error"]["code"] == "bad_state"
+        # Until accepted, only the mediator and the submitter see it listed.
+        assert (await mediator.call("lobby.admit", {"participant_id": waiting.me["id"]}))["ok"]
+        assert [e["id"] for e in (await a.call("evidence.list"))["evidence"]] == [item["id"]]
+        assert [e["id"] for e in (await mediator.call("evidence.list"))["evidence"]] == [item["id"]]
+        assert (await waiting.call("evidence.list"))["evidence"] == []
         assert (await a.call("evidence.review", {"evidence_id": item["id"], "accept": True}))["error"]["code"] == \
             "forbidden"
         ack = await mediator.call("evidence.review", {"evidence_id": item["id"], "accept": True})
@@ -236,6 +243,7 @@ async def test_evidence_added_live_checked_reviewed_and_presented(live):
         await wait_for(lambda: a.events["evidence.reviewed"], what="the submitter is told")
         assert (await mediator.call("evidence.review", {"evidence_id": item["id"], "accept": False}))["error"][
             "code"] == "bad_state"
+        assert [e["id"] for e in (await waiting.call("evidence.list"))["evidence"]] == [item["id"]]
         assert (await mediator.call("evidence.present", {"evidence_id": item["id"]}))["ok"]
         await wait_for(lambda: a.events["evidence.shown"], what="a sees the photo")
         assert (await fetch(live, a.events["evidence.shown"][-1]["url"]))[0] == 200
