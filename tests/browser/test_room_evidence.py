@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from tests.browser.conftest import DESKTOP, artifacts, browser  # noqa: F401
 from tests.browser.room_helpers import login, open_room, wait_js
+from tests.browser.test_portal import login as staff_login
 from tests.browser.test_room import enter, my_id, no_horizontal_scroll, room_browser, room_page, wait_screen  # noqa: F401
 from tests.signaling.peer import Peer
 
@@ -150,6 +151,13 @@ def test_presented_in_main_reaches_both_parties_not_the_caucus(server, room_page
     assert len(presented) == 1 and presented[0]["data"]["evidence_id"] == doc
     assert len(stopped) == 1 and stopped[0]["data"]["pages"] == [1, 2]
     assert {v["participant_id"] for v in stopped[0]["data"]["viewers"]} == {my_id(mediator), pa, pb, pc}
+    # The clerk's record page says who showed what, which pages, for how long and to whom.
+    clerk = room_page(DESKTOP, label="clerk")
+    staff_login(clerk, server.url, "clerk")
+    clerk.goto(server.url + f"/archive/cases/{links.case_id}")
+    text = clerk.locator("li[data-action='evidence.stopped']").first.inner_text()
+    assert "停止展示证据" in text and "租赁合同.pdf" in text and "页码：1, 2" in text, text
+    assert "观看者：" in text and "孙八" in text and "钱七" in text and "展示" in text, text
 
 
 def test_phone_photo_added_live_accepted_and_presented(server, room_page, artifacts):  # noqa: F811
