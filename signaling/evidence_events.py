@@ -360,8 +360,9 @@ class Evidence:
         p = live.passes[pid]
         return await ev_svc.watermarked_page(self.store, e, page, viewer=p.name, case_number=show.case_number)
 
-    async def upload(self, token: str | None, filename: str, data: bytes) -> dict:
-        """A file added during the session by a participant who is in the room (not the lobby)."""
+    async def uploader(self, token: str | None):
+        """Who adds a file: a participant who is in the room now, out of the lobby (checked
+        before the body is read)."""
         if not token:
             raise AppError("Send the join link's token in X-Join-Token.", code="token_missing", status=401)
         try:
@@ -374,8 +375,15 @@ class Evidence:
             raise Forbidden("Join the session first.", code="not_joined")
         if not self.admitted(live, p.participant_id):
             raise Forbidden("You can add evidence once the mediator has let you in.", code="in_lobby")
+        return live, p.participant_id
+
+    async def upload(self, who, filename: str, data: bytes) -> dict:
+        """The file, added through the filing's checks; the mediator is told."""
+        live, pid = who
+        if self._live_of(live.room.id, pid) is not live or not self.admitted(live, pid):
+            raise Forbidden("You are no longer in the room.", code="not_joined")
         async with self.hub.db.session() as s:
-            e = await ev_svc.submit_in_session(s, self.store, live.passes[p.participant_id], Upload(filename, data),
+            e = await ev_svc.submit_in_session(s, self.store, live.passes[pid], Upload(filename, data),
                                                max_bytes=self.hub.settings.max_evidence_bytes)
             item = ev_svc.view(e)
         await self.tell_reviewers(live, "evidence.submitted", item)

@@ -39,6 +39,7 @@ def _desk(request: web.Request):
            status=201, consumes={"multipart/form-data": UPLOAD_FORM})
 async def add_evidence(request: web.Request) -> web.Response:
     desk = _desk(request)
+    who = await desk.uploader(request.headers.get("X-Join-Token"))
     if request.content_type != "multipart/form-data":
         raise ValidationFailed("Send the file as multipart/form-data, in a part named 'file'.",
                                fields={"file": "required"})
@@ -55,7 +56,7 @@ async def add_evidence(request: web.Request) -> web.Response:
             upload = (unquote(part.filename or "file"), data)
     if upload is None:
         raise ValidationFailed("The 'file' part is missing.", fields={"file": "required"})
-    item = await desk.upload(request.headers.get("X-Join-Token"), *upload)
+    item = await desk.upload(who, *upload)
     return respond({"evidence": item}, 201)
 
 
