@@ -18,6 +18,7 @@ from server.core.schemas import CaseIn
 from server.services import cases as case_svc
 from tests.api.helpers import case_body
 from tests.rooms.clients import wait_for
+from tests.support.cli import run_cli_async
 
 from .peer import Peer
 
@@ -259,6 +260,13 @@ async def test_evidence_added_live_checked_reviewed_and_presented(live):
     submitted = await audit(live, "evidence.submitted")
     assert [d["sha256"] for d in submitted][0] == hashlib.sha256(photo).hexdigest()
     assert [d["decision"] for d in await audit(live, "evidence.reviewed")] == ["accepted", "rejected"]
+    # The integrity check knows files added in a session by their own entry, and finds an altered row.
+    r = await run_cli_async(["audit", "verify"], live.settings)
+    assert r.returncode == 0, r.stdout + r.stderr
+    async with live.db.session() as s:
+        (await s.get(Evidence, item["id"])).sha256 = "0" * 64
+    r = await run_cli_async(["audit", "verify"], live.settings)
+    assert r.returncode != 0 and "not_in_audit" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 async def _row(live, evidence_id: int) -> Evidence:
