@@ -100,6 +100,9 @@ class Hub:
         self.pending: dict[str, live_svc.Pass] = {}
         # Called after a participant entered a room (e.g. to ask for recording consent).
         self.on_joined: list[Callable[[LiveRoom, str], Awaitable[None]]] = []
+        # Called after each room.state push, and once more when the room ends (evidence_events.py
+        # keeps what each page is shown in step with who is where).
+        self.on_state: list[Callable[[LiveRoom], Awaitable[None]]] = []
         # Told how long each successful join took, in seconds (metrics).
         self.join_observers: list[Callable[[float], None]] = []
         # Where rooms live: this process only, or several nodes sharing Redis (signaling/cluster.py).
@@ -183,8 +186,8 @@ class Hub:
                 return fail(exc.code, exc.message)
             except (TokenInvalid, ConsentError) as exc:
                 return fail(exc.code, exc.message)
-            except AppError as exc:
-                return fail(exc.code, exc.message)
+            except AppError as exc:  # with the fields at fault, as the HTTP API answers
+                return {"ok": False, **exc.to_json()}
             except Exception:  # noqa: BLE001 - one bad event must not break the connection
                 log.exception("event %s from %s failed", name, sid)
                 return fail("internal_error", "The server could not handle this request.")
@@ -405,6 +408,14 @@ class Hub:
         await self._save_state(live)  # first: what a client has seen survives this node's death
         for pid, sid in list(live.sids.items()):
             await self.sio.emit("room.state", self.state_for(live, pid, full), to=sid, ignore_queue=True)
+        await self._state_hooks(live)
+
+    async def _state_hooks(self, live: LiveRoom) -> None:
+        for hook in self.on_state:
+            try:
+                await hook(live)
+            except Exception:  # noqa: BLE001 - an extension must not break the room
+                log.exception("on_state hook failed for room %s", live.room.id)
 
     async def _release(self, live: LiveRoom, pid: str, *, reason: str, sid: str | None = None) -> None:
         """Free everything the participant holds and write it down; keep where they were for a rejoin."""
@@ -477,6 +488,7 @@ class Hub:
             self.by_sid.pop(sid, None)
         live.sids.clear()
         await live.room.close()
+        await self._state_hooks(live)
 
     async def lose_room(self, room_id: str) -> None:
         """Another node hosts this room now (this one is shutting down, or was taken for dead):

@@ -166,6 +166,13 @@ class Evidence(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Added in a live session (server/services/evidence.py): which session, by which participant,
+    # and the mediator's decision on presenting it (pending | accepted | rejected). Filed evidence
+    # has none of these and may be presented.
+    session_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    submitted_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    submitted_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    review: Mapped[str | None] = mapped_column(String(12), nullable=True)
 
     case: Mapped[Case] = relationship(back_populates="evidence")
 

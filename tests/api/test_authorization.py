@@ -25,6 +25,9 @@ MATRIX = [
     ("GET", "/link-check/download", None, set()),
     ("POST", "/link-check/upload", None, set()),
     ("POST", "/link-check/result", {"rtt_ms": 20, "down_kbps": 5000, "up_kbps": 2000}, set()),
+    # Evidence in the room: a participant of the live session (join token, signed page URL), no staff login.
+    ("POST", "/room/evidence", None, set()),
+    ("GET", "/room/evidence/{evidence}/pages/{page}", None, set()),
     ("POST", "/institutions", {"name": "新设调解委员会"}, {"admin"}),
     ("GET", "/users", None, {"admin"}),
     ("POST", "/users", {"username": "newuser", "password": "long-enough-pw", "role": "clerk"}, {"admin"}),
@@ -208,7 +211,7 @@ async def test_authorization_matrix(client, db):
     for method, path, body, allowed in MATRIX:
         ids = await _fresh_case(client, db, w)
         ids.update(user=target.id, inst_b=w.inst_b, mediator2_id=w.users["mediator2"], submission_id=999999,
-                   obligation_id=999999)
+                   obligation_id=999999, page=1)
         url = "/api/v1" + _fill(path, ids)
         payload = case_body(w.inst_a) if body == "case" else _fill(body, ids)
         # Refused callers first: their calls must change nothing for the allowed ones after them.

@@ -2,7 +2,10 @@
 pages' WebRTC statistics."""
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
+import uuid
 from dataclasses import dataclass
 
 from .conftest import DEMO_PASSWORD
@@ -28,10 +31,34 @@ def login(server, username: str) -> str:
     return body["token"]
 
 
-def open_room(server, title: str) -> RoomLinks:
+def file_with_evidence(server, title: str, files: list[tuple[str, bytes]], **over) -> dict:
+    """File a case as the portal does, multipart with evidence files (docs/api.md, POST /cases)."""
+    status, body = server.api("GET", "/institutions")
+    assert status == 200, body
+    case = {"type": "mediation", "category": "neighbour", "title": title,
+            "description": "楼上漏水导致我家天花板受损，协商赔偿未果。",
+            "institution_id": body["institutions"][0]["id"],
+            "applicant": {"name": "赵六", "phone": "13600006666"}, "respondents": [{"name": "钱七"}], **over}
+    boundary = uuid.uuid4().hex
+    parts = [(f'Content-Disposition: form-data; name="case"\r\nContent-Type: application/json\r\n\r\n').encode()
+             + json.dumps(case).encode()]
+    for name, data in files:
+        parts.append(f'Content-Disposition: form-data; name="evidence"; filename="{name}"\r\n'
+                     f'Content-Type: application/octet-stream\r\n\r\n'.encode() + data)
+    payload = b"".join(b"--" + boundary.encode() + b"\r\n" + p + b"\r\n" for p in parts) + \
+        b"--" + boundary.encode() + b"--\r\n"
+    req = urllib.request.Request(server.url + "/api/v1/cases", data=payload, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        assert resp.status == 201
+        return json.loads(resp.read())
+
+
+def open_room(server, title: str, *, evidence: list[tuple[str, bytes]] | None = None, **over) -> RoomLinks:
     """A fresh case (so tests do not depend on each other or on the portal tests), accepted and
-    assigned by the demo intake officer, a session opened by the demo mediator, and join links."""
-    filed = server.file_case(title)
+    assigned by the demo intake officer, a session opened by the demo mediator, and join links.
+    With `evidence`, the case is filed with those files (`over`: other fields of the filing)."""
+    filed = file_with_evidence(server, title, evidence, **over) if evidence else server.file_case(title, **over)
     case_id = filed["case"]["id"]
     intake = login(server, "intake")
     status, body = server.api("POST", f"/cases/{case_id}/accept", {}, token=intake)

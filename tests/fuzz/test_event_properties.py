@@ -84,8 +84,10 @@ class Room:
         st_ = live.room.state()
         people = sorted((p["id"], p["role"], p["where"], tuple(p["grants"]), tuple(sorted(p["muted"].items())),
                          p["video_off_reason"]) for p in st_["participants"])
+        desk = hub.evidence.desk(live)  # what is presented where, and who may present
+        shows = sorted((area, x.evidence_id, x.page, x.zoom, x.presenter) for area, x in desk.shows.items())
         return (people, st_["caucuses"], st_["recording"], sorted(live.sids.items()), sorted(live.remembered.items()),
-                len(hub.pending))
+                len(hub.pending), shows, sorted(desk.allowed))
 
     async def close(self) -> None:
         for p in self.peers.values():
@@ -102,7 +104,7 @@ def test_no_payload_breaks_the_hub(served, db_url):
     srv = served
     tally = Tally("events")
     events = events_of(srv.app["hub"])
-    assert {"join", "chat.send", "invite.expert", "agreement.update"} <= set(events)
+    assert {"join", "chat.send", "invite.expert", "agreement.update", "evidence.present", "evidence.pointer"} <= set(events)
     room = Room(srv)
     srv.run(room.ensure())
     try:

@@ -11,6 +11,7 @@ from server.http.api import followup  # noqa: F401 - after the agreement
 from server.http.api import procedure  # noqa: F401
 from server.http.api import recordings  # noqa: F401
 from server.http.api import linkcheck  # noqa: F401
+from server.http.api import room_evidence  # noqa: F401
 from server.http.api.base import api
 from server.http.util import respond
 

@@ -48,6 +48,8 @@ def _event(request, e: dict, inst_names: dict) -> dict:
         for key in ("where", "to", "from", "reason", "kind", "caucus", "target"):
             if d.get(key) and not (key in ("to", "from") and d.get(key) in STATUSES):
                 item["details"].append(f"{t('archive.detail.' + key)}: {d[key]}")
+    if e.get("action", "").startswith("evidence."):
+        _evidence_details(request, item["details"], d)
     if e.get("action") == "link.checked":
         if d.get("name"):
             item["details"].append(t("archive.detail.who", name=d["name"], role=_tr(request, "jrole", d.get("role"))))
@@ -64,6 +66,35 @@ def _event(request, e: dict, inst_names: dict) -> dict:
     item["session_id"] = e.get("session_id")
     item["at_iso"] = e.get("at")
     return item
+
+
+def _evidence_details(request, out: list, d: dict) -> None:
+    """Evidence in the room (docs/protocol.md, "Evidence in the room"): who showed or added which
+    file, where, which pages, for how long, and to whom."""
+    t = request["t"]
+    if d.get("name"):
+        out.append(t("archive.detail.who", name=d["name"], role=_tr(request, "jrole", d.get("role"))))
+    if d.get("file"):
+        out.append(t("archive.detail.file", file=d["file"]))
+    if d.get("area"):
+        out.append(f"{t('archive.detail.where')}: {d.get('area_name') or d['area']}")
+    if isinstance(d.get("pages"), list):
+        out.append(t("archive.detail.pages", pages=", ".join(str(x) for x in d["pages"])))
+    elif d.get("page"):
+        out.append(t("archive.detail.pages", pages=str(d["page"])))
+    if d.get("seconds") is not None:
+        out.append(t("archive.detail.seconds", n=d["seconds"]))
+    if d.get("viewers"):
+        out.append(t("archive.detail.viewers", names=", ".join(str(v.get("name", "")) for v in d["viewers"]
+                                                                 if isinstance(v, dict))))
+    if d.get("decision"):
+        out.append(_tr(request, "archive.decision", d["decision"]))
+    if "allowed" in d:
+        out.append(t("archive.detail.allowed_yes" if d["allowed"] else "archive.detail.allowed_no"))
+    if d.get("reason"):
+        out.append(f"{t('archive.detail.reason')}: {d['reason']}")
+    if d.get("sha256"):
+        out.append(f"SHA-256 {d['sha256']}")
 
 
 def _problem_text(request, p: dict) -> str:

@@ -112,6 +112,7 @@ async def room_page(request: web.Request) -> web.Response:
             "strings": _strings(lang, t),
             "roles": {r: t(f"room.role.{r}") for r in ROLES},
             "specialties": list(CATEGORIES),
+            "evidence_max_mb": request.app["settings"].max_evidence_bytes // (1024 * 1024),
         }
     html = request.app["jinja"].get_template("room.html").render(
         t=t, lang=lang, lang_urls=_lang_urls(request), error_code=error_code, info=info, config=config,

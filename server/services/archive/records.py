@@ -483,14 +483,19 @@ def _hash_file(path: Path) -> str:
     return h.hexdigest()
 
 
-async def _filed_hashes(s: AsyncSession, case_ids: list[int]) -> dict[int, list[str]]:
-    """The evidence hashes each case's filing entry recorded (the chain's own copy)."""
+async def _filed_hashes(s: AsyncSession, case_ids: list[int]) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """The evidence hashes the chain recorded: each case's filing entry, and each file added in a
+    live session (`evidence.submitted`, server/services/evidence.py) by its evidence id."""
     out: dict[int, list[str]] = {}
-    rows = await s.execute(select(AuditEntry.case_id, AuditEntry.data).where(
-        AuditEntry.action == "case.filed", AuditEntry.case_id.in_(case_ids)))
-    for cid, data in rows:
-        out[cid] = [x.get("sha256") for x in (data or {}).get("evidence", []) if isinstance(x, dict)]
-    return out
+    added: dict[int, str] = {}
+    rows = await s.execute(select(AuditEntry.case_id, AuditEntry.action, AuditEntry.data).where(
+        AuditEntry.action.in_(("case.filed", "evidence.submitted")), AuditEntry.case_id.in_(case_ids)))
+    for cid, action, data in rows:
+        if action == "case.filed":
+            out[cid] = [x.get("sha256") for x in (data or {}).get("evidence", []) if isinstance(x, dict)]
+        elif isinstance((data or {}).get("evidence_id"), int):
+            added[data["evidence_id"]] = data.get("sha256")
+    return out, added
 
 
 async def check_evidence(ctx: CheckContext) -> CheckOutcome:
@@ -505,7 +510,7 @@ async def check_evidence(ctx: CheckContext) -> CheckOutcome:
         if not batch:
             break
         last_id = batch[-1].id
-        logged = await _filed_hashes(ctx.s, sorted({e.case_id for e in batch}))
+        logged, added = await _filed_hashes(ctx.s, sorted({e.case_id for e in batch}))
         for e in batch:
             out.checked += 1
             item = f"evidence {e.id} ({e.filename})"
@@ -521,7 +526,12 @@ async def check_evidence(ctx: CheckContext) -> CheckOutcome:
                 out.problems.append(Problem("evidence", item, "hash_mismatch",
                                             "the stored file does not match its SHA-256 (file altered)",
                                             e.sha256, actual, e.case_id))
-            if e.case_id in logged and e.sha256 not in logged[e.case_id]:
+            if e.session_id is not None:  # added in a live session: its own entry holds the hash
+                if added.get(e.id) != e.sha256:
+                    out.problems.append(Problem("evidence", item, "not_in_audit",
+                                                "the recorded SHA-256 is not the one logged when the file was added "
+                                                "in the session (record altered)", added.get(e.id), e.sha256, e.case_id))
+            elif e.case_id in logged and e.sha256 not in logged[e.case_id]:
                 out.problems.append(Problem("evidence", item, "not_in_audit",
                                             "the recorded SHA-256 is not the one logged at filing (record altered)",
                                             ", ".join(logged[e.case_id]) or None, e.sha256, e.case_id))

@@ -19,7 +19,8 @@
  *                                                                     cannot carry video */
 /*   transcript.js the e-transcript tab     lobbytools.js lobby messages, waits, back to the lobby
  *   hands.js    raised hands              floor.js    mute all, held, the active speaker
- *   caucustools.js caucus timers, broadcast, knock */
+ *   caucustools.js caucus timers, broadcast, knock
+ *   evidence.js evidence on screen, adding evidence live */
 import { CFG, STORE_KEY } from "./config.js";
 import { $ } from "./dom.js";
 import { R } from "./state.js";
@@ -43,6 +44,7 @@ import { wireLobbyTools } from "./lobbytools.js";
 import { wireHands } from "./hands.js";
 import { wireFloor } from "./floor.js";
 import { wireCaucusTools } from "./caucustools.js";
+import { wireEvidence } from "./evidence.js";
 
 function start() {
   window.mediationRoom = R;
@@ -65,6 +67,7 @@ function start() {
   wireHands();
   wireFloor();
   wireCaucusTools();
+  wireEvidence();
   // Enter with audio only (offered when the link check finds video may not work): no video
   // received, and my camera stays off until I turn it on.
   wireLinkCheck(function () { wantAudioOnly(true); setOn("video", false, { local: true }); enter(); });

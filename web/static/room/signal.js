@@ -24,6 +24,8 @@ export var wantJoined = false;     // the user is in (or trying to get back into
 export var joined = false;         // the current connection's join was acknowledged
 var joinGen = 0;
 export var iceServers = [];
+// Modules with server events of their own (evidence.js) add a function here: called with the socket once it exists.
+export var socketHooks = [];
 // Several nodes: the room lives on one of them. A join may be redirected there; when that
 // node goes away we come back through this page's own node or the others we were told of.
 var entryUrl = location.origin;
@@ -94,6 +96,7 @@ function ensureSocket() {
   socket.on("recording.refused", onRecordingRefused);
   socket.on("device.admitted", onDeviceAdmitted);
   socket.on("device.denied", onDeviceDenied);
+  socketHooks.forEach(function (hook) { hook(socket); });
 }
 
 // ------------------------------------------------------------------ one device per link
