@@ -21,11 +21,12 @@ from .room_helpers import open_room, wait_decoding, wait_js
 
 pytestmark = pytest.mark.browser
 
+# The camera's own encoding first, then its small encoding (its m-line comes after the camera's).
 OUTBOUND_JS = """(async () => { const o = [];
   (await window.mediationRoom.pubPc.getStats()).forEach(r => { if (r.type === 'outbound-rtp' && r.kind === 'video')
-    o.push({packets: r.packetsSent, frames: r.framesEncoded, keyframes: r.keyFramesEncoded, pli: r.pliCount,
+    o.push({mid: r.mid, packets: r.packetsSent, frames: r.framesEncoded, keyframes: r.keyFramesEncoded, pli: r.pliCount,
             nack: r.nackCount, limited: r.qualityLimitationReason, target: r.targetBitrate}); });
-  return o; })()"""
+  return o.sort((x, y) => Number(x.mid) - Number(y.mid)); })()"""
 INBOUND_JS = """(async () => { const R = window.mediationRoom, o = [], by = {};
   (R.trackTable || []).forEach(t => { by[t.mid] = t.participant_id; });
   (await R.subPc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video')
@@ -157,6 +158,9 @@ def test_a_narrow_uplink_turns_the_camera_off_and_the_party_turns_it_back_on(dep
                 party.evaluate("[window.mediationRoom.joins, window.mediationRoom.errors]")
             sent = party.evaluate(OUTBOUND_JS)[0]["frames"]
             assert until(lambda: party.evaluate(OUTBOUND_JS)[0]["frames"] > sent + 20, 15), party.evaluate(OUTBOUND_JS)
+            # The small encoding, stopped first for the narrow uplink, goes out again too.
+            small = party.evaluate(OUTBOUND_JS)[-1]["frames"]
+            assert until(lambda: party.evaluate(OUTBOUND_JS)[-1]["frames"] > small + 20, 15), party.evaluate(OUTBOUND_JS)
             assert party.evaluate("window.mediationRoom.uplink.stopped") == 1
             base = decoded_from(mediator, p_id)
             # (A hole inside a frame once blocked the server's receive buffer here for tens of

@@ -114,6 +114,7 @@ async function setActive(sender, active) {
 
 async function stopVideo(pc, sender) {
   offForBandwidth = true;
+  watched = null;   // the same track comes back when I turn the camera on: the watch starts over then
   setOn("video", false, { local: true });
   // The camera's own sender and its small encoding's (peers.js): both stop.
   var senders = pc.getSenders().filter(function (s) { return s === sender || (s.track && s.track === sender.track); });
