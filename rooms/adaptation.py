@@ -189,7 +189,8 @@ class ViewerLink:
                 # What the receiver counted, where it says: the loss of a window filled while a
                 # burst (keyframes after a level change) overflowed the queue, applied to what is
                 # sent now, cut a 300 kbit/s link to 116 in the lab.
-                got_through = max(sent * (1 - self.loss), delivered(now, reports))
+                arrived = delivered(now, reports)
+                got_through = max(sent * (1 - self.loss), arrived)
                 target = max(FLOOR, CUT * got_through)
                 if self.estimate is None or target < self.estimate:
                     if now - self._raised_at < 5:  # the last raise did not fit: wait longer next time
@@ -204,7 +205,7 @@ class ViewerLink:
                              "delivered %.0f kbit/s", target / 1000, self.loss,
                              None if self.rtt is None else round(self.rtt * 1000),
                              None if self.base_rtt is None else round(self.base_rtt * 1000), sent / 1000,
-                             delivered(now, reports) / 1000)
+                             arrived / 1000)
                     self.estimate = target
                     self._cut_at = now
         elif self.estimate is not None and self.loss < CLEAN_LOSS and losses:  # raised on fresh reports only

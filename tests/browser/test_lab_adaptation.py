@@ -36,32 +36,40 @@ def _call(page, event: str, data: dict) -> dict:
     return page.evaluate("([e, d]) => import('/static/room/signal.js').then(m => m.call(e, d))", [event, data])
 
 
+def _three_in_room(pw, deployment, links, browsers: list):
+    """The mediator (desktop) and parties A and B (phones), each in its own namespace, in the
+    room and decoding one another; the browsers are added to `browsers` for the caller to close.
+    Returns the pages (mediator, A, B) and the three participant ids."""
+    pages = []
+    for (ns, link), token, viewport in zip(deployment["parts"], (links.mediator_token, *links.party_tokens[:2]),
+                                           (DESKTOP, PHONE, PHONE)):
+        browser, origin = browser_in(pw, ns, link)
+        browsers.append(browser)
+        page = page_in(browser, viewport)
+        page.goto(f"{origin}/join/{token}")
+        pages.append(page)
+    mediator, a, b = pages
+    assert enter(mediator) == "room"
+    m_id = wait_js(mediator, "window.mediationRoom.me && window.mediationRoom.me.id", "mediator id")
+    assert enter(a) == "lobby"
+    a_id = admit(mediator, a)
+    assert enter(b) == "lobby"
+    b_id = admit(mediator, b)
+    for page in pages:
+        wait_decoding(page, "everyone decodes", timeout=30)
+    return pages, m_id, a_id, b_id
+
+
 def test_a_narrow_downlink_gets_less_video_and_audio_keeps_flowing(deployment):
     from playwright.sync_api import sync_playwright
 
     links = open_room(deployment["server"], "窄带宽")
-    (m_ns, m_link), (a_ns, a_link), (b_ns, b_link) = deployment["parts"]
+    b_link = deployment["parts"][2][1]
     with sync_playwright() as pw:
         browsers = []
         try:
-            pages = []
-            for ns, link, token, viewport in ((m_ns, m_link, links.mediator_token, DESKTOP),
-                                              (a_ns, a_link, links.party_tokens[0], PHONE),
-                                              (b_ns, b_link, links.party_tokens[1], PHONE)):
-                browser, origin = browser_in(pw, ns, link)
-                browsers.append(browser)
-                page = page_in(browser, viewport)
-                page.goto(f"{origin}/join/{token}")
-                pages.append(page)
+            pages, m_id, a_id, b_id = _three_in_room(pw, deployment, links, browsers)
             mediator, a, b = pages
-            assert enter(mediator) == "room"
-            m_id = wait_js(mediator, "window.mediationRoom.me && window.mediationRoom.me.id", "mediator id")
-            assert enter(a) == "lobby"
-            a_id = admit(mediator, a)
-            assert enter(b) == "lobby"
-            b_id = admit(mediator, b)
-            for page in pages:
-                wait_decoding(page, "everyone decodes", timeout=30)
             # Published with temporal layers, so the server can reduce rather than only pause.
             assert until(lambda: room_state(b, f"s.video && s.video['{m_id}']") == "full", 15)
 
@@ -127,28 +135,11 @@ def test_a_link_too_narrow_for_the_cameras_streams_gets_their_small_encodings(de
     from playwright.sync_api import sync_playwright
 
     links = open_room(deployment["server"], "小画面")
-    (m_ns, m_link), (a_ns, a_link), (b_ns, b_link) = deployment["parts"]
+    b_link = deployment["parts"][2][1]
     with sync_playwright() as pw:
         browsers = []
         try:
-            pages = []
-            for ns, link, token, viewport in ((m_ns, m_link, links.mediator_token, DESKTOP),
-                                              (a_ns, a_link, links.party_tokens[0], PHONE),
-                                              (b_ns, b_link, links.party_tokens[1], PHONE)):
-                browser, origin = browser_in(pw, ns, link)
-                browsers.append(browser)
-                page = page_in(browser, viewport)
-                page.goto(f"{origin}/join/{token}")
-                pages.append(page)
-            mediator, a, b = pages
-            assert enter(mediator) == "room"
-            m_id = wait_js(mediator, "window.mediationRoom.me && window.mediationRoom.me.id", "mediator id")
-            assert enter(a) == "lobby"
-            a_id = admit(mediator, a)
-            assert enter(b) == "lobby"
-            admit(mediator, b)
-            for page in pages:
-                wait_decoding(page, "everyone decodes", timeout=30)
+            (mediator, a, b), m_id, a_id, _ = _three_in_room(pw, deployment, links, browsers)
             assert until(lambda: room_state(b, f"s.video && s.video['{m_id}']") == "full", 15)
             full_width = b.evaluate(f"({FRAME_WIDTH_JS})('{m_id}')")
 
