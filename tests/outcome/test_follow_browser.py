@@ -144,6 +144,9 @@ def test_after_the_agreement_on_a_phone(server, new_page, artifacts):  # noqa: F
     page.click("[data-testid=lookup-form] button[type=submit]")
     page.click("[data-testid=go-outcome]")
     card = page.locator("[data-testid=obligations] article")
+    # The click commits the navigation; the page's body may still be arriving.
+    page.wait_for_url("**/lookup/outcome")
+    card.first.wait_for()
     assert card.count() == 1 and card.get_attribute("data-state") == "overdue"
     assert "某劳务公司于履行期限届满前向赵六支付" in card.inner_text()
     _narrow(page)
