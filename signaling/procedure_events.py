@@ -301,21 +301,29 @@ class Procedure:
             return None
         return (speaker_id, speaker.name if speaker else part.name, speaker.role if speaker else part.role)
 
+    def _writer(self, live: LiveRoom, pid: str) -> tuple:
+        """(author, area, None) for the mediator in the room; (.., .., the refusal) otherwise. The
+        service checks the role again (server/services/procedure/transcript.py): this answers
+        before the speaker is looked up, so a party learns nothing about who is in the room."""
+        author, area = live.passes[pid], self._area(live, pid)
+        if author.role != "mediator":
+            return author, area, fail("forbidden", "Only the mediator keeps the transcript.")
+        if area == LOBBY:
+            return author, area, fail("in_lobby", "Write the transcript from the room.")
+        return author, area, None
+
     async def _to_area(self, live: LiveRoom, area: str, event: str, data: dict) -> None:
         for other in list(live.sids):
             if self._area(live, other) == area:
                 await self.hub.emit_to(live, other, event, data)
 
     async def transcript_add(self, sid, live: LiveRoom, pid: str, data: transcript_svc.EntryIn) -> dict:
-        author = live.passes[pid]
-        if author.role != "mediator":
-            return fail("forbidden", "Only the mediator keeps the transcript.")
+        author, area, refused = self._writer(live, pid)
+        if refused:
+            return refused
         speaker = self._speaker(live, data.speaker_id)
         if speaker is None:
             return fail("not_found", "No such participant.")
-        area = self._area(live, pid)
-        if area == LOBBY:
-            return fail("in_lobby", "Write the transcript from the room.")
         async with self.hub.db.session() as s:
             entry = await transcript_svc.add_entry(s, author, area, speaker, data.text)
             out = transcript_svc.entry_json(entry)
@@ -323,17 +331,14 @@ class Procedure:
         return {"entry": out}
 
     async def transcript_edit(self, sid, live: LiveRoom, pid: str, data: transcript_svc.EntryEditIn) -> dict:
-        author = live.passes[pid]
-        if author.role != "mediator":
-            return fail("forbidden", "Only the mediator keeps the transcript.")
+        author, area, refused = self._writer(live, pid)
+        if refused:
+            return refused
         speaker = None
         if data.speaker_id is not None:
             speaker = self._speaker(live, data.speaker_id)
             if speaker is None:
                 return fail("not_found", "No such participant.")
-        area = self._area(live, pid)
-        if area == LOBBY:
-            return fail("in_lobby", "Write the transcript from the room.")
         async with self.hub.db.session() as s:
             entry = await transcript_svc.edit_entry(s, author, area, data.entry_id, data.text, speaker)
             out = transcript_svc.entry_json(entry)
@@ -341,12 +346,9 @@ class Procedure:
         return {"entry": out}
 
     async def transcript_delete(self, sid, live: LiveRoom, pid: str, data: transcript_svc.EntryRef) -> dict:
-        author = live.passes[pid]
-        if author.role != "mediator":
-            return fail("forbidden", "Only the mediator keeps the transcript.")
-        area = self._area(live, pid)
-        if area == LOBBY:
-            return fail("in_lobby", "Write the transcript from the room.")
+        author, area, refused = self._writer(live, pid)
+        if refused:
+            return refused
         async with self.hub.db.session() as s:
             await transcript_svc.delete_entry(s, author, area, data.entry_id)
         await self._to_area(live, area, "transcript.deleted", {"entry_id": data.entry_id})
