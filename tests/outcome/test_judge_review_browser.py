@@ -5,8 +5,6 @@ who entered with the link from the notification outbox on a phone; the applicant
 case page (both on a phone) show the review; after the court's decision the judge's link is refused."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 import time
@@ -18,51 +16,15 @@ from tests.browser.conftest import DEMO_PASSWORD, DESKTOP, PHONE, artifacts, bro
 from tests.browser.room_helpers import wait_js
 from tests.browser.test_room import (enter, frames_shown, my_id, pass_steps, room_browser, room_page,  # noqa: F401
                                      tile, wait_screen)
-from tests.outcome.test_follow_browser import Api, _narrow, _settled_case
-from tests.support.servers import ServerFailed, ServerProcess, clean_env, free_port
+from tests.outcome.court_browser import Api, court_server, delivered, narrow, settled_case
 
 pytestmark = pytest.mark.browser
 SECRET = "court-secret-for-the-review-test"
 
 
 @pytest.fixture(scope="module")
-def court_server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("review-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = clean_env(MEDIATION_DATA_DIR=str(data_dir), PUBLIC_URL=url, IDENTITY_CHECK="off",
-                    COURT_CALLBACK_SECRET=SECRET, COURT_RETRY_SECONDS="1")
-    proc = ServerProcess(env, data_dir / "server.log", port=port, args=("--demo",), ready_path="/api/v1/institutions")
-    try:
-        proc.start()
-    except ServerFailed as exc:
-        pytest.fail(str(exc), pytrace=False)
-    api = Api(url)
-    api.data_dir = data_dir
-    yield api
-    proc.stop(timeout=10)
-
-
-def _signed(api: Api, path: str, payload: dict):
-    raw = json.dumps(payload).encode()
-    sig = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
-    return api.call("POST", path, raw=raw, headers={"X-Court-Signature": sig})
-
-
-def _delivered(api: Api, case: dict) -> dict:
-    status, body = api.call("POST", "/party/confirmation", {"court_id": "county", "basis": "institution"},
-                            headers=case["applicant"])
-    assert status == 200, body
-    status, body = api.call("POST", "/party/confirmation/confirm", headers=case["respondent"])
-    assert status == 200, body
-    deadline = time.monotonic() + 20
-    while True:
-        status, body = api.call("GET", f"/cases/{case['id']}/submissions", headers=case["mediator"])
-        sub = next(x for x in body["submissions"] if x["kind"] == "judicial_confirmation")
-        if sub["status"] == "delivered":
-            return sub
-        assert time.monotonic() < deadline, sub
-        time.sleep(0.2)
+def review_server(tmp_path_factory):
+    yield from court_server(tmp_path_factory, "review-server", SECRET)
 
 
 def _party_link(api: Api, review_id: int, party_ref: str) -> str:
@@ -76,12 +38,12 @@ def _party_link(api: Api, review_id: int, party_ref: str) -> str:
         time.sleep(0.2)
 
 
-def test_the_judge_joins_the_review_and_the_party_sees_it(court_server, room_page, artifacts):  # noqa: F811
-    api = court_server
-    case = _settled_case(api)
-    sub = _delivered(api, case)
+def test_the_judge_joins_the_review_and_the_party_sees_it(review_server, room_page, artifacts):  # noqa: F811
+    api = review_server
+    case = settled_case(api)
+    sub = delivered(api, case)
     starts = (dt.datetime.now(dt.timezone(dt.timedelta(hours=8))) + dt.timedelta(minutes=2)).replace(microsecond=0)
-    status, out = _signed(api, "/court/callback/review", {"submission": sub["key"], "starts_at": starts.isoformat(),
+    status, out = api.signed("/court/callback/review", {"submission": sub["key"], "starts_at": starts.isoformat(),
                                                           "judge": "王法官"})
     assert status == 201, out
     review = out["review"]
@@ -103,7 +65,7 @@ def test_the_judge_joins_the_review_and_the_party_sees_it(court_server, room_pag
     party = room_page(PHONE, label="party")
     party.goto(party_url)
     assert party.locator("[data-testid=court-review-banner]").is_visible()
-    _narrow(party)
+    narrow(party)
     party.screenshot(path=artifacts / "phone-review-checkin.png", full_page=True)
     enter(party)
     wait_screen(party, "room")
@@ -128,11 +90,11 @@ def test_the_judge_joins_the_review_and_the_party_sees_it(court_server, room_pag
     assert card.get_attribute("data-state") == "live"
     assert "王法官" in card.inner_text() and "县人民法院于" in card.inner_text()
     assert starts.strftime("%Y-%m-%d %H:%M") in page.inner_text("[data-testid=review-when]")
-    _narrow(page)
+    narrow(page)
     page.screenshot(path=artifacts / "phone-lookup-review.png", full_page=True)
 
     # The decision closes the review: both are sent out of the room, the judge's link is refused.
-    status, body = _signed(api, "/court/callback", {"submission": sub["key"], "status": "confirmed",
+    status, body = api.signed("/court/callback", {"submission": sub["key"], "status": "confirmed",
                                                     "reference": "(2026)县民特7号"})
     assert status == 200, body
     wait_js(judge, "window.mediationRoom.screen !== 'room'", "the judge's room closed", timeout=15)
@@ -152,6 +114,6 @@ def test_the_judge_joins_the_review_and_the_party_sees_it(court_server, room_pag
     card = m.locator(f"[data-testid=review-{review['id']}]")
     assert card.get_attribute("data-state") == "decided"
     assert "县人民法院于" in card.inner_text() and starts.strftime("%Y-%m-%d %H:%M") in card.inner_text()
-    _narrow(m)
+    narrow(m)
     card.scroll_into_view_if_needed()
     m.screenshot(path=artifacts / "phone-mediator-review.png")
