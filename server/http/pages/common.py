@@ -14,11 +14,14 @@ deleted by the page that shows them.
 from __future__ import annotations
 
 import base64
+import contextvars
 import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import time
+from typing import Awaitable, Callable
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -414,17 +417,45 @@ async def not_found_middleware(request: web.Request, handler):
         raise
 
 
-def _asset_version() -> str:
+def asset_version(*names: str) -> str:
+    """A short hash of static files, for cache-busting their URLs."""
     import web as webpkg
     h = hashlib.sha256()
-    for name in ("portal.css", "portal.js"):
+    for name in names:
         p = webpkg.STATIC / name
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()[:10]
 
 
-ASSET_VERSION = _asset_version()
+def page_part(name: str, load: Callable[[web.Request], Awaitable[dict | None]]):
+    """A part that other pages' templates include (the procedure's, the follow-through's): a middleware
+    runs `load(request)` (None: nothing for this page) and the template reads the data with the getter.
+    A part that fails leaves the page as it was without it: an AppError silently, anything else logged."""
+    data_var: contextvars.ContextVar[dict] = contextvars.ContextVar(f"{name}_page_data", default={})
+    log = logging.getLogger(f"mediation.{name}")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        try:
+            data = await load(request)
+        except AppError:
+            data = None
+        except Exception:  # noqa: BLE001 - a part must never take the page down with it
+            log.exception("%s part of %s failed", name, request.path)
+            data = None
+        if data is None:
+            return await handler(request)
+        token = data_var.set(data)
+        try:
+            return await handler(request)
+        finally:
+            data_var.reset(token)
+
+    return middleware, data_var.get
+
+
+ASSET_VERSION = asset_version("portal.css", "portal.js")
 
 
 def setup(app: web.Application) -> None:

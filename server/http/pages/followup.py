@@ -16,9 +16,7 @@ server/services/outcome/ and redirect back with the result (POST -> redirect -> 
 """
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
-import logging
 import re
 
 from aiohttp import web
@@ -35,9 +33,7 @@ from server.services.outcome import court as court_svc
 from server.services.outcome import enforcement, followup, performance, review, satisfaction
 from server.services.queries import may
 
-log = logging.getLogger("mediation.followup")
 
-_DATA: contextvars.ContextVar[dict] = contextvars.ContextVar("followup_page_data", default={})
 CASE_PAGE = re.compile(r"^/staff/cases/(\d{1,18})(?:/[a-z_]+)?$")
 PARTY_LINK = re.compile(r"^/outcome/p/([A-Za-z0-9_-]{20,100})(?:/[a-z_]+(?:/[a-z_]+(?:/\d{1,18})?)?)?$")
 PARTY_LOOKUP = re.compile(r"^/lookup/outcome(?:/[a-z_]+(?:/[a-z_]+(?:/\d{1,18})?)?)?$")
@@ -89,38 +85,23 @@ async def _party_data(request, token: str | None) -> dict:
     return data
 
 
-@web.middleware
-async def data_middleware(request: web.Request, handler):
-    data: dict | None = None
-    try:
-        if request.get("actor") is not None and request["actor"].user is not None:
-            m = CASE_PAGE.match(request.path)
-            if m:
-                data = {"case": await _case_data(request, int(m.group(1)))}
-            elif request.path in LISTS and request.method == "GET":
-                async with P._read(request) as s:
-                    data = {"lists": await performance.flags(s, request["actor"])}
-        m = PARTY_LINK.match(request.path)
+async def _part_data(request: web.Request) -> dict | None:
+    m = PARTY_LINK.match(request.path)
+    if m:
+        return {"party": await _party_data(request, m.group(1))}
+    if PARTY_LOOKUP.match(request.path):
+        return {"party": await _party_data(request, None)}
+    if request.get("actor") is not None and request["actor"].user is not None:
+        m = CASE_PAGE.match(request.path)
         if m:
-            data = {"party": await _party_data(request, m.group(1))}
-        elif PARTY_LOOKUP.match(request.path):
-            data = {"party": await _party_data(request, None)}
-    except AppError:
-        data = None
-    except Exception:  # noqa: BLE001 - the follow-through part must never take the page down with it
-        log.exception("follow-through part of %s failed", request.path)
-        data = None
-    if data is None:
-        return await handler(request)
-    token = _DATA.set(data)
-    try:
-        return await handler(request)
-    finally:
-        _DATA.reset(token)
+            return {"case": await _case_data(request, int(m.group(1)))}
+        if request.path in LISTS and request.method == "GET":
+            async with P._read(request) as s:
+                return {"lists": await performance.flags(s, request["actor"])}
+    return None
 
 
-def _template_data() -> dict:
-    return _DATA.get()
+data_middleware, _template_data = P.page_part("follow-through", _part_data)
 
 
 # --- forms ---------------------------------------------------------------------------------------------------
@@ -250,12 +231,4 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(data_middleware)
     env = app["jinja"]
     env.globals["followup"] = _template_data
-    env.globals["followup_asset_v"] = _asset_version()
-
-
-def _asset_version() -> str:
-    import hashlib
-
-    import web as webpkg
-    p = webpkg.STATIC / "followup.css"
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:10] if p.exists() else "0"
+    env.globals["followup_asset_v"] = P.asset_version("followup.css")

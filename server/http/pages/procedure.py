@@ -18,7 +18,6 @@ One module (~430 lines): the step page, the staff parts and the applicant's part
 """
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import json
 import re
@@ -41,7 +40,6 @@ from server.core.i18n import catalog
 from server.core.security import TokenInvalid
 from server.http.util import has_key, read_form
 
-_DATA: contextvars.ContextVar[dict] = contextvars.ContextVar("procedure_page_data", default={})
 SCHEDULED_COOKIE = "mediation_scheduled"
 CASE_PAGE = re.compile(r"^/staff/cases/([0-9]{1,18})(?:/[a-z_]+)?$")
 LISTS = ("/staff/queue", "/staff/my", "/staff/cases")
@@ -67,35 +65,19 @@ async def _lookup_data(request) -> dict:
         return await panels.lookup_panel(s, found[1])
 
 
-@web.middleware
-async def data_middleware(request: web.Request, handler):
-    data: dict | None = None
-    try:
-        if request.get("actor") is not None and request["actor"].user is not None:
-            m = CASE_PAGE.match(request.path)
-            if m and parse_id(m.group(1)) is not None:
-                data = {"case": await _case_data(request, int(m.group(1)))}
-            elif request.path in LISTS and request.method == "GET":
-                data = {"lists": await _list_data(request)}
-        elif request.path == "/lookup/case" and request.method == "GET":
-            data = {"lookup": await _lookup_data(request)}
-    except AppError:
-        data = None
-    except Exception:  # noqa: BLE001 - the procedure part must never take the page down with it
-        import logging
-        logging.getLogger("mediation.procedure").exception("procedure part of %s failed", request.path)
-        data = None
-    if data is None:
-        return await handler(request)
-    token = _DATA.set(data)
-    try:
-        return await handler(request)
-    finally:
-        _DATA.reset(token)
+async def _part_data(request: web.Request) -> dict | None:
+    if request.get("actor") is not None and request["actor"].user is not None:
+        m = CASE_PAGE.match(request.path)
+        if m and parse_id(m.group(1)) is not None:
+            return {"case": await _case_data(request, int(m.group(1)))}
+        if request.path in LISTS and request.method == "GET":
+            return {"lists": await _list_data(request)}
+    elif request.path == "/lookup/case" and request.method == "GET":
+        return {"lookup": await _lookup_data(request)}
+    return None
 
 
-def _template_data() -> dict:
-    return _DATA.get()
+data_middleware, _template_data = pages.page_part("procedure", _part_data)
 
 
 # --- the step page ----------------------------------------------------------------------------------------------
@@ -391,18 +373,6 @@ async def lookup_ics(request: web.Request) -> web.Response:
     return _ics_response(text, f"session-{sid}.ics")
 
 
-def _asset_version() -> str:
-    import hashlib
-
-    import web as webpkg
-    h = hashlib.sha256()
-    for name in ("procedure.css", "procedure.js"):
-        p = webpkg.STATIC / name
-        if p.exists():
-            h.update(p.read_bytes())
-    return h.hexdigest()[:10]
-
-
 # --- wiring -------------------------------------------------------------------------------------------------------
 
 def setup(app: web.Application) -> None:
@@ -425,4 +395,4 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(data_middleware)
     env = app["jinja"]
     env.globals["procedure"] = _template_data
-    env.globals["procedure_asset_v"] = _asset_version()
+    env.globals["procedure_asset_v"] = pages.asset_version("procedure.css", "procedure.js")

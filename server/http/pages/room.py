@@ -8,7 +8,6 @@ check happens again on `join`. The token is in the URL, so the page sends no Ref
 """
 from __future__ import annotations
 
-import hashlib
 from urllib.parse import quote
 
 from aiohttp import web
@@ -17,7 +16,7 @@ from yarl import URL
 import web as webpkg
 
 from server.core.errors import NotFound
-from server.http.pages.common import _fmt_dt
+from server.http.pages.common import _fmt_dt, asset_version
 from server.core.i18n import LANGS, catalog
 from server.core.schemas import CATEGORIES
 from server.core.security import TokenInvalid
@@ -46,16 +45,8 @@ def _csp(request: web.Request) -> str:
     return CSP.format(connect=" ".join(dict.fromkeys(sources)))
 
 
-def _asset_version() -> str:
-    h = hashlib.sha256()
-    # The room's stylesheets and every module of its script (web/static/room/).
-    for p in [webpkg.STATIC / "room.css", webpkg.STATIC / "room-tools.css", *sorted((webpkg.STATIC / "room").glob("*.js"))]:
-        if p.exists():
-            h.update(p.read_bytes())
-    return h.hexdigest()[:10]
-
-
-ASSET_VERSION = _asset_version()
+# The room's stylesheets and every module of its script (web/static/room/).
+ASSET_VERSION = asset_version("room.css", "room-tools.css", *sorted(f"room/{p.name}" for p in (webpkg.STATIC / "room").glob("*.js")))
 # Preloaded together, so a phone fetches the script's modules in one round, not one per import level.
 ROOM_MODULES = sorted(p.name for p in (webpkg.STATIC / "room").glob("*.js") if p.name != "main.js")
 
