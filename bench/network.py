@@ -106,7 +106,8 @@ SNAPSHOT_JS = """async (limit) => {
     const IN = ['framesDecoded', 'totalFreezesDuration', 'freezeCount', 'framesDropped', 'keyFramesDecoded',
                 'pliCount', 'nackCount', 'packetsLost', 'packetsReceived', 'bytesReceived',
                 'concealedSamples', 'totalSamplesReceived'];
-    const OUT = ['framesEncoded', 'keyFramesEncoded', 'pliCount', 'firCount', 'nackCount', 'bytesSent'];
+    const OUT = ['framesEncoded', 'keyFramesEncoded', 'pliCount', 'firCount', 'nackCount', 'bytesSent',
+                 'packetsSent', 'retransmittedPacketsSent'];
     const inbound = {}, outbound = {video: {}, audio: {}}, capture = {frames: 0};
     if (R.subPc) (await R.subPc.getStats()).forEach(r => {
       if (r.type !== 'inbound-rtp') return;
@@ -234,6 +235,7 @@ def publisher(s0: tuple[dict, float], s1: tuple[dict, float]) -> dict:
     return {"capture_fps": (b["capture"]["frames"] - a["capture"]["frames"]) / window,
             "sent_fps": d("framesEncoded") / window, "keyframes": d("keyFramesEncoded"),
             "plis": d("pliCount"), "firs": d("firCount"), "nacks": d("nackCount"),
+            "packets": d("packetsSent"), "resent": d("retransmittedPacketsSent"),
             "kbps_out": sent * 8 / window / 1000,
             "width": vb.get("width"), "height": vb.get("height"), "limitation": vb.get("limitation")}
 

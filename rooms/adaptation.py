@@ -357,6 +357,13 @@ class Adaptation:
             if session is None or session.closed:
                 continue
             changed |= self._viewer(now, participant, session, rates, rank)
+        for participant in participants.values():
+            # The round trip its viewing legs measure paces the NACKs sent to it as a publisher
+            # (rooms/aiortc_hooks.py, give_up_times): the same client, the same path.
+            link = self.links.get(participant.id)
+            rtt = link.rtt if link is not None else None
+            for producer in participant.producers.values():
+                producer.set_uplink_rtt(rtt)
         return changed
 
     def _measure_uplink(self, producer: Producer) -> None:

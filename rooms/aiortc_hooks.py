@@ -77,6 +77,7 @@ from aiortc.rtp import (RTCP_PSFB_APP, RtcpByePacket, RtcpPsfbPacket, RtcpRrPack
                         RtcpSourceInfo, RtcpSrPacket, RtpPacket, unpack_remb_fci)
 from aiortc.rtcdtlstransport import RTCDtlsTransport as _RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as _DtlsState
+from aiortc.rtcdtlstransport import RtpRouter as _RtpRouter
 from aiortc.rtcpeerconnection import RTCPeerConnection
 from aiortc.rtcrtpreceiver import NackGenerator as _NackGenerator
 from aiortc.rtcrtpreceiver import StreamStatistics as _StreamStatistics
@@ -100,13 +101,24 @@ _AIOICE_COMPONENT_CANDIDATES = getattr(_ice.Connection.get_component_candidates,
 # large keyframe; a gap that NACK/RTX cannot fill within this window is dropped
 # and a keyframe requested (aiortc's default of 512 stalls a viewer far longer).
 VIDEO_BUFFER_PACKETS = 256
-# A publisher's lost packet is asked for again (NACK) every NACK_RETRY seconds until it comes
-# or is NACK_GIVE_UP old (aiortc asks once, when the gap appears); a frame still incomplete
-# FRAME_GIVE_UP after its gap appeared is skipped and a keyframe asked for, so loss on one
-# publisher's uplink costs its viewers a short freeze, not seconds.
+# A publisher's lost packet is asked for again (NACK) until it comes or is NACK_GIVE_UP old
+# (aiortc asks once, when the gap appears): once a round trip to the publisher has passed, as
+# libwebrtc does (the round trip its own viewing legs measure, ReceiverTap.rtt; NACK_RETRY while
+# unknown, never more often than NACK_RETRY_MIN). A frame still incomplete FRAME_GIVE_UP after its
+# gap appeared is skipped and a keyframe asked for, so loss on one publisher's uplink costs its
+# viewers a short freeze, not seconds. On a long round trip both bounds stretch to leave room
+# for retransmissions (give_up_times).
 NACK_RETRY = 0.1
+NACK_RETRY_MIN = 0.03
 NACK_GIVE_UP = 1.0
 FRAME_GIVE_UP = 0.6
+
+
+def give_up_times(rtt: Optional[float]) -> tuple[float, float, float]:
+    """(NACK again after, stop asking after, give the frame up after) for a round trip."""
+    if rtt is None:
+        return NACK_RETRY, NACK_GIVE_UP, FRAME_GIVE_UP
+    return max(NACK_RETRY_MIN, 1.2 * rtt + 0.01), max(NACK_GIVE_UP, 3 * rtt), max(FRAME_GIVE_UP, 2 * rtt + 0.1)
 # Bytes a forwarded packet costs on the wire besides its payload (RTP, SRTP tag, UDP, IPv4,
 # header extensions): counted against the viewer's budget.
 PACKET_OVERHEAD = 60
@@ -148,6 +160,8 @@ FINGERPRINTS: dict[str, str] = {
     "pylibsrtp.Session.__init__": "2d5acb2032893aeb",
     "pylibsrtp.Session.protect": "4ea86b30b940a084",
     "pylibsrtp.Session._Session__process": "924e126dae5c15b8",
+    "aiortc.rtcdtlstransport.RTCDtlsTransport._register_rtp_receiver": "d35a385b0afb20bf",
+    "aiortc.rtcdtlstransport.RtpRouter.route_rtp": "e4bcc08d181438b7",
 }
 
 _FINGERPRINTED = {
@@ -183,6 +197,9 @@ _FINGERPRINTED = {
     "aiortc.rtcrtpsender.RTCRtpSender._send_rtcp": RTCRtpSender._send_rtcp,
     "aiortc.rtcdtlstransport.RTCDtlsTransport._send_rtp": _RTCDtlsTransport._send_rtp,
     "aiortc.rtcdtlstransport.RTCDtlsTransport._setup_srtp": _RTCDtlsTransport._setup_srtp,
+    # The receive side's routing, whose SSRC table _receive_without_decoder adds the RTX SSRCs to.
+    "aiortc.rtcdtlstransport.RTCDtlsTransport._register_rtp_receiver": _RTCDtlsTransport._register_rtp_receiver,
+    "aiortc.rtcdtlstransport.RtpRouter.route_rtp": _RtpRouter.route_rtp,
     "aioice.ice.Connection.sendto": _ice.Connection.sendto,
     "aioice.ice.StunProtocol.send_data": _ice.StunProtocol.send_data,
     # _srtp_protector does what Session.protect does, with Session's own buffer and context.
@@ -351,6 +368,8 @@ class ReceiverTap:
         self.late = 0             # packets behind what was already emitted (dropped)
         self.frames_given_up = 0  # frames skipped after FRAME_GIVE_UP
         self.nacks_repeated = 0
+        # The round trip to the publisher (seconds; None: not known yet), which paces the NACKs.
+        self.rtt: Optional[float] = None
         # Called when a frame was skipped: what follows needs a keyframe (the producer's viewers wait).
         self.on_loss: Optional[Callable[[], None]] = None
         self.last_packet: Optional[float] = None  # time.monotonic() of the latest RTP packet
@@ -401,8 +420,8 @@ class _VideoTapBuffer(JitterBuffer):
     """aiortc's jitter buffer storage, but complete frames go to the tap as soon as their
     marker packet is in, and `add` returns no frame (so the receiver never queues anything
     for decoding). Loss handling is ours: lost packets are NACKed again until they come
-    (NACK_RETRY, NACK_GIVE_UP), a frame that cannot be completed is skipped after a time bound
-    (FRAME_GIVE_UP), and a late or duplicate packet is dropped instead of resetting the buffer."""
+    (once a round trip, give_up_times), a frame that cannot be completed is skipped after a time
+    bound (FRAME_GIVE_UP, longer on a long round trip), and a late or duplicate packet is dropped instead of resetting the buffer."""
 
     def __init__(self, tap: ReceiverTap, receiver: Optional[RTCRtpReceiver] = None) -> None:
         super().__init__(capacity=VIDEO_BUFFER_PACKETS, is_video=True)
@@ -452,18 +471,25 @@ class _VideoTapBuffer(JitterBuffer):
         if self._gap_since is None or self._gap_origin != origin:
             self._gap_since, self._gap_origin = now, origin
             return
-        if now - self._gap_since < FRAME_GIVE_UP:
+        frame_give_up = give_up_times(self._tap.rtt)[2]
+        if now - self._gap_since < frame_give_up:
             return
         self._gap_since = None
         if not self._head_has_hole():
             return  # a frame still arriving, slowly (a keyframe on a narrow uplink)
         # Give up every frame with a hole at the head; _emit_head_frame drops the rest of a frame
         # whose start is lost. Viewers wait for the keyframe asked for.
+        given_up = 0
         while self._head_has_hole():
             self._skip_head_frame()
-            self._tap.frames_given_up += 1
+            given_up += 1
             while self._emit_head_frame():
                 pass
+        self._tap.frames_given_up += given_up
+        # Rare on a working link, and each costs the viewers a keyframe wait: worth a line.
+        logger.info("video ssrc %s: %d frame(s) given up after %.1f s with a packet missing "
+                    "(%d NACKs repeated so far); keyframe asked", self._tap.media_ssrc, given_up,
+                    frame_give_up, self._tap.nacks_repeated)
         self._want_pli = True
         if self._tap.on_loss is not None:
             self._tap.on_loss()
@@ -500,7 +526,8 @@ class _VideoTapBuffer(JitterBuffer):
             self.remove(1)
 
     def _renack(self, now: float) -> None:
-        self._sweep_at = now + NACK_RETRY / 2
+        retry, give_up, _ = give_up_times(self._tap.rtt)
+        self._sweep_at = now + retry / 2
         generator = self._receiver._RTCRtpReceiver__nack_generator  # type: ignore[union-attr]
         missing = generator.missing if generator is not None else ()
         if not missing and not self._asked:
@@ -514,10 +541,10 @@ class _VideoTapBuffer(JitterBuffer):
             times = asked.get(seq)
             if times is None:
                 asked[seq] = [now, now]  # aiortc NACKed it just now, when the gap appeared
-            elif now - times[0] >= NACK_GIVE_UP:
+            elif now - times[0] >= give_up:
                 missing.discard(seq)  # too old to matter: stop asking
                 del asked[seq]
-            elif now - times[1] >= NACK_RETRY:
+            elif now - times[1] >= retry:
                 times[1] = now
                 again.append(seq)
         if again:
@@ -558,6 +585,8 @@ class _VideoTapBuffer(JitterBuffer):
         if is_frame_start(codec, first.payload) is False:
             # Its first packets were lost (or dropped): garbage for a decoder.
             self._tap.dropped_partial += 1
+            logger.info("video ssrc %s: a frame without its first packet dropped; keyframe asked",
+                        self._tap.media_ssrc)
             self._want_pli = True
             if self._tap.on_loss is not None:
                 self._tap.on_loss()
@@ -609,7 +638,15 @@ async def _receive_without_decoder(self: RTCRtpReceiver, parameters) -> None:  #
                 tap.signalled_ssrc = encoding.ssrc
             if encoding.rtx:
                 self._RTCRtpReceiver__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc  # type: ignore[attr-defined]
-        self._RTCRtpReceiver__transport._register_rtp_receiver(self, parameters)  # type: ignore[attr-defined]
+        transport = self._RTCRtpReceiver__transport  # type: ignore[attr-defined]
+        transport._register_rtp_receiver(self, parameters)
+        # aiortc's router knows the media SSRCs only; a packet of another SSRC goes by payload type,
+        # and only if one receiver has that type. The camera and its small encoding are two video
+        # m-lines of the same codecs, so every retransmission (RTX) of either was dropped there and
+        # no loss on a publisher's uplink was ever repaired (docs/protocol.md, "Link quality").
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                transport._rtp_router.ssrc_table[encoding.rtx.ssrc] = self
         self._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(self._run_rtcp())  # type: ignore[attr-defined]
         self._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
 

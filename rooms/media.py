@@ -287,6 +287,13 @@ class Producer:
         if old is not None:
             old.close()
 
+    def set_uplink_rtt(self, rtt: Optional[float]) -> None:
+        """The round trip to the publisher, which paces the NACKs of its losses (and its small
+        encoding's, on the same connection)."""
+        self._tap.rtt = rtt
+        if self.small is not None:
+            self.small._tap.rtt = rtt
+
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe on its primary SSRC, rate-limited."""
         if self.kind != "video" or self.closed:
@@ -308,6 +315,8 @@ class Producer:
         if self._tap.send_pli():
             self._last_pli = now
             self.plis_sent += 1
+            logger.debug("%r: keyframe asked (%d times in all, %d requests)", self, self.plis_sent,
+                         self.keyframe_requests)
 
     def set_paused(self, paused: bool) -> None:
         if self.small is not None:
@@ -532,7 +541,18 @@ class Consumer:
             entry = ring[seq % RING]
             if entry < 0 or entry >= _SENT:
                 return  # before the mapping, already sent, or closed up
-            fwd = self._cur_fwd if ts == self._cur_ts else next((f for t, f in self._recent if t == ts), False)
+            if ts == self._cur_ts:
+                fwd = self._cur_fwd
+            else:
+                fwd = next((f for t, f in self._recent if t == ts), None)
+                if fwd is None:
+                    # A frame none of whose packets came before (a one-packet delta frame lost on
+                    # the way in, retransmitted): decided now, by its own layer. Dropping it left
+                    # every viewer without a frame the next ones refer to, until a keyframe.
+                    fwd = not (tid and self.level is REDUCED)
+                    self._recent.append((ts, fwd))
+                    if len(self._recent) > _RECENT_FRAMES:
+                        del self._recent[0]
             if not fwd or not payload:
                 ring[seq % RING] = _DROPPED
                 return

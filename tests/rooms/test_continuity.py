@@ -179,6 +179,32 @@ def test_temporal_layers_dropped_and_late_packets_keep_the_numbering(media):
     assert c.held == 6 and f4[2] == 0
 
 
+def test_a_frame_lost_whole_on_the_way_in_goes_out_when_it_comes_again(media):
+    """One-packet frames (the delta frames of a narrow uplink): when the publisher's retransmission
+    of a frame lost whole arrives, the frame goes out under the number kept for it (it used to be
+    dropped, and every viewer waited for a keyframe); a frame of a layer the viewer does not get
+    stays out."""
+    sent = {}
+    for level in (FULL, REDUCED):
+        leg = FakeLeg()
+        c = Consumer("co", FakeProducer(), sink=None, subscriber_id="v", packets=leg)  # type: ignore[arg-type]
+        c.set_level(level)
+        ts, now = 1_000_000, 100.0
+        tids = [0, 2, 1, 2, 0]  # one packet each; frames 1 (layer 2) and 2 (layer 1) lost at first
+        for i, tid in enumerate(tids):
+            if i not in (1, 2):
+                c.on_packet(500 + i, ts + 3000 * i, 1, b"f%d" % i, tid, True, i == 0, b"\0\0\0", None, now)
+            now += 0.033
+        for i in (2, 1):  # they come again, in another order
+            c.on_packet(500 + i, ts + 3000 * i, 1, b"f%d" % i, tids[i], True, False, b"\0\0\0", None, now)
+        sent[level] = {payload: seq for seq, _, _, payload in leg.sent}
+    # Five frames on five numbers, each in its own place: no gap at the viewer.
+    assert sent[FULL] == {b"f0": 1000, b"f1": 1001, b"f2": 1002, b"f3": 1003, b"f4": 1004}, sent
+    # Layer 0 only: the places kept for the two lost frames stay empty (a layer-0 frame refers
+    # to layer 0 alone), the layer-2 frame that came in time closed up behind it.
+    assert sent[REDUCED] == {b"f0": 1000, b"f4": 1003}, sent
+
+
 async def test_nacks_are_answered_from_the_legs_buffer_and_sender_reports_follow_the_leg(harness):
     room = harness.room
     await harness.join("mediator", "mediator")

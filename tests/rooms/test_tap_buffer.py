@@ -85,3 +85,24 @@ def test_a_retransmission_inside_the_bound_completes_the_frame():
     buf.add(_packet(41, 1000, False, False))  # the NACKed packet comes back
     assert [f.pts for f in got] == [1000, 4000]
     assert tap.frames_given_up == 0 and losses == []
+
+
+def test_on_a_long_round_trip_the_retransmission_is_waited_for():
+    """600 ms to the publisher and back: a retransmission cannot come within FRAME_GIVE_UP, so the
+    bound stretches with the round trip (give_up_times) and the frame completes."""
+    retry, stop, frame = hooks.give_up_times(0.6)
+    assert (round(retry, 3), round(stop, 3), round(frame, 3)) == (0.73, 1.8, 1.3)
+    assert hooks.give_up_times(None) == (hooks.NACK_RETRY, hooks.NACK_GIVE_UP, hooks.FRAME_GIVE_UP)
+    assert hooks.give_up_times(0.001)[0] == hooks.NACK_RETRY_MIN  # not a NACK a millisecond
+    buf, tap, got, losses = _buffer()
+    tap.rtt = 0.6
+    buf.add(_packet(50, 1000, True, False))
+    buf.add(_packet(52, 1000, False, True))
+    buf.add(_packet(53, 4000, True, True))
+    buf.add(_packet(54, 7000, True, True))
+    time.sleep(hooks.FRAME_GIVE_UP + 0.1)  # beyond the short bound
+    buf.add(_packet(55, 10000, True, True))
+    assert got == [] and tap.frames_given_up == 0
+    buf.add(_packet(51, 1000, False, False))  # the retransmission, one long round trip later
+    assert [f.pts for f in got] == [1000, 4000, 7000, 10000]
+    assert tap.frames_given_up == 0 and losses == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 
 from rooms import aiortc_hooks as hooks
 from rooms.frames import is_h264_keyframe
@@ -69,3 +70,47 @@ async def test_publisher_adds_and_removes_a_screen_share(harness):
         if mid != active_mid:
             assert m.decoded_by_mid[mid] == counts[mid]
     assert not m.errors and not a.errors
+
+
+async def test_retransmissions_repair_loss_on_both_video_m_lines_of_a_publisher(harness):
+    """The camera and its small encoding are two video m-lines of the same codecs. Packets lost on
+    the publisher's uplink come again as RTX, each to its own m-line's receiver, and complete their
+    frames: no frame of either is given up (aiortc alone routes an RTX packet by its payload type,
+    which both m-lines share, and dropped every one)."""
+    from aiortc import RTCSessionDescription
+
+    room = harness.room
+    await harness.join("mediator", "mediator", publish=False)
+    room.join("alice", "Alice", "party")
+    a = Client(room, "alice", harness.media)
+    harness.clients["alice"] = a
+    camera, small = EncodedTrack("video", harness.media.vp8), EncodedTrack("video", harness.media.vp8)
+    transceivers = [a.pub.addTransceiver(track, direction="sendonly") for track in (camera, small)]
+    for transceiver, track in zip(transceivers, (camera, small)):
+        a._watch_rtcp(transceiver.sender, track)
+    await a.pub.setLocalDescription(await a.pub.createOffer())
+    answer = await room.handle_publish_offer("alice", a.pub.localDescription.sdp, "offer",
+                                             tracks={transceivers[1].mid: "small"})
+
+    # Uplink loss: every 6th packet of either stream is lost the first time it is sent.
+    media_ssrcs = {t.sender._ssrc for t in transceivers}
+    dtls = transceivers[0].sender.transport
+    original, sent_once, lost = dtls._send_rtp, set(), collections.Counter()
+
+    async def lossy(data: bytes) -> None:
+        ssrc, seq = int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big")
+        if ssrc in media_ssrcs and (ssrc, seq) not in sent_once:
+            sent_once.add((ssrc, seq))
+            if seq % 6 == 0:
+                lost[ssrc] += 1
+                return
+        await original(data)
+
+    dtls._send_rtp = lossy
+    await a.pub.setRemoteDescription(RTCSessionDescription(**answer))
+
+    cam = next(p for p in room.participant("alice").producers.values() if p.kind == "video")
+    taps = [cam._tap, cam.small._tap]
+    await wait_for(lambda: all(t.frames >= 60 for t in taps), timeout=20, what="60 frames of each stream")
+    assert all(lost[ssrc] >= 5 for ssrc in media_ssrcs), lost
+    assert [(t.frames_given_up, t.dropped_partial) for t in taps] == [(0, 0), (0, 0)]
