@@ -5,7 +5,7 @@
  * to the main room). Every action is one acknowledged event (act); on a refusal the panel is
  * redrawn from the state. */
 import { CFG } from "./config.js";
-import { t, $, h, roleLabel } from "./dom.js";
+import { t, $, h, roleLabel, personLabel } from "./dom.js";
 import { R, canManage, lobbyPeople, myWhere, areaName } from "./state.js";
 import { toast, showError, dropToast } from "./toasts.js";
 import { sideShows } from "./screen.js";
@@ -112,7 +112,7 @@ export function renderManage(force) {
   var waiting = lobbyPeople();
   waiting.forEach(function (p) {
     lobbyList.appendChild(h("li", { className: "prow lobby", "data-pid": p.id },
-      h("div", { className: "prow-head" }, h("span", { className: "prow-name", text: p.name }), h("span", { className: "chip", text: roleLabel(p.role) })),
+      h("div", { className: "prow-head" }, h("span", { className: "prow-name", text: p.name }), h("span", { className: "chip", text: personLabel(p) })),
       h("div", { className: "prow-actions" },
         h("button", { type: "button", className: "btn btn-primary btn-small", "data-testid": "admit", "data-pid": p.id, text: t("room.manage.admit"),
           onclick: function () { admit(p.id); } }),
@@ -143,7 +143,7 @@ export function renderManage(force) {
   var inside = R.state.participants.filter(function (p) { return p.where !== "lobby"; });
   inside.forEach(function (p) {
     var isMe = R.me && p.id === R.me.id;
-    var chips = [h("span", { className: "chip", text: roleLabel(p.role) }), h("span", { className: "chip chip-where", text: areaName(p.where) })];
+    var chips = [h("span", { className: "chip", text: personLabel(p) }), h("span", { className: "chip chip-where", text: areaName(p.where) })];
     if (p.muted && p.muted.audio) { chips.push(h("span", { className: "chip chip-warn", text: t("room.tile.muted") })); }
     if (p.muted && p.muted.video) {
       chips.push(h("span", { className: "chip chip-warn", text: t(p.video_off_reason === "bandwidth" ? "room.tile.peer_audio_only" : "room.tile.cam_off") }));
