@@ -86,6 +86,12 @@ async def test_an_interpreter_link_names_the_party_in_token_audit_and_record(cli
     assert made[0]["invite"]["accompanies"] == {"party_id": applicant["id"], "name": applicant["name"]}
     assert not made[0]["invite"]["single_use"]
 
+    # The check-in page says whom they accompany, in Chinese by default and in English.
+    page = await (await client.get(f"/room/{made[0]['token']}")).text()
+    assert f'data-testid="join-role">译员 · 陪同 {applicant["name"]}<' in page
+    page = await (await client.get(f"/room/{made[2]['token']}?lang=en")).text()
+    assert f'data-testid="join-role">Support person for {applicant["name"]}<' in page
+
     # A party's own link still names the party and has none.
     r = await client.post(f"/api/v1/sessions/{sid}/invites", headers=mediator,
                           json={"role": "party", "party_id": applicant["id"]})

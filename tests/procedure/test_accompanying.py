@@ -49,6 +49,13 @@ async def test_an_interpreter_acknowledges_confidentiality_and_moves_with_the_pa
     pi = joined["participant"]["id"]
     assert sorted(joined["participant"]["grants"]) == ["publish", "subscribe"]
 
+    # A support person owes the same, and nothing more.
+    support = await world.client()
+    ack = await support.join(await world.token("support", name="赵陪", party_id=world.applicant_id))
+    assert ack["error"]["steps"] == ["notice_required"]
+    assert [n["id"] for n in ack["error"]["notices"]] == ["confidentiality"]
+    await support.close()
+
     await wait_for(lambda: _where(mediator, pi) == "lobby", what="the mediator sees the interpreter waiting")
     row = next(p for p in mediator.events["room.state"][-1]["participants"] if p["id"] == pi)
     assert row["accompanies"] == pa and row["accompanies_name"] == "张伟"
