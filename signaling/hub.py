@@ -642,8 +642,7 @@ class Hub:
         async with self.db.session() as s:
             await live_svc.joined(s, p, area, resumed=resumed)
         if area == LOBBY and not resumed:
-            await self.to_grant_holders(live, "admit", "lobby.waiting",
-                                        {"participant_id": pid, "name": p.name, "role": p.role})
+            await self.to_grant_holders(live, "admit", "lobby.waiting", waiting(p))
         if live.recording is not None:
             await live.recording.ask_newcomer(pid)
         for hook in self.on_joined:
@@ -719,9 +718,7 @@ class Hub:
             p = live.passes.get(target)
             if p is None:
                 continue
-            await self.to_grant_holders(live, "admit", "lobby.waiting",
-                                        {"participant_id": target, "name": p.name, "role": p.role,
-                                         "sent_back": True})
+            await self.to_grant_holders(live, "admit", "lobby.waiting", waiting(p, sent_back=True))
             async with self.db.session() as s:
                 await live_svc.record_by(s, p, "participant.moved", {"to": LOBBY, "to_name": LOBBY, "with": party},
                                          by=live.passes.get(pid) if pid else None)
@@ -925,9 +922,7 @@ class Hub:
         for who in moved:
             if data.to == LOBBY:
                 live.remembered.pop(who, None)
-                await self.to_grant_holders(live, "admit", "lobby.waiting",
-                                            {"participant_id": who, "name": live.passes[who].name,
-                                             "role": live.passes[who].role, "sent_back": True})
+                await self.to_grant_holders(live, "admit", "lobby.waiting", waiting(live.passes[who], sent_back=True))
             else:
                 live.remembered[who] = data.to
             await self._staff_step(live, pid, who, "participant.moved",
@@ -1007,6 +1002,14 @@ class Hub:
             # Everyone is told and the room freed when this commits (SessionEnded, server/system.py).
             await live_svc.end_by_participant(s, p)
         return {}
+
+
+def waiting(p: live_svc.Pass, **extra) -> dict:
+    """`lobby.waiting`: who waits; an interpreter or support person with the party they accompany."""
+    out = {"participant_id": p.participant_id, "name": p.name, "role": p.role, **extra}
+    if p.accompanies:
+        out.update(accompanies=p.accompanies, accompanies_name=p.accompanies_name)
+    return out
 
 
 def qr_data_url(text: str) -> str:

@@ -57,6 +57,8 @@ async def test_an_interpreter_acknowledges_confidentiality_and_moves_with_the_pa
     await support.close()
 
     await wait_for(lambda: _where(mediator, pi) == "lobby", what="the mediator sees the interpreter waiting")
+    told = next(e for e in mediator.events["lobby.waiting"] if e["participant_id"] == pi)
+    assert told["role"] == "interpreter" and told["accompanies"] == pa and told["accompanies_name"] == "张伟"
     row = next(p for p in mediator.events["room.state"][-1]["participants"] if p["id"] == pi)
     assert row["accompanies"] == pa and row["accompanies_name"] == "张伟"
 

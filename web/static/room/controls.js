@@ -94,7 +94,7 @@ export function noticeDevices(state) {
 
 export function onLobbyWaiting(data) {
   if (!data || sideShows("manage")) { return; }   // the open list shows it already
-  toast(t("room.lobby.waiting_notice", { name: data.name, role: roleLabel(data.role) }), { kind: "warn", ms: 15000, key: "lobby:" + data.participant_id,
+  toast(t("room.lobby.waiting_notice", { name: data.name, role: personLabel(data) }), { kind: "warn", ms: 15000, key: "lobby:" + data.participant_id,
     action: { label: t("room.manage.admit"), run: function () { admit(data.participant_id); } } });
 }
 
@@ -159,14 +159,20 @@ export function renderManage(force) {
         text: t("room.manage.mute_video"), disabled: !!(p.muted && p.muted.video),
         onclick: function () { act("participant.mute", { participant_id: p.id, kind: "video" }); } }));
     }
-    var sel = h("select", { "aria-label": t("room.manage.move_to", { name: p.name }), "data-testid": "move", "data-pid": p.id });
-    sel.appendChild(h("option", { value: "main", text: t("room.where.main"), selected: p.where === "main" }));
-    caucuses.forEach(function (c) { sel.appendChild(h("option", { value: c.id, text: c.name, selected: p.where === c.id })); });
-    sel.addEventListener("change", function () {
-      act("participant.move", { participant_id: p.id, to: sel.value }, t("room.manage.moved", { name: p.name, where: areaName(sel.value) }));
-    });
-    actions.appendChild(h("label", { className: "small muted" }, t("room.manage.move") + " "));
-    actions.appendChild(sel);
+    if (p.accompanies) {
+      // An interpreter or support person goes where their party goes (docs/procedure.md): no area of their own.
+      actions.appendChild(h("span", { className: "small muted", "data-testid": "moves-with", "data-pid": p.id,
+        text: t("room.manage.moves_with", { party: p.accompanies_name || "" }) }));
+    } else {
+      var sel = h("select", { "aria-label": t("room.manage.move_to", { name: p.name }), "data-testid": "move", "data-pid": p.id });
+      sel.appendChild(h("option", { value: "main", text: t("room.where.main"), selected: p.where === "main" }));
+      caucuses.forEach(function (c) { sel.appendChild(h("option", { value: c.id, text: c.name, selected: p.where === c.id })); });
+      sel.addEventListener("change", function () {
+        act("participant.move", { participant_id: p.id, to: sel.value }, t("room.manage.moved", { name: p.name, where: areaName(sel.value) }));
+      });
+      actions.appendChild(h("label", { className: "small muted" }, t("room.manage.move") + " "));
+      actions.appendChild(sel);
+    }
     if (!isMe) {
       actions.appendChild(h("button", { type: "button", className: "btn btn-danger btn-small", "data-testid": "remove", "data-pid": p.id,
         text: t("room.manage.remove"),
