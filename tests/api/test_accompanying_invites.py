@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from server.core.models import AuditEntry
 from server.core.security import decode_join_token
 
-from .helpers import file_case, login, row_counts, seed
+from .helpers import file_case, login, portal_login, row_counts, seed
 
 SECRET = "test-secret-key-" + "x" * 32
 
@@ -118,3 +118,13 @@ async def test_an_interpreter_link_names_the_party_in_token_audit_and_record(cli
     [rsess] = record["sessions"]
     assert [(i["name"], (i["accompanies"] or {}).get("name")) for i in rsess["invites"]][:3] == [
         ("王译", applicant["name"]), ("陈译", applicant["name"]), ("赵陪", applicant["name"])]
+
+    # The pages: the archive record (links and timeline) and the mediator's case page name the party.
+    await portal_login(client, "admin")
+    html = await (await client.get(f"/archive/cases/{cid}")).text()
+    assert html.count(f"译员 · 陪同 {applicant['name']}") >= 4  # two links, two timeline entries
+    assert f"陪同人员 · 陪同 {applicant['name']}" in html
+    await portal_login(client, "mediator")
+    html = await (await client.get(f"/staff/cases/{cid}?lang=en")).text()
+    assert f"Interpreter for {applicant['name']}" in html and '<option value="interpreter"' in html
+    assert '<option value="support"' in html
