@@ -138,15 +138,16 @@ class Room:
     ) -> Participant:
         """Add a participant where `entry_area` says, unless `area` is given. `accompanies`: the
         (participant id, name) of the party an interpreter or support person comes with; coming
-        back out of the lobby, they come back to where that party is now."""
+        back out of the lobby, they come back to where that party is now (the main area while it
+        is not in the room or waits in the lobby)."""
         self._require_open()
         if participant_id in self.participants:
             raise RoomError("conflict", f"participant {participant_id} is already in the room")
         if area is None:
             area = self.entry_area(role, direct=direct, remembered=remembered)
-            party = self.participants.get(accompanies[0]) if accompanies else None
-            if area != LOBBY and party is not None and party.area != LOBBY:
-                area = party.area
+            if accompanies and area != LOBBY:  # never in an area their party is not in (Room.move)
+                party = self.participants.get(accompanies[0])
+                area = party.area if party is not None and party.area != LOBBY else MAIN
         self._require_area(area)
         participant = make_participant(participant_id, name, role, grants, area, accompanies)
         if participant_id in self.held:  # held muted by the mediator before dropping out

@@ -88,3 +88,23 @@ async def test_a_linked_role_needs_its_party_and_only_linked_roles_have_one(harn
     with pytest.raises(RoomError):
         room.join("obs", "Obs", "observer", area=MAIN, accompanies=("alice", "Alice"))
     assert room.participants == {}
+
+
+async def test_coming_back_the_interpreter_goes_where_the_party_is(harness):
+    """A dropped interpreter re-enters (their remembered area) next to their party, never alone in a caucus."""
+    room = harness.room
+    room.join("mediator", "Mediator", "mediator", area=MAIN)
+    room.join("alice", "Alice", "party", area=MAIN)
+    caucus = room.create_caucus("with Alice", by="mediator")
+    other = room.create_caucus("other", by="mediator")
+    room.join("interp", "Wang", "interpreter", remembered=other, accompanies=("alice", "Alice"))
+    assert room.participant("interp").area == MAIN  # with Alice, not in "other"
+    await room.remove("interp", reason="disconnected")
+    room.move("alice", caucus, by="mediator")
+    room.join("interp", "Wang", "interpreter", remembered=MAIN, accompanies=("alice", "Alice"))
+    assert room.participant("interp").area == caucus
+    await room.remove("interp", reason="disconnected")
+    room.move("alice", "lobby", by="mediator")
+    room.join("interp", "Wang", "interpreter", remembered=caucus, accompanies=("alice", "Alice"))
+    assert room.participant("interp").area == MAIN  # the party waits: the main area, not the caucus
+    assert room.participant("alice").area == "lobby"
