@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 LOBBY = "lobby"
 MAIN = "main"
 
-ROLES = ("party", "mediator", "expert", "observer")
+ROLES = ("party", "mediator", "expert", "observer", "interpreter", "support")
+# Roles that accompany one party (docs/procedure.md, "Interpreters and support persons"): they go
+# where their party goes, and are heard there like the party.
+LINKED_ROLES = ("interpreter", "support")
 GRANTS = frozenset({"publish", "subscribe", "admit", "invite", "move", "record", "end"})
 DEFAULT_GRANTS: dict[str, frozenset[str]] = {
     "mediator": GRANTS,
@@ -24,6 +27,9 @@ DEFAULT_GRANTS: dict[str, frozenset[str]] = {
     "expert": frozenset({"publish", "subscribe"}),
     # A clerk or judge watching: sees and hears, is never seen or heard.
     "observer": frozenset({"subscribe"}),
+    # Speak and are heard like the party they accompany, nothing more.
+    "interpreter": frozenset({"publish", "subscribe"}),
+    "support": frozenset({"publish", "subscribe"}),
 }
 KINDS = ("audio", "video")
 
@@ -47,6 +53,9 @@ class Participant:
     lobby_since: Optional[float] = None
     hand: Optional[int] = None
     held: bool = False
+    # An interpreter or support person: the participant id and name of the party they accompany.
+    accompanies: Optional[str] = None
+    accompanies_name: str = ""
 
     def can(self, grant: str) -> bool:
         return grant in self.grants
@@ -68,6 +77,8 @@ class Participant:
             "lobby_since": iso_time(self.lobby_since) if self.area == LOBBY else None,
             "hand": self.hand,
             "held": self.held,
+            "accompanies": self.accompanies,
+            "accompanies_name": self.accompanies_name if self.accompanies else None,
         }
 
 
@@ -81,6 +92,7 @@ def make_participant(
     role: str,
     grants: Optional[set[str]] = None,
     area: str = LOBBY,
+    accompanies: Optional[tuple[str, str]] = None,
 ) -> Participant:
     if role not in ROLES:
         raise RoomError("bad_request", f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
@@ -89,5 +101,10 @@ def make_participant(
     unknown = set(grants) - GRANTS
     if unknown:
         raise RoomError("bad_request", f"unknown grants: {', '.join(sorted(unknown))}")
+    if (role in LINKED_ROLES) != (accompanies is not None):
+        raise RoomError("bad_request", f"role {role!r} {'needs' if role in LINKED_ROLES else 'has no'} "
+                                       "party it accompanies")
     return Participant(id=participant_id, name=name, role=role, grants=set(grants), area=area,
-                       lobby_since=time.time() if area == LOBBY else None)
+                       lobby_since=time.time() if area == LOBBY else None,
+                       accompanies=accompanies[0] if accompanies else None,
+                       accompanies_name=accompanies[1] if accompanies else "")

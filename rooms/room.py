@@ -134,15 +134,22 @@ class Room:
         area: Optional[str] = None,
         direct: bool = False,
         remembered: Optional[str] = None,
+        accompanies: Optional[tuple[str, str]] = None,
     ) -> Participant:
-        """Add a participant where `entry_area` says, unless `area` is given."""
+        """Add a participant where `entry_area` says, unless `area` is given. `accompanies`: the
+        (participant id, name) of the party an interpreter or support person comes with; coming
+        back out of the lobby, they come back to where that party is now (the main area while it
+        is not in the room or waits in the lobby)."""
         self._require_open()
         if participant_id in self.participants:
             raise RoomError("conflict", f"participant {participant_id} is already in the room")
         if area is None:
             area = self.entry_area(role, direct=direct, remembered=remembered)
+            if accompanies and area != LOBBY:  # never in an area their party is not in (Room.move)
+                party = self.participants.get(accompanies[0])
+                area = party.area if party is not None and party.area != LOBBY else MAIN
         self._require_area(area)
-        participant = make_participant(participant_id, name, role, grants, area)
+        participant = make_participant(participant_id, name, role, grants, area, accompanies)
         if participant_id in self.held:  # held muted by the mediator before dropping out
             participant.held = True
             participant.muted["audio"] = True
@@ -216,25 +223,50 @@ class Room:
             raise RoomError("not_found", f"no participant {participant_id} in room {self.id}")
         return participant
 
-    def admit(self, participant_id: str, *, by: Optional[str] = None) -> None:
+    def admit(self, participant_id: str, *, by: Optional[str] = None) -> list[str]:
+        """Out of the lobby into the main area. A party's interpreter or support person waiting in
+        the lobby comes in with them; admitted alone, they go to where their party is (the main
+        area while their party is not in the room or still waits). Returns who came in."""
         self._check_actor(by, "admit")
         participant = self.participant(participant_id)
         if participant.area != LOBBY:
             raise RoomError("bad_state", f"participant {participant_id} is not in the lobby")
-        self._set_area(participant, MAIN)
+        party = self.participants.get(participant.accompanies) if participant.accompanies else None
+        area = party.area if party is not None and party.area != LOBBY else MAIN
+        group = [participant] + [p for p in self.linked(participant_id) if p.area == LOBBY]
+        self._set_areas(group, area)
+        return [p.id for p in group]
 
-    async def deny(self, participant_id: str, *, reason: str = "denied", by: Optional[str] = None) -> None:
+    def linked(self, participant_id: str) -> list[Participant]:
+        """The interpreters and support persons in the room who accompany this party."""
+        return [p for p in self.participants.values() if p.accompanies == participant_id]
+
+    async def deny(self, participant_id: str, *, reason: str = "denied", by: Optional[str] = None) -> list[str]:
         self._check_actor(by, "admit")
         if self.participant(participant_id).area != LOBBY:
             raise RoomError("bad_state", f"participant {participant_id} is not in the lobby")
-        await self.remove(participant_id, reason=reason)
+        return await self.remove(participant_id, reason=reason)
 
-    def move(self, participant_id: str, area: str, *, by: Optional[str] = None) -> None:
+    def move(self, participant_id: str, area: str, *, by: Optional[str] = None) -> list[str]:
         """Move to "main", a caucus id or "lobby". Media follows without a rejoin:
-        what the new area may not see stops at once, then both sides renegotiate."""
+        what the new area may not see stops at once, then both sides renegotiate.
+
+        A party's interpreters and support persons out of the lobby move with the party, in
+        the same step (one state change). One of them alone may only go to the lobby, or to
+        where their party is (the main area while the party is not in the room or waits in the
+        lobby): never into another area than their party's (docs/procedure.md). Returns who moved."""
         self._check_actor(by, "move")
         self._require_area(area)
-        self._set_area(self.participant(participant_id), area)
+        participant = self.participant(participant_id)
+        if participant.accompanies and area != LOBBY:
+            party = self.participants.get(participant.accompanies)
+            with_party = party.area if party is not None and party.area != LOBBY else MAIN
+            if area != with_party:
+                raise RoomError("linked", f"{participant.name} accompanies {participant.accompanies_name} and stays "
+                                          "where that party is: move the party instead")
+        group = [participant] + [p for p in self.linked(participant_id) if p.area != LOBBY]
+        self._set_areas(group, area)
+        return [p.id for p in group]
 
     def mute(self, participant_id: str, kind: str, muted: bool = True, *, by: Optional[str] = None,
              reason: Optional[str] = None) -> None:
@@ -262,9 +294,14 @@ class Room:
     async def leave(self, participant_id: str) -> None:
         await self.remove(participant_id, reason="left")
 
-    async def remove(self, participant_id: str, *, reason: str = "removed", by: Optional[str] = None) -> None:
+    async def remove(self, participant_id: str, *, reason: str = "removed", by: Optional[str] = None) -> list[str]:
         """Release everything the participant holds: its producers (and every
-        consumer of them), its consumers, both peer connections, its tasks."""
+        consumer of them), its consumers, both peer connections, its tasks.
+
+        A party sent away (removed, denied, its link withdrawn) does not take its interpreters
+        and support persons out of the room: they go back to the lobby, where the mediator lets
+        them in again or removes them (docs/procedure.md). A party who leaves or drops keeps them
+        where they are, as it is likely to come back. Returns who was sent to the lobby."""
         if by is not None and by != participant_id:
             self._check_actor(by, "move")
         participant = self.participants.pop(participant_id, None)
@@ -285,8 +322,13 @@ class Room:
             if isinstance(outcome, BaseException):
                 logger.warning("closing a connection of %s failed: %r", participant_id, outcome)
         participant.subscribe = participant.publish = None
+        sent_back = []
+        if reason not in ("left", "disconnected", "session_ended"):
+            sent_back = [p for p in self.linked(participant_id) if p.area != LOBBY]
+            self._set_areas(sent_back, LOBBY, notify=False)
         self._emit(self.on_participant_removed, participant_id, reason)
         self._state_changed()
+        return [p.id for p in sent_back]
 
     # ------------------------------------------------------------------ caucuses
 
@@ -304,8 +346,7 @@ class Room:
         self._check_actor(by, "move")
         if caucus_id not in self.caucuses:
             raise RoomError("not_found", f"no caucus {caucus_id}")
-        for participant in [p for p in self.participants.values() if p.area == caucus_id]:
-            self._set_area(participant, MAIN, notify=False)
+        self._set_areas([p for p in self.participants.values() if p.area == caucus_id], MAIN, notify=False)
         del self.caucuses[caucus_id]
         self.caucus_ends.pop(caucus_id, None)
         self._state_changed()
@@ -655,14 +696,19 @@ class Room:
             self.participant(by).require(grant)
 
     def _set_area(self, participant: Participant, area: str, notify: bool = True) -> None:
-        old = participant.area
-        if old == area:
+        self._set_areas([participant], area, notify)
+
+    def _set_areas(self, participants: list[Participant], area: str, notify: bool = True) -> None:
+        """Several people to one area at once (a party and those who accompany it): one
+        re-check of everyone's consumers, one state change."""
+        moved = [p for p in participants if p.area != area]
+        if not moved:
             return
-        participant.area = area
-        if area == LOBBY:  # sent back to the lobby: waiting anew, hand down
-            participant.lobby_since, participant.hand = time.time(), None
-        self._refresh_area(old)
-        self._refresh_area(area)
+        for participant in moved:
+            participant.area = area
+            if area == LOBBY:  # sent back to the lobby: waiting anew, hand down
+                participant.lobby_since, participant.hand = time.time(), None
+        self._refresh_area(area)  # re-checks everyone (see _refresh_area)
         if notify:
             self._state_changed()
 

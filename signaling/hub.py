@@ -632,7 +632,8 @@ class Hub:
                 participant = live.room.participants[pid]
             else:
                 participant = live.room.join(pid, p.name, p.role, grants=p.grants & GRANTS, direct=p.direct,
-                                             remembered=live.remembered.get(pid))
+                                             remembered=live.remembered.get(pid),
+                                             accompanies=(p.accompanies, p.accompanies_name) if p.accompanies else None)
             area = participant.area
             live.sids[pid] = sid
             live.passes[pid] = p
@@ -641,8 +642,7 @@ class Hub:
         async with self.db.session() as s:
             await live_svc.joined(s, p, area, resumed=resumed)
         if area == LOBBY and not resumed:
-            await self.to_grant_holders(live, "admit", "lobby.waiting",
-                                        {"participant_id": pid, "name": p.name, "role": p.role})
+            await self.to_grant_holders(live, "admit", "lobby.waiting", waiting(p))
         if live.recording is not None:
             await live.recording.ask_newcomer(pid)
         for hook in self.on_joined:
@@ -703,10 +703,25 @@ class Hub:
                 await live_svc.record_system(s, live.case_id, live.session_id, action, data)
 
     async def lobby_admit(self, sid, live: LiveRoom, pid: str, data: ev.ParticipantRef) -> dict:
-        live.room.admit(data.participant_id, by=pid)
-        live.remembered[data.participant_id] = MAIN
-        await self._staff_step(live, pid, data.participant_id, "participant.admitted")
-        return {}
+        admitted = live.room.admit(data.participant_id, by=pid)
+        for target in admitted:
+            live.remembered[target] = live.room.participants[target].area
+            await self._staff_step(live, pid, target, "participant.admitted",
+                                   {"with": data.participant_id} if target != data.participant_id else None)
+        return {"admitted": admitted}
+
+    async def _sent_back(self, live: LiveRoom, pid: str | None, party: str, targets: list[str]) -> None:
+        """Those who accompany a party sent away wait in the lobby again (Room.remove): the
+        mediator is told as for anyone sent back, and the record says why."""
+        for target in targets:
+            live.remembered.pop(target, None)
+            p = live.passes.get(target)
+            if p is None:
+                continue
+            await self.to_grant_holders(live, "admit", "lobby.waiting", waiting(p, sent_back=True))
+            async with self.db.session() as s:
+                await live_svc.record_by(s, p, "participant.moved", {"to": LOBBY, "to_name": LOBBY, "with": party},
+                                         by=live.passes.get(pid) if pid else None)
 
     async def lobby_deny(self, sid, live: LiveRoom, pid: str, data: ev.Deny) -> dict:
         target = data.participant_id
@@ -716,8 +731,9 @@ class Hub:
         await self._staff_step(live, pid, target, "participant.denied", {"reason": data.reason or ""})
         await self.emit_to(live, target, "removed", {"reason": "denied", "message": data.reason or ""})
         target_sid = live.sids.get(target)
-        await live.room.deny(target, reason="denied", by=pid)
+        sent_back = await live.room.deny(target, reason="denied", by=pid)
         self._forget(live, target, target_sid)
+        await self._sent_back(live, pid, target, sent_back)
         return {}
 
     # ------------------------------------------------------------------ second devices
@@ -803,8 +819,9 @@ class Hub:
         await self._staff_step(live, pid, target, "participant.removed")
         await self.emit_to(live, target, "removed", {"reason": "removed"})
         target_sid = live.sids.get(target)
-        await live.room.remove(target, reason="removed", by=pid)
+        sent_back = await live.room.remove(target, reason="removed", by=pid)
         self._forget(live, target, target_sid)
+        await self._sent_back(live, pid, target, sent_back)
         return {}
 
     async def chat_send(self, sid, live: LiveRoom, pid: str, data: ev.Chat) -> dict:
@@ -900,17 +917,18 @@ class Hub:
             live.room.participant(pid).require("admit")
             if target == pid or live.room.participants[target].role == "mediator":
                 return fail("bad_request", "The mediator cannot be sent to the lobby.")
-        live.room.move(target, data.to, by=pid)
-        if data.to == LOBBY:
-            live.remembered.pop(target, None)
-            await self.to_grant_holders(live, "admit", "lobby.waiting",
-                                        {"participant_id": target, "name": live.passes[target].name,
-                                         "role": live.passes[target].role, "sent_back": True})
-        else:
-            live.remembered[target] = data.to
-        await self._staff_step(live, pid, target, "participant.moved",
-                               {"to": data.to, "to_name": live.room.caucuses.get(data.to, "main")})
-        return {}
+        moved = live.room.move(target, data.to, by=pid)
+        # A party's interpreters and support persons moved with it (Room.move): each is written down.
+        for who in moved:
+            if data.to == LOBBY:
+                live.remembered.pop(who, None)
+                await self.to_grant_holders(live, "admit", "lobby.waiting", waiting(live.passes[who], sent_back=True))
+            else:
+                live.remembered[who] = data.to
+            await self._staff_step(live, pid, who, "participant.moved",
+                                   {"to": data.to, "to_name": live.room.caucuses.get(data.to, "main"),
+                                    **({"with": target} if who != target else {})})
+        return {"moved": moved}
 
     async def invite_expert(self, sid, live: LiveRoom, pid: str, data: ev.InviteExpert) -> dict:
         live.room.participant(pid).require("invite")
@@ -958,11 +976,13 @@ class Hub:
             if p.invite_id == invite_id:
                 await self.emit_to(live, target, "removed", {"reason": "revoked"})
                 target_sid = live.sids.get(target)
+                sent_back: list[str] = []
                 try:
-                    await live.room.remove(target, reason="revoked")
+                    sent_back = await live.room.remove(target, reason="revoked")
                 except RoomError:
                     pass
                 self._forget(live, target, target_sid)
+                await self._sent_back(live, None, target, sent_back)
 
     async def experts_list(self, sid, live: LiveRoom, pid: str, data: ev.ExpertsList) -> dict:
         live.room.participant(pid).require("invite")
@@ -982,6 +1002,14 @@ class Hub:
             # Everyone is told and the room freed when this commits (SessionEnded, server/system.py).
             await live_svc.end_by_participant(s, p)
         return {}
+
+
+def waiting(p: live_svc.Pass, **extra) -> dict:
+    """`lobby.waiting`: who waits; an interpreter or support person with the party they accompany."""
+    out = {"participant_id": p.participant_id, "name": p.name, "role": p.role, **extra}
+    if p.accompanies:
+        out.update(accompanies=p.accompanies, accompanies_name=p.accompanies_name)
+    return out
 
 
 def qr_data_url(text: str) -> str:

@@ -77,6 +77,13 @@ def require_intake_for(actor: Actor, case: Case) -> User:
     return u
 
 
+# Roles invited with the party they accompany (its `party_id`): they go through the join steps,
+# the lobby and the caucuses with that party (docs/procedure.md, "Interpreters and support persons").
+ACCOMPANYING_ROLES = ("interpreter", "support")
+# Roles whose link names a party: the party itself, or the party accompanied.
+PARTY_LINK_ROLES = ("party", *ACCOMPANYING_ROLES)
+
+
 def require_case_mediator(actor: Actor, case: Case) -> User:
     u = require_staff(actor, "mediator")
     if case.mediator_id != u.id:

@@ -114,7 +114,7 @@ CATEGORIES = ["labour", "family", "neighbour", "property", "medical", "fishery",
 ROLES = ["admin", "intake", "mediator", "clerk"]
 EXPERT_LEVELS = ["county", "town"]
 INSTITUTION_KINDS = ["people", "administrative", "industry", "judicial", "lawyer", "other"]
-INVITE_ROLES = ["party", "expert", "observer", "mediator"]
+INVITE_ROLES = ["party", "expert", "observer", "mediator", "interpreter", "support"]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
@@ -225,8 +225,9 @@ class SessionIn(Strict):
 
 
 class InviteIn(Strict):
-    role: Literal["party", "expert", "observer", "mediator"]
+    role: Literal["party", "expert", "observer", "mediator", "interpreter", "support"]
     name: Name | None = None
+    # The party this link is for (role party), or whom an interpreter or support person accompanies.
     party_id: Id | None = None
     expert_id: Id | None = None
     expires_in: int | None = Field(default=None, ge=60, le=30 * 24 * 3600)

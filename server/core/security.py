@@ -60,8 +60,9 @@ JOIN_ISSUER = "mediation"
 
 def issue_join_token(secret: str, *, session_id: int, room_id: str, role: str, name: str,
                      grants: list[str], expires_at: dt.datetime, participant: str | None = None,
-                     jti: str | None = None) -> tuple[str, str]:
-    """A signed, expiring token naming session, participant, role and grants. Returns (token, jti)."""
+                     jti: str | None = None, accompanies: tuple[str, str] | None = None) -> tuple[str, str]:
+    """A signed, expiring token naming session, participant, role and grants. Returns (token, jti).
+    `accompanies`: an interpreter's or support person's party, (participant id, name)."""
     jti = jti or uuid.uuid4().hex
     now = dt.datetime.now(dt.timezone.utc)
     claims = {
@@ -77,6 +78,8 @@ def issue_join_token(secret: str, *, session_id: int, room_id: str, role: str, n
         "name": name,
         "grants": grants,
     }
+    if accompanies is not None:
+        claims["accompanies"] = {"id": accompanies[0], "name": accompanies[1]}
     return jwt.encode(claims, secret, algorithm="HS256"), jti
 
 

@@ -56,8 +56,11 @@ def session(s: MediationSession) -> dict:
             "started_at": iso(s.started_at), "ended_at": iso(s.ended_at)}
 
 
-def invite(i: Invite) -> dict:
+def invite(i: Invite, accompanies: str | None = None) -> dict:
+    """`accompanies`: the name of the party an interpreter's or support person's link is for
+    (their `party_id`); None for every other role."""
     return {"id": i.id, "role": i.role, "name": i.name, "party_id": i.party_id, "expert_id": i.expert_id,
+            "accompanies": {"party_id": i.party_id, "name": accompanies} if accompanies is not None else None,
             "single_use": i.single_use, "specialty": i.specialty, "organisation": i.organisation,
             "direct": i.direct, "judge": i.judge, "created_at": iso(i.created_at), "expires_at": iso(i.expires_at),
             "used_at": iso(i.used_at), "revoked_at": iso(i.revoked_at)}

@@ -44,9 +44,30 @@ class Pass:
     expires_at: int
     direct: bool = False
     user_id: int | None = None
+    # An interpreter or support person: the party they accompany (its participant id and name).
+    accompanies: str | None = None
+    accompanies_name: str = ""
 
     def ref(self) -> audit.ActorRef:
         return audit.ActorRef("participant", self.participant_id, self.name)
+
+    def who(self) -> dict:
+        """How the record names this participant: with the party they accompany, if any."""
+        out = {"participant_id": self.participant_id, "name": self.name, "role": self.role}
+        if self.accompanies:
+            out.update(accompanies=self.accompanies, accompanies_name=self.accompanies_name)
+        return out
+
+
+def make_pass(claims: dict, invite: Invite, sess: MediationSession) -> Pass:
+    """The Pass of a verified token (its invite and session checked by the caller)."""
+    linked = claims.get("accompanies") if isinstance(claims.get("accompanies"), dict) else None
+    return Pass(participant_id=str(claims["sub"]), name=str(claims.get("name", "")), role=claims["role"],
+                grants=set(claims.get("grants", [])), session_id=sess.id, case_id=sess.case_id,
+                room_id=sess.room_id, invite_id=invite.id, expires_at=int(claims["exp"]),
+                direct=bool(invite.direct), user_id=invite.user_id,
+                accompanies=str(linked["id"]) if linked else None,
+                accompanies_name=str(linked.get("name", "")) if linked else "")
 
 
 def ice_servers_for(settings, p: Pass) -> list[dict]:
@@ -69,10 +90,7 @@ async def check_pass(s: AsyncSession, secret: str, token: str, *, known: bool) -
     claims, invite, sess = await verify_join_token(s, secret, token)
     if invite.single_use and invite.used_at is not None and not known:
         raise TokenInvalid("token_used", "This join link has already been used.")
-    return Pass(participant_id=str(claims["sub"]), name=str(claims.get("name", "")), role=claims["role"],
-                grants=set(claims.get("grants", [])), session_id=sess.id, case_id=sess.case_id,
-                room_id=sess.room_id, invite_id=invite.id, expires_at=int(claims["exp"]),
-                direct=bool(invite.direct), user_id=invite.user_id)
+    return make_pass(claims, invite, sess)
 
 
 async def still_valid(s: AsyncSession, secret: str, token: str) -> bool:
@@ -86,7 +104,12 @@ async def still_valid(s: AsyncSession, secret: str, token: str) -> bool:
 async def record(s: AsyncSession, p: Pass, action: str, data: dict | None = None,
                  actor: audit.ActorRef | None = None) -> None:
     await audit.append(s, actor or p.ref(), action, case_id=p.case_id, session_id=p.session_id,
-                       data={"participant_id": p.participant_id, "name": p.name, "role": p.role, **(data or {})})
+                       data={**p.who(), **(data or {})})
+
+
+async def record_by(s: AsyncSession, p: Pass, action: str, data: dict | None = None, *, by: Pass | None) -> None:
+    """A step that happened to `p`: taken by another participant (the mediator), or by the server."""
+    await record(s, p, action, data, actor=by.ref() if by is not None else audit.SYSTEM)
 
 
 async def record_system(s: AsyncSession, case_id: int, session_id: int, action: str, data: dict | None = None) -> None:

@@ -8,9 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit, events
+from server.core import serialize as ser
 from server.core.errors import Conflict, NotFound, ValidationFailed
 from server.core.models import Expert, Invite, MediationSession, Party
-from server.core.policy import Actor, require_case_mediator
+from server.core.policy import ACCOMPANYING_ROLES, PARTY_LINK_ROLES, Actor, require_case_mediator
 from server.core.schemas import InviteIn, SessionIn
 from server.core.security import ROLE_GRANTS, TokenInvalid, decode_join_token, issue_join_token
 from server.services.cases import get_case, transition
@@ -78,13 +79,25 @@ async def issue_invite(s: AsyncSession, sess: MediationSession, data: InviteIn, 
         raise ValidationFailed("Only an observer is a judge of a court.", fields={"court": "only for an observer"})
     seconds = data.expires_in or default_seconds
     single_use = False
-    if data.role == "party":
+    accompanies = None  # an interpreter's or support person's party: (participant id, name)
+    if data.party_id is not None and data.role not in PARTY_LINK_ROLES:
+        raise ValidationFailed("Only a party's link, or an interpreter's or support person's, names a party.",
+                               fields={"party_id": "only for roles party, interpreter and support"})
+    if data.role in PARTY_LINK_ROLES:
         if data.party_id is None:
-            raise ValidationFailed("Say which party this link is for.", fields={"party_id": "required for a party"})
+            raise ValidationFailed("Say which party this link is for." if data.role == "party" else
+                                   "Say which party the interpreter or support person accompanies.",
+                                   fields={"party_id": f"required for role {data.role}"})
         party = await s.get(Party, data.party_id)
         if party is None or party.case_id != case.id:
             raise ValidationFailed("This party is not in the case.", fields={"party_id": "not a party of this case"})
-        name, party_id = party.name, party.id
+        party_id = party.id
+    if data.role == "party":
+        name = party.name
+    elif data.role in ACCOMPANYING_ROLES:
+        if not name:
+            raise ValidationFailed(f"Give the {data.role}'s name.", fields={"name": "required"})
+        accompanies = (party_participant_id(party.id), party.name)
     elif data.role == "expert":
         if data.expert_id is not None:
             expert = await s.get(Expert, data.expert_id)
@@ -104,10 +117,8 @@ async def issue_invite(s: AsyncSession, sess: MediationSession, data: InviteIn, 
         if mediator is None:
             raise ValidationFailed("Only the mediator makes a mediator's link.", fields={"role": "not here"})
         name, user_id = mediator.name or mediator.username, mediator.id
-    elif not name:
+    elif data.role == "observer" and not name:
         raise ValidationFailed("Give the observer's name.", fields={"name": "required"})
-    if data.role != "party" and data.party_id is not None:
-        raise ValidationFailed("Only a party link names a party.", fields={"party_id": "only for role party"})
     judge = data.court is not None
     if judge:
         organisation = data.court
@@ -116,9 +127,11 @@ async def issue_invite(s: AsyncSession, sess: MediationSession, data: InviteIn, 
     expires_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
     grants = ROLE_GRANTS[data.role]
     direct = data.direct or enter_directly
+    # A party's participant id is its own (party-<id>); anyone accompanying it gets a fresh one.
+    own = party_id if data.role == "party" else expert_id or user_id
     token, jti = issue_join_token(secret, session_id=sess.id, room_id=sess.room_id, role=data.role,
                                   name=shown, grants=grants, expires_at=expires_at,
-                                  participant=f"{data.role}-{party_id or expert_id or user_id or uuid.uuid4().hex[:8]}")
+                                  participant=f"{data.role}-{own or uuid.uuid4().hex[:8]}", accompanies=accompanies)
     invite = Invite(jti=jti, session_id=sess.id, role=data.role, name=name, party_id=party_id,
                     expert_id=expert_id, user_id=user_id, grants={"grants": grants}, single_use=single_use,
                     created_by=created_by, expires_at=expires_at, specialty=specialty, organisation=organisation,
@@ -127,9 +140,15 @@ async def issue_invite(s: AsyncSession, sess: MediationSession, data: InviteIn, 
     await s.flush()
     await audit.append(s, by, "invite.created", case_id=case.id, session_id=sess.id,
                        data={"invite_id": invite.id, "role": data.role, "name": name, "party_id": party_id,
+                             **({"accompanies": accompanies[1]} if accompanies else {}),
                              "expert_id": expert_id, "specialty": specialty, "organisation": organisation,
                              "direct": direct, "judge": judge, "expires_at": expires_at})
     return invite, token
+
+
+def party_participant_id(party_id: int) -> str:
+    """The live room's id of a party joining on its own link."""
+    return f"party-{party_id}"
 
 
 async def revoke_invite(s: AsyncSession, actor: Actor, session_id: int, invite_id: int) -> Invite:
@@ -182,6 +201,14 @@ async def list_sessions(s: AsyncSession, case_id: int) -> list[MediationSession]
 async def list_invites(s: AsyncSession, session_id: int) -> list[Invite]:
     return list((await s.execute(select(Invite).where(Invite.session_id == session_id)
                                  .order_by(Invite.id))).scalars().all())
+
+
+async def invite_views(s: AsyncSession, invites: list[Invite]) -> list[dict]:
+    """Links as JSON (serialize.invite); an interpreter's or support person's names the party accompanied."""
+    ids = {i.party_id for i in invites if i.role in ACCOMPANYING_ROLES and i.party_id is not None}
+    names = ({p.id: p.name for p in (await s.execute(select(Party).where(Party.id.in_(ids)))).scalars()}
+             if ids else {})
+    return [ser.invite(i, names.get(i.party_id, "") if i.role in ACCOMPANYING_ROLES else None) for i in invites]
 
 
 async def verify_join_token(s: AsyncSession, secret: str, token: str) -> tuple[dict, Invite, MediationSession]:

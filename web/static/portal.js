@@ -110,10 +110,12 @@
     var expert = form.querySelector("select[name=expert_id]");
     var sync = function () {
       var r = role.value;
-      all(".for-party", form).forEach(function (el) { el.hidden = r !== "party"; });
+      // An interpreter or support person: the party they accompany, and their own name.
+      var linked = r === "interpreter" || r === "support";
+      all(".for-party", form).forEach(function (el) { el.hidden = !(r === "party" || linked); });
       all(".for-expert", form).forEach(function (el) { el.hidden = r !== "expert"; });
       all(".for-observer", form).forEach(function (el) {
-        el.hidden = !(r === "observer" || (r === "expert" && expert && !expert.value));
+        el.hidden = !(r === "observer" || linked || (r === "expert" && expert && !expert.value));
       });
     };
     role.addEventListener("change", sync);

@@ -184,9 +184,9 @@ async def get_session(request: web.Request) -> web.Response:
     async with db(request).read() as s:
         sess = await session_svc.get_session(s, sid)
         await case_svc.view(s, actor(request), sess.case_id)
-        invites = await session_svc.list_invites(s, sid)
+        invites = await session_svc.invite_views(s, await session_svc.list_invites(s, sid))
     await archive_svc.log_access(db(request), actor(request), sess.case_id, via="api.session", session_id=sid)
-    return respond({"session": {**ser.session(sess), "invites": [ser.invite(i) for i in invites]}})
+    return respond({"session": {**ser.session(sess), "invites": invites}})
 
 
 @api.route("POST", "/sessions/{session_id}/invites", summary="Create a join link", who="the case's mediator",
@@ -199,8 +199,9 @@ async def create_invite(request: web.Request) -> web.Response:
     async with db(request).session() as s:
         invite, token = await session_svc.create_invite(s, actor(request), sid, data, secret=cfg.secret_key,
                                                         default_seconds=cfg.join_token_default_seconds)
+        [view] = await session_svc.invite_views(s, [invite])
     return respond({"url": f"{cfg.public_url}/join/{token}", "token": token,
-                    "expires_at": ser.iso(invite.expires_at), "invite": ser.invite(invite)}, 201)
+                    "expires_at": ser.iso(invite.expires_at), "invite": view}, 201)
 
 
 @api.route("POST", "/sessions/{session_id}/invites/{invite_id}/revoke", summary="Withdraw a join link",

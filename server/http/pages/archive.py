@@ -44,7 +44,10 @@ def _event(request, e: dict, inst_names: dict) -> dict:
     item["code"] = e.get("action")
     if e.get("action", "").startswith(("participant.", "recording.", "consent.", "caucus.", "lobby.")):
         if d.get("name"):
-            item["details"].append(t("archive.detail.who", name=d["name"], role=_tr(request, "jrole", d.get("role"))))
+            role = _tr(request, "jrole", d.get("role"))
+            if d.get("accompanies_name"):  # an interpreter or support person: whom they accompanied
+                role = t("jrole.accompanies", role=role, party=d["accompanies_name"])
+            item["details"].append(t("archive.detail.who", name=d["name"], role=role))
         for key in ("where", "to", "from", "reason", "kind", "caucus", "target"):
             if d.get(key) and not (key in ("to", "from") and d.get(key) in STATUSES):
                 item["details"].append(f"{t('archive.detail.' + key)}: {d[key]}")

@@ -377,7 +377,10 @@ def _timeline_item(request, e: dict, inst_names: dict) -> dict:
     if d.get("note"):
         details.append(t("timeline.note", note=d["note"]))
     if e.get("action", "").startswith("invite.") and d.get("role"):
-        details.append(t("timeline.invite", role=_tr(request, "jrole", d["role"]), name=d.get("name", "")))
+        role = _tr(request, "jrole", d["role"])
+        if d.get("accompanies"):  # an interpreter or support person, with the party they accompany
+            role = t("jrole.accompanies", role=role, party=d["accompanies"])
+        details.append(t("timeline.invite", role=role, name=d.get("name", "")))
     if d.get("scheduled_at"):
         details.append(t("timeline.scheduled", at=_fmt_dt(request, d["scheduled_at"])))
     if d.get("evidence"):

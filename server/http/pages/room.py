@@ -25,7 +25,7 @@ from server.services import sessions as session_svc
 from server.services.outcome import review as review_svc
 from server.services.procedure import transcript as transcript_svc
 
-ROLES = ("party", "mediator", "expert", "observer")
+ROLES = ("party", "mediator", "expert", "observer", "interpreter", "support")
 # Scripts and styles only from this origin; media and websockets to this origin (ws: is covered
 # by 'self' in CSP level 3); no framing.
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; style-src 'self'; "
@@ -86,7 +86,8 @@ async def room_page(request: web.Request) -> web.Response:
             info = {"name": str(claims.get("name") or invite.name or ""), "role": str(claims.get("role") or ""),
                     "number": case.number, "title": case.title,
                     "scheduled": _fmt_dt(request, sess.scheduled_at) if sess.scheduled_at else "",
-                    "judge": bool(invite.judge)}
+                    "judge": bool(invite.judge),
+                    "accompanies": str((claims.get("accompanies") or {}).get("name") or "")}
             # The court's online review (司法确认在线审查) says so on its page (services/outcome/review.py).
             review = await review_svc.review_of_session(s, sess.id)
             info["review_court"] = review.court_name if review is not None else ""
@@ -109,6 +110,8 @@ async def room_page(request: web.Request) -> web.Response:
         t=t, lang=lang, lang_urls=_lang_urls(request), error_code=error_code, info=info, config=config,
         asset_v=ASSET_VERSION, room_modules=ROOM_MODULES,
         role_label=(t("room.role.judge") if info and info["judge"] else
+                    t("room.role.accompanies", role=t(f"room.role.{info['role']}"), party=info["accompanies"])
+                    if info and info["role"] in ROLES and info["accompanies"] else
                     t(f"room.role.{info['role']}") if info and info["role"] in ROLES else ""),
     )
     resp = web.Response(text=html, content_type="text/html", status=status)

@@ -14,7 +14,7 @@ from server.core import serialize as ser
 from server.http.api.base import SESSION_COOKIE, set_session_cookie
 from server.http.client import caller
 from server.core.errors import AppError, Conflict, NotFound, Unauthorized, ValidationFailed
-from server.core.policy import require_staff
+from server.core.policy import ACCOMPANYING_ROLES, require_staff
 from server.core.schemas import AssignIn, CloseIn, InviteIn, LoginIn, RejectIn, SessionIn, TransferIn, check_text, whole_number
 from server.services import cases as case_svc
 from server.services import directory, queries
@@ -156,7 +156,9 @@ async def _render_case(request, case_id: int, *, errors: dict | None = None, for
         actions = queries.allowed_actions(actor, case)
         sessions = []
         for x in await session_svc.list_sessions(s, case.id):
-            invites = [{**ser.invite(i), "state": _invite_state(i, now)} for i in await session_svc.list_invites(s, x.id)]
+            rows = await session_svc.list_invites(s, x.id)
+            invites = [{**view, "state": _invite_state(i, now)}
+                       for i, view in zip(rows, await session_svc.invite_views(s, rows))]
             sessions.append({**ser.session(x), "invites": invites})
         all_insts = await directory.list_institutions(s, include_inactive=True)
         inst_names = {i.id: i.name for i in all_insts}
@@ -264,6 +266,9 @@ async def invite_create(request: web.Request) -> web.Response:
     body: dict = {"role": role} if role else {}
     if role == "party":
         _put(body, "party_id", _opt_int(form.get("party_id")))
+    elif role in ACCOMPANYING_ROLES:  # the party they accompany, and their own name
+        _put(body, "party_id", _opt_int(form.get("party_id")))
+        _put(body, "name", form.get("name"))
     elif role == "expert":
         if form.get("expert_id"):
             _put(body, "expert_id", _opt_int(form.get("expert_id")))

@@ -340,7 +340,7 @@ async def case_record(s: AsyncSession, actor: Actor, case_id: int) -> dict:
         events = [ser.audit_entry(e) for e in entries if e.session_id == x.id and e.action not in ACCESS_ACTIONS]
         length = ((x.ended_at - x.started_at).total_seconds() if x.started_at and x.ended_at else None)
         out_sessions.append({**ser.session(x), "duration_seconds": length,
-                             "invites": [ser.invite(i) for i in invites], "events": events,
+                             "invites": await session_svc.invite_views(s, invites), "events": events,
                              "chat": [chat_message(m) for m in chats[x.id]]})
     return {
         "case": ser.case_full(case, staff=True),

@@ -47,7 +47,7 @@ from server.core.schemas import AssignIn, Checked, Id, InviteIn, Moment, Session
 from server.services import cases
 from server.services import sessions as session_svc
 from server.services.cases import get_case, transition
-from server.services.live import Pass
+from server.services.live import Pass, make_pass
 from server.services.sessions import create_invite, get_session, open_session, verify_join_token
 
 MAX_IDENTITY_FAILURES = 5          # per participant and session within the window
@@ -59,8 +59,10 @@ MIN_DURATION, MAX_DURATION = 15, 8 * 60
 
 # Notice id -> the roles that acknowledge it. The mediator gives these notices and is bound by
 # confidentiality through their appointment, so they acknowledge none.
+# An interpreter or support person is bound by confidentiality like the party they accompany; the
+# concessions and the sham-mediation warning concern the party's own claims (docs/procedure.md).
 NOTICES: dict[str, tuple[str, ...]] = {
-    "confidentiality": ("party", "expert", "observer"),   # art. 29
+    "confidentiality": ("party", "expert", "observer", "interpreter", "support"),   # art. 29
     "concessions": ("party",),                             # art. 18
     "sham_mediation": ("party",),                          # warning: consequences of sham mediation
 }
@@ -195,10 +197,7 @@ async def peek_pass(s: AsyncSession, secret: str, token: str) -> Pass:
         raise TokenInvalid("token_invalid", "This join link is not valid.")
     if invite.single_use and invite.used_at is not None:
         raise TokenInvalid("token_used", "This join link has already been used.")
-    return Pass(participant_id=str(claims["sub"]), name=str(claims.get("name", "")), role=claims["role"],
-                grants=set(claims.get("grants", [])), session_id=sess.id, case_id=sess.case_id,
-                room_id=sess.room_id, invite_id=invite.id, expires_at=int(claims["exp"]),
-                direct=bool(invite.direct), user_id=invite.user_id)
+    return make_pass(claims, invite, sess)
 
 
 # --- consent to online mediation -------------------------------------------------------------------------------
@@ -435,6 +434,8 @@ async def ack_notices(s: AsyncSession, p: Pass, notices: list[str]) -> list[str]
         # participant_role rather than role: these are the participant's own steps, not a room event.
         await audit.append(s, p.ref(), "notice.acknowledged", case_id=p.case_id, session_id=p.session_id,
                            data={"participant_id": p.participant_id, "name": p.name, "participant_role": p.role,
+                                 **({"accompanies": p.accompanies, "accompanies_name": p.accompanies_name}
+                                    if p.accompanies else {}),
                                  "notices": new})
     return [n for n in pending if n not in new]
 
@@ -460,6 +461,7 @@ async def participant_status(s: AsyncSession, p: Pass, *, identity_check: bool, 
     """What the mediator sees about one participant: consent, identity, notices."""
     party = party or await party_of_pass(s, p)
     out = {"participant_id": p.participant_id, "name": p.name, "role": p.role, "party_id": party.id if party else None,
+           "accompanies": p.accompanies, "accompanies_name": p.accompanies_name if p.accompanies else None,
            "consent": None, "verified": None, "identity_failures": 0,
            "notices_pending": await pending_notices(s, p.session_id, p.participant_id, p.role)}
     if party is not None:

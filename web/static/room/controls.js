@@ -5,7 +5,7 @@
  * to the main room). Every action is one acknowledged event (act); on a refusal the panel is
  * redrawn from the state. */
 import { CFG } from "./config.js";
-import { t, $, h, roleLabel } from "./dom.js";
+import { t, $, h, roleLabel, personLabel } from "./dom.js";
 import { R, canManage, lobbyPeople, myWhere, areaName } from "./state.js";
 import { toast, showError, dropToast } from "./toasts.js";
 import { sideShows } from "./screen.js";
@@ -94,7 +94,7 @@ export function noticeDevices(state) {
 
 export function onLobbyWaiting(data) {
   if (!data || sideShows("manage")) { return; }   // the open list shows it already
-  toast(t("room.lobby.waiting_notice", { name: data.name, role: roleLabel(data.role) }), { kind: "warn", ms: 15000, key: "lobby:" + data.participant_id,
+  toast(t("room.lobby.waiting_notice", { name: data.name, role: personLabel(data) }), { kind: "warn", ms: 15000, key: "lobby:" + data.participant_id,
     action: { label: t("room.manage.admit"), run: function () { admit(data.participant_id); } } });
 }
 
@@ -112,7 +112,7 @@ export function renderManage(force) {
   var waiting = lobbyPeople();
   waiting.forEach(function (p) {
     lobbyList.appendChild(h("li", { className: "prow lobby", "data-pid": p.id },
-      h("div", { className: "prow-head" }, h("span", { className: "prow-name", text: p.name }), h("span", { className: "chip", text: roleLabel(p.role) })),
+      h("div", { className: "prow-head" }, h("span", { className: "prow-name", text: p.name }), h("span", { className: "chip", text: personLabel(p) })),
       h("div", { className: "prow-actions" },
         h("button", { type: "button", className: "btn btn-primary btn-small", "data-testid": "admit", "data-pid": p.id, text: t("room.manage.admit"),
           onclick: function () { admit(p.id); } }),
@@ -143,7 +143,7 @@ export function renderManage(force) {
   var inside = R.state.participants.filter(function (p) { return p.where !== "lobby"; });
   inside.forEach(function (p) {
     var isMe = R.me && p.id === R.me.id;
-    var chips = [h("span", { className: "chip", text: roleLabel(p.role) }), h("span", { className: "chip chip-where", text: areaName(p.where) })];
+    var chips = [h("span", { className: "chip", text: personLabel(p) }), h("span", { className: "chip chip-where", text: areaName(p.where) })];
     if (p.muted && p.muted.audio) { chips.push(h("span", { className: "chip chip-warn", text: t("room.tile.muted") })); }
     if (p.muted && p.muted.video) {
       chips.push(h("span", { className: "chip chip-warn", text: t(p.video_off_reason === "bandwidth" ? "room.tile.peer_audio_only" : "room.tile.cam_off") }));
@@ -159,14 +159,20 @@ export function renderManage(force) {
         text: t("room.manage.mute_video"), disabled: !!(p.muted && p.muted.video),
         onclick: function () { act("participant.mute", { participant_id: p.id, kind: "video" }); } }));
     }
-    var sel = h("select", { "aria-label": t("room.manage.move_to", { name: p.name }), "data-testid": "move", "data-pid": p.id });
-    sel.appendChild(h("option", { value: "main", text: t("room.where.main"), selected: p.where === "main" }));
-    caucuses.forEach(function (c) { sel.appendChild(h("option", { value: c.id, text: c.name, selected: p.where === c.id })); });
-    sel.addEventListener("change", function () {
-      act("participant.move", { participant_id: p.id, to: sel.value }, t("room.manage.moved", { name: p.name, where: areaName(sel.value) }));
-    });
-    actions.appendChild(h("label", { className: "small muted" }, t("room.manage.move") + " "));
-    actions.appendChild(sel);
+    if (p.accompanies) {
+      // An interpreter or support person goes where their party goes (docs/procedure.md): no area of their own.
+      actions.appendChild(h("span", { className: "small muted", "data-testid": "moves-with", "data-pid": p.id,
+        text: t("room.manage.moves_with", { party: p.accompanies_name || "" }) }));
+    } else {
+      var sel = h("select", { "aria-label": t("room.manage.move_to", { name: p.name }), "data-testid": "move", "data-pid": p.id });
+      sel.appendChild(h("option", { value: "main", text: t("room.where.main"), selected: p.where === "main" }));
+      caucuses.forEach(function (c) { sel.appendChild(h("option", { value: c.id, text: c.name, selected: p.where === c.id })); });
+      sel.addEventListener("change", function () {
+        act("participant.move", { participant_id: p.id, to: sel.value }, t("room.manage.moved", { name: p.name, where: areaName(sel.value) }));
+      });
+      actions.appendChild(h("label", { className: "small muted" }, t("room.manage.move") + " "));
+      actions.appendChild(sel);
+    }
     if (!isMe) {
       actions.appendChild(h("button", { type: "button", className: "btn btn-danger btn-small", "data-testid": "remove", "data-pid": p.id,
         text: t("room.manage.remove"),

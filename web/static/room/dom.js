@@ -28,6 +28,12 @@ export function h(tag, attrs) {
   return node;
 }
 export function roleLabel(role) { return has("room.role." + role) ? t("room.role." + role) : role; }
+// A person's role as tiles and lists show it: an interpreter or support person with the party they
+// accompany ("译员 · 陪同 张三", docs/procedure.md).
+export function personLabel(p) {
+  var role = roleLabel(p.role);
+  return p.accompanies ? t("room.role.accompanies", { role: role, party: p.accompanies_name || "" }) : role;
+}
 export function errorText(err) {
   err = err || {};
   var code = err.code || "unknown";

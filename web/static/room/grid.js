@@ -4,7 +4,7 @@
  * reduced or small (their small encoding): a badge, paused: the placeholder with their name, a voice-level ring and why), their
  * camera off for bandwidth, my audio only; the first decoded frame (R.firstFrameAt); and the
  * "sound blocked" button when the browser refuses to play sound without a gesture. */
-import { t, $, h, roleLabel, now } from "./dom.js";
+import { t, $, h, personLabel, now } from "./dom.js";
 import { R, myWhere, grants } from "./state.js";
 import { playQuietly } from "./screen.js";
 import { remote } from "./peers.js";
@@ -189,8 +189,11 @@ export function renderGrid() {
   var people = (R.state && R.me && where && where !== "lobby") ? R.state.participants.filter(function (p) {
     return p.id !== R.me.id && p.where === where && (p.grants || []).indexOf("publish") >= 0;
   }) : [];
-  var order = { mediator: 0, party: 1, expert: 2, observer: 3 };
-  people.sort(function (a, b) { return (order[a.role] - order[b.role]) || a.name.localeCompare(b.name); });
+  // Mediator, parties (each followed by whoever accompanies them), experts, observers.
+  var order = { mediator: 0, party: 1, interpreter: 1, support: 1, expert: 2, observer: 3 };
+  var key = function (p) { return p.accompanies ? (p.accompanies_name || "") + "\u0001" + p.name : p.name; };
+  var rank = function (p) { return p.role in order ? order[p.role] : 4; };
+  people.sort(function (a, b) { return (rank(a) - rank(b)) || key(a).localeCompare(key(b)); });
   var keep = new Set(people.map(function (p) { return p.id; }));
   tiles.forEach(function (tile, pid) { if (!keep.has(pid)) { attachStream(tile, null); meterOff(tile); tile.remove(); tiles.delete(pid); } });
   var showLinks = grants().indexOf("admit") >= 0;   // the mediator sees every link's figures
@@ -214,9 +217,10 @@ export function renderGrid() {
     var fwd = R.state && R.state.video && R.state.video[p.id];
     tile.setAttribute("data-video", audioOnlyOn() ? "audio_only" : (fwd || "full"));
     tile.querySelector(".tile-reduced").hidden = !((fwd === "reduced" || fwd === "small") && !audioOnlyOn());
-    tile.querySelector(".tile-role").textContent = roleLabel(p.role);
+    tile.querySelector(".tile-role").textContent = personLabel(p);
     tile.querySelector(".avatar").textContent = (p.name || "?").trim().charAt(0) || "?";
     tile.setAttribute("data-role", p.role);
+    if (p.accompanies) { tile.setAttribute("data-accompanies", p.accompanies); } else { tile.removeAttribute("data-accompanies"); }
     var icons = tile.querySelector(".tile-icons");
     icons.textContent = "";
     var noAudio = p.muted && p.muted.audio;
@@ -230,7 +234,7 @@ export function renderGrid() {
     if (reconnecting && !status) {
       tile.appendChild(h("div", { className: "tile-status", "data-testid": "tile-reconnecting", role: "status" }, t("room.tile.reconnecting")));
     } else if (!reconnecting && status) { status.remove(); }
-    tile.setAttribute("aria-label", p.name + " · " + roleLabel(p.role) + (noAudio ? " · " + t("room.tile.muted") : "") +
+    tile.setAttribute("aria-label", p.name + " · " + personLabel(p) + (noAudio ? " · " + t("room.tile.muted") : "") +
       (reconnecting ? " · " + t("room.tile.reconnecting") : "") + " · " + tile.querySelector("[data-testid=tile-quality]").title);
     var entry = remote.get(p.id);
     attachStream(tile, entry ? entry.stream : null);

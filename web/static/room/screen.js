@@ -37,7 +37,8 @@ export function playQuietly(video) {
 
 export function updateControls() {
   var manage = canManage();
-  var help = R.me ? R.me.role === "party" : CFG.role === "party";
+  // Parties ask for help, and so do those who accompany one (docs/procedure.md).
+  var help = ["party", "interpreter", "support"].indexOf(R.me ? R.me.role : CFG.role) >= 0;
   $all("[data-needs=manage]").forEach(function (n) { n.hidden = !manage; });
   $all("[data-needs=help]").forEach(function (n) { n.hidden = !help; });
   $all("[data-needs=record]").forEach(function (n) { n.hidden = grants().indexOf("record") < 0; });

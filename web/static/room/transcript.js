@@ -4,7 +4,7 @@
  * area's entries live. On closing each party reviews the main room's entries in a dialog and
  * confirms, or objects with a note; once final, the PDF is a link (/room/<token>/transcript.pdf). */
 import { CFG } from "./config.js";
-import { t, $, h, roleLabel, errorText } from "./dom.js";
+import { t, $, h, roleLabel, errorText, personLabel } from "./dom.js";
 import { R, myWhere, areaName } from "./state.js";
 import { toast, showError } from "./toasts.js";
 import { call } from "./signal.js";
@@ -78,9 +78,10 @@ function renderSpeakers() {
   sel.textContent = "";
   var where = myWhere();
   var people = (R.state ? R.state.participants : []).filter(function (p) { return p.where === where; });
-  var order = { mediator: 0, party: 1, expert: 2, observer: 3 };
-  people.sort(function (a, b) { return (order[a.role] - order[b.role]) || a.name.localeCompare(b.name); });
-  people.forEach(function (p) { sel.appendChild(h("option", { value: p.id, text: p.name + "（" + roleLabel(p.role) + "）" })); });
+  var order = { mediator: 0, party: 1, interpreter: 2, support: 2, expert: 3, observer: 4 };
+  var rank = function (p) { return p.role in order ? order[p.role] : 5; };
+  people.sort(function (a, b) { return (rank(a) - rank(b)) || a.name.localeCompare(b.name); });
+  people.forEach(function (p) { sel.appendChild(h("option", { value: p.id, text: p.name + "（" + personLabel(p) + "）" })); });
   sel.appendChild(h("option", { value: "parties", text: t("room.transcript.both_parties") }));
   if (keep && Array.prototype.some.call(sel.options, function (o) { return o.value === keep; })) { sel.value = keep; }
   else { var firstParty = people.find(function (p) { return p.role === "party"; }); if (firstParty) { sel.value = firstParty.id; } }
