@@ -14,7 +14,8 @@ import json
 
 from sqlalchemy import select
 
-from server.core.models import AuditEntry, CourtSubmission, Invite, OutboxJob
+from server.core.models import AuditEntry, CourtSubmission, Invite, MediationSession, OutboxJob
+from server.services.archive import analytics
 from tests.api.helpers import row_counts
 
 from .follow_helpers import CALLBACK_SECRET, callback
@@ -103,6 +104,19 @@ async def test_the_court_reviews_online_and_its_decision_is_linked_to_the_review
     assert out["judge_url"] == f"{settings.public_url}/join/{out['judge_token']}"
     assert dt.datetime.fromisoformat(out["judge_expires_at"]) > dt.datetime.fromisoformat(good["starts_at"])
     sid = review["session_id"]
+    # Analytics count the mediator's sessions: the court's review, held, is not one of them.
+    admin = await login(client, "admin")
+
+    async def held() -> tuple[int, int]:
+        r = await client.get("/api/v1/analytics/summary", headers=admin)
+        body = await r.json()
+        return body["sessions"]["held"], sum(m["sessions"] for m in body["mediators"])
+    before_held = await held()
+    async with db.session() as s:
+        row = await s.get(MediationSession, sid)
+        row.started_at, row.ended_at = dt.datetime.utcnow() - dt.timedelta(minutes=30), dt.datetime.utcnow()
+    analytics.clear_cache()  # written here without the audit entry a live room appends (the cache's key)
+    assert await held() == before_held
     # The case stays settled; the session is the court's, not the mediator's.
     r = await client.get(f"/api/v1/cases/{c.case_id}", headers=c.mediator)
     assert (await r.json())["case"]["status"] == "settled"

@@ -11,7 +11,8 @@ optionally of one institution; an institution's clerk sees only their institutio
   median with ``percentile_cont(0.5)``; SQLite has no such aggregate, so the per-case
   durations are numbered with ROW_NUMBER() and the middle one (or the mean of the middle two,
   as percentile_cont does for an even count) is taken, still in SQL;
-* sessions held (``started_at`` set) and the average length of the ended ones;
+* sessions held (``started_at`` set) and the average length of the ended ones (a court's online
+  review is the judge's session, not counted);
 * each mediator's workload: cases in the cohort, still open, settled, failed, sessions held;
 * early warning: per category, the month that contains ``to`` (pro-rated to a whole month
   when ``to`` is not its last day) against the average of the three months before it.
@@ -41,7 +42,7 @@ from sqlalchemy import Float, and_, cast, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import ValidationFailed
-from server.core.models import AuditEntry, AuditHead, Case, Institution, MediationSession, Rating, User
+from server.core.models import AuditEntry, AuditHead, Case, CourtReview, Institution, MediationSession, Rating, User
 from server.core.policy import Actor, case_scope, require_staff
 from server.core.workflow import OPEN_STATUSES
 from server.core.schemas import DATE_MESSAGE, parse_date
@@ -230,7 +231,9 @@ async def _sessions(s: AsyncSession, cohort) -> dict:
         select(Case.mediator_id, func.count(MediationSession.started_at), func.count(MediationSession.id).filter(ended),
                func.sum(length).filter(ended))
         .select_from(MediationSession).join(Case, Case.id == MediationSession.case_id)
-        .where(*cohort).group_by(Case.mediator_id))
+        # A court's online review is a session of the case, but the judge's, not the mediator's.
+        .where(*cohort, MediationSession.id.not_in(select(CourtReview.session_id)))
+        .group_by(Case.mediator_id))
     return {mid: (held, n_ended, float(secs or 0)) for mid, held, n_ended, secs in rows}
 
 
