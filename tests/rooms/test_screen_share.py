@@ -179,3 +179,32 @@ async def test_moving_the_sharer_ends_the_share(shares):
     assert screen_of(room, "alice") is not None
     await room.remove("alice")
     assert shares.events[-1] == ("alice", False, "left", None)
+
+
+async def test_a_renewed_connection_carries_the_share_on(shares):
+    """docs/protocol.md, "Coming back": the camera and the share, both VP8 video, are each carried
+    on by the m-line of their own role (a camera never takes over the parked share, nor back)."""
+    from .clients import Client
+
+    room = shares.room
+    m = await shares.join("mediator", "mediator")
+    a = await shares.join("alice")
+    screen_tr = add_screen(a)
+    await offer(a, screen=screen_tr)
+    before = {p.role: p for p in room.participant("alice").producers.values() if p.kind == "video"}
+    await wait_for(lambda: rows(m, before["screen"].id), what="the share at the mediator")
+    offers = m.offers
+    await a.close()
+    back = Client(room, "alice", shares.media)
+    shares.clients["alice"] = back
+    await room.renew("alice")
+    await back.publish()
+    screen_tr = add_screen(back)
+    await offer(back, screen=screen_tr)
+    after = {p.role: p for p in room.participant("alice").producers.values() if p.kind == "video"}
+    assert after == before and after["screen"].mid == screen_tr.mid and after["camera"].mid != screen_tr.mid
+    decoded = m.decoded_by_mid[rows(m, before["screen"].id)[0]["mid"]]
+    await wait_for(lambda: m.decoded_by_mid[rows(m, before["screen"].id)[0]["mid"]] > decoded + 5,
+                   timeout=10, what="the share decoded again after the renewal")
+    assert m.offers == offers  # the viewer was not renegotiated
+    assert [e for e in shares.events if not e[1]] == []  # the share never ended
