@@ -4,6 +4,8 @@ mediator (or the sharer) stops it on the server; bad offers are refused and chan
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from aiortc import RTCSessionDescription
 
@@ -208,3 +210,37 @@ async def test_a_renewed_connection_carries_the_share_on(shares):
                    timeout=10, what="the share decoded again after the renewal")
     assert m.offers == offers  # the viewer was not renegotiated
     assert [e for e in shares.events if not e[1]] == []  # the share never ended
+
+
+async def test_a_narrow_viewer_keeps_the_share_before_the_cameras(shares):
+    """rooms/adaptation.py: a share comes before every camera, the mediator's included."""
+    from rooms.adaptation import AUDIO_RESERVE
+
+    room = shares.room
+    m = await shares.join("mediator", "mediator")
+    a = await shares.join("alice")
+    bob = await shares.join("bob", publish=False)
+    screen_tr = add_screen(a)
+    await offer(a, screen=screen_tr)
+    share = screen_of(room, "alice")
+    cameras = [p for q in ("mediator", "alice") for p in room.participant(q).producers.values()
+               if p.kind == "video" and p.role == "camera"]
+    await wait_for(lambda: rows(bob, share.id) and all(bob.decoded["video"][q] >= 10 for q in ("mediator", "alice")),
+                   timeout=10, what="bob decodes every video")
+    rate = room.adaptation.rate_of
+    await wait_for(lambda: rate(share) > 0 and all(rate(c) > 0 for c in cameras), what="the rates measured")
+    audio = sum(rate(p) for q in ("mediator", "alice") for p in room.participant(q).producers.values() if p.kind == "audio")
+    # Room for one video only: the share, not the mediator's camera that would come first otherwise.
+    link = room.adaptation.link("bob")
+    link.estimate = AUDIO_RESERVE * audio + 1.3 * max([rate(share)] + [rate(c) for c in cameras])
+    link._cut_at, link._wait = time.monotonic(), 600.0  # just cut: nothing goes up yet
+    # From everything paused (what a link cut to this gives), so no level is kept by the slack.
+    link.levels = {p.id: "paused" for p in [share, *cameras]}
+    # What fits is the share alone: it, and no camera, waits to go up...
+    await wait_for(lambda: link._pending.get(share.id, 0) >= 2, what="the share waiting to go up")
+    assert all(link.levels.get(c.id) == "paused" for c in cameras)
+    # ...and goes up as soon as the wait after the cut is over, the cameras still paused.
+    link._wait = 0.0
+    await wait_for(lambda: link.levels.get(share.id) == "full", timeout=3, what="the share back in full")
+    assert all(link.levels.get(c.id) == "paused" for c in cameras), link.levels
+    await wait_for(lambda: bob.decoded_by_mid[rows(bob, share.id)[0]["mid"]] > 0, what="bob decodes the share")
