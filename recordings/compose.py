@@ -78,16 +78,19 @@ def compose(
         raise ValueError(f"session {session_key} has no playable recording")
 
     people: list[str] = []
+    tiles: list[tuple[str, Optional[str]]] = []  # a participant's camera; a screen share gets a tile of its own
     for f in sorted(files, key=lambda f: f.offset):
         if f.participant_id not in people:
             people.append(f.participant_id)
-    cols = columns or math.ceil(math.sqrt(len(people)))
-    rows = math.ceil(len(people) / cols)
+        if (f.participant_id, f.track) not in tiles:
+            tiles.append((f.participant_id, f.track))
+    cols = columns or math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
     width, height = cols * tw, rows * th
     total = max(f.end for f in files)
     fmt, vcodec, acodec = _OUTPUTS[ext]
 
-    videos = [_VideoTrack(store, [f for f in files if f.participant_id == p]) for p in people]
+    videos = [_VideoTrack(store, [f for f in files if (f.participant_id, f.track) == t]) for t in tiles]
     audios = [_AudioTrack(store, [f for f in files if f.participant_id == p]) for p in people]
     canvas = _Canvas(width, height)
     mixer = _Mixer(len(people))

@@ -130,6 +130,9 @@ class FileEntry:
     end_reason: str = "stopped"
     playable: bool = True
     error: Optional[str] = None
+    # "screen": the participant's screen share, a file of its own (docs/protocol.md, "Screen
+    # sharing"); None: their camera and microphone.
+    track: Optional[str] = None
 
     @property
     def kinds(self) -> list[str]:

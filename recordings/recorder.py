@@ -308,6 +308,9 @@ class _Tap:
 @dataclass
 class _Participant:
     id: str
+    # None: the participant's camera and microphone; "screen": their screen share, in files of
+    # its own (a share starting or ending does not cut the camera's file).
+    track: Optional[str] = None
     name: Optional[str] = None
     role: Optional[str] = None
     paused: bool = False
@@ -603,7 +606,7 @@ class SessionRecorder:
             raise RecordingError(f"producer {producer.id} is already being recorded")
         self._start_ticker()
         pid = producer.participant_id
-        participant = self._participant(pid)
+        participant = self._participant(pid, "screen" if producer.role == "screen" else None)
         room_participant = room.participants.get(pid)
         participant.name = name if name is not None else participant.name or getattr(room_participant, "name", None)
         participant.role = role if role is not None else participant.role or getattr(room_participant, "role", None)
@@ -637,25 +640,31 @@ class SessionRecorder:
         caucus that may not be recorded). Ends the current segment. Also valid
         before the participant publishes anything."""
         self._require_running()
-        participant = self._participant(participant_id)
-        participant.paused = True
-        self._close_segment(participant, "paused")
+        for participant in self._entries(participant_id):
+            participant.paused = True
+            self._close_segment(participant, "paused")
 
     def resume_participant(self, participant_id: str) -> None:
         """Record again; the next frames open a new segment (video from a keyframe,
         requested now)."""
         self._require_running()
-        participant = self._participant(participant_id)
-        if not participant.paused:
-            return
-        participant.paused = False
         now = time.monotonic()
-        for tap in participant.taps.values():
-            tap.want_keyframe(now)
+        for participant in self._entries(participant_id):
+            if not participant.paused:
+                continue
+            participant.paused = False
+            for tap in participant.taps.values():
+                tap.want_keyframe(now)
 
     def is_paused(self, participant_id: str) -> bool:
         participant = self._participants.get(participant_id)
         return bool(participant and participant.paused)
+
+    def _entries(self, participant_id: str) -> list[_Participant]:
+        """The participant's camera-and-microphone entry (made if need be) and their share's."""
+        main = self._participant(participant_id)
+        share = self._participants.get(f"{participant_id}\0screen")
+        return [main, share] if share is not None else [main]
 
     @property
     def recorded_producers(self) -> list[str]:
@@ -795,19 +804,22 @@ class SessionRecorder:
 
     # ------------------------------------------------------------------ segments
 
-    def _participant(self, participant_id: str) -> _Participant:
+    def _participant(self, participant_id: str, track: Optional[str] = None) -> _Participant:
         if not isinstance(participant_id, str) or not participant_id:
             raise ValueError(f"participant id must be a non-empty string, not {participant_id!r}")
-        participant = self._participants.get(participant_id)
+        key = participant_id if track is None else f"{participant_id}\0{track}"
+        participant = self._participants.get(key)
         if participant is None:
-            participant = self._participants[participant_id] = _Participant(participant_id)
+            participant = self._participants[key] = _Participant(participant_id, track)
+            if track is not None:  # a share made while its sharer is paused waits with them
+                participant.paused = self.is_paused(participant_id)
         return participant
 
     def _new_segment(self, participant: _Participant, wall_start: float) -> _Segment:
         taps = list(participant.taps.values())
         h264 = any(t.codec == "h264" for t in taps)
         container, ext = ("matroska", "mkv") if h264 else ("webm", "webm")
-        slug = _slug(participant.id)
+        slug = _slug(participant.id) + (f"-{participant.track}" if participant.track else "")
         n = self._counters.get(slug, 0)
         while True:
             n += 1
@@ -860,6 +872,8 @@ class SessionRecorder:
             tags[f"{TAG}NAME"] = participant.name
         if participant.role:
             tags[f"{TAG}ROLE"] = participant.role
+        if participant.track:
+            tags[f"{TAG}TRACK"] = participant.track
         spec = {
             "key": segment.key,
             "format": segment.container,
@@ -952,6 +966,7 @@ class SessionRecorder:
             participant_id=participant.id,
             name=participant.name,
             role=participant.role,
+            track=participant.track,
             segment=segment.n,
             container=segment.container,
             started_at=iso_time(segment.wall_start),

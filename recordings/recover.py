@@ -155,6 +155,7 @@ def _recover_file(
         participant_id=tags.get(f"{TAG}PARTICIPANT", slug or stem),
         name=tags.get(f"{TAG}NAME"),
         role=tags.get(f"{TAG}ROLE"),
+        track=tags.get(f"{TAG}TRACK"),
         segment=_int(tags.get(f"{TAG}SEGMENT", n)),
         container="matroska" if ext == "mkv" else "webm",
         started_at=iso_time(wall or 0),

@@ -15,7 +15,7 @@ of a VP8 stream published with L1T3: a quarter of the frames, about half the bit
 publisher's second, small encoding of the camera: a sixteenth of the pixels, a tenth of the
 bits; without it a 150 kbit/s link could show no video at all, since even layer 0 of the camera
 did not fit) or PAUSED, in priority order: the mediator's video first, then the others in the
-order they joined.
+order they joined; a shared screen (docs/protocol.md, "Screen sharing") comes before every camera.
 A viewer who asked for audio only gets no video at all.
 
 Each participant also gets a connection `quality` (good / fair / poor) from the loss and round
@@ -386,8 +386,9 @@ class Adaptation:
         flowing = any(link.levels.get(c.producer.id, FULL) != PAUSED for c in consumers if c.producer.kind == "video")
         link.observe(now, session.bytes_out(), reports_of(session.senders()), demand, flowing)
         session.hold_retransmits(self.enabled and link.over_budget())
+        # A shared screen first (like evidence, it is what everyone is looking at), then cameras.
         videos = sorted((c for c in consumers if c.producer.kind == "video"),
-                        key=lambda c: rank.get(c.producer.participant_id, (2, 0.0)))
+                        key=lambda c: (c.producer.role != "screen", rank.get(c.producer.participant_id, (2, 0.0))))
         levels = {pid: FULL for pid in (c.producer.id for c in videos)}
         if self.enabled:
             levels = link.allocate(now, audio, [(c.producer.id, *rates.get(c.producer.id, (0.0, None)),

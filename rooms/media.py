@@ -112,6 +112,8 @@ class Producer:
         # "small": the second, small encoding of a participant's camera. It is no producer of its
         # own to viewers or recorders: it hangs off the camera's producer (`small`), and a viewer
         # on a narrow link gets its packets on the camera's leg (Consumer.set_level(SMALL)).
+        # "screen": a shared screen or window, forwarded and recorded as a video of its own
+        # (docs/protocol.md, "Screen sharing"); "camera" for the camera and the microphone.
         self.role = role
         self.small: Optional[Producer] = None
         self.consumers: dict[str, Consumer] = {}
@@ -358,6 +360,7 @@ class Producer:
             "mid": self.mid,
             "track_id": self.track_id,
             "paused": self.paused,
+            "role": self.role,
         }
 
     def __repr__(self) -> str:

@@ -154,14 +154,23 @@ class PublishSession(_CandidateBuffer):
         configuration: RTCConfiguration,
         on_state: Callable[[str], None],
         on_closed_by_peer: Callable[[], None],
-        reclaim: Optional[Callable[[str, Any], Optional[Producer]]] = None,
+        reclaim: Optional[Callable[[str, Any, str], Optional[Producer]]] = None,
+        may_share: Optional[Callable[[], None]] = None,
     ) -> None:
         self.participant = participant
         self.pc = RTCPeerConnection(configuration)
-        # (kind, codec) -> a producer of the connection this one renews, to carry on (Room.renew).
+        # (kind, codec, role) -> a producer of the connection this one renews, to carry on (Room.renew).
         self._reclaim = reclaim
+        # Raises RoomError when this participant may not start a share now (Room: one per area).
+        self._may_share = may_share
         self._lock = asyncio.Lock()
         self._by_mid: dict[str, Producer] = {}
+        # mid -> role ("small", "screen") of every m-line that ever had one: an m-line keeps it.
+        self._roles: dict[str, str] = {}
+        # Screen m-lines whose share was stopped on the server (Room.stop_share): they share
+        # again only after an offer that turned them inactive, so a re-offer racing the stop
+        # (a camera toggle) does not start the share again.
+        self._stopped: set[str] = set()
         self.closed = False
         self._init_candidates()
 
@@ -180,9 +189,11 @@ class PublishSession(_CandidateBuffer):
                            ) -> tuple[RTCSessionDescription, list[Producer], list[Producer]]:
         """Apply the client's offer; return (answer, producers added, producers removed).
         `roles`: mid -> "small" for the m-line that carries the small encoding of the camera
-        (docs/protocol.md, "Link quality and adaptation"); the others are the camera and mic."""
+        (docs/protocol.md, "Link quality and adaptation"), "screen" for a shared screen
+        ("Screen sharing"); the others are the camera and mic. An m-line keeps its role in
+        later offers whether named again or not."""
         offer = _description(sdp, type_, "offer")
-        roles = dict(roles or {})
+        roles = {**self._roles, **(roles or {})}
         async with self._lock:
             if self.closed:
                 raise RoomError("gone", "the publish connection is closed")
@@ -237,13 +248,25 @@ class PublishSession(_CandidateBuffer):
                 raise RoomError("bad_sdp", "a re-offer must keep the existing m-lines in order")
         kinds = {m.rtp.muxId: m.kind for m in parsed.media}
         for mid, role in roles.items():
-            if role != "small" or kinds.get(mid) != "video":
+            if role not in ("small", "screen") or kinds.get(mid) != "video":
                 raise RoomError("bad_request", f"tracks: {mid!r} is no video m-line of the offer, or {role!r} no role")
-        if len(roles) > 1 or (roles and sum(1 for m, k in kinds.items() if k == "video" and m not in roles) != 1):
+        smalls = [m for m, r in roles.items() if r == "small"]
+        screens = [m for m, r in roles.items() if r == "screen"]
+        cameras = [m for m, k in kinds.items() if k == "video" and m not in roles]
+        if len(smalls) > 1 or (smalls and len(cameras) != 1):
             raise RoomError("bad_request", "tracks: one small encoding, beside exactly one camera m-line")
+        if len(screens) > 1:
+            raise RoomError("bad_request", "tracks: one screen m-line at most")
         for mid, producer in self._by_mid.items():
-            if (producer.role == "small") != (roles.get(mid) == "small") and mid in kinds:
+            if mid in kinds and producer.role != roles.get(mid, "camera"):
                 raise RoomError("bad_request", f"tracks: m-line {mid!r} cannot change its role")
+        for mid, role in self._roles.items():
+            if mid in kinds and roles.get(mid) != role:
+                raise RoomError("bad_request", f"tracks: m-line {mid!r} cannot change its role")
+        sending = {m.rtp.muxId for m in parsed.media if m.direction in ("sendonly", "sendrecv") and m.port != 0}
+        starts = [m for m in screens if m in sending and m not in self._by_mid and m not in self._stopped]
+        if starts and self._may_share is not None:
+            self._may_share()  # another share in the area: refused before anything changes
 
     def _reconcile(self, roles: dict[str, str]) -> tuple[list[Producer], list[Producer]]:
         added: list[Producer] = []
@@ -252,16 +275,21 @@ class PublishSession(_CandidateBuffer):
             mid = transceiver.mid
             receiving = transceiver.currentDirection in ("recvonly", "sendrecv")
             producer = self._by_mid.get(mid)
+            if not receiving:
+                self._stopped.discard(mid)
             if producer is not None and not receiving:
                 del self._by_mid[mid]
                 removed.append(producer)
-            elif producer is None and receiving:
+            elif producer is None and receiving and mid not in self._stopped:
                 tap = hooks.receiver_tap(transceiver.receiver)
                 codec = hooks.negotiated_codecs(transceiver)[0]
                 track = transceiver.receiver.track
                 track_id = track.id if track is not None else None
                 role = roles.get(mid, "camera")
-                reused = self._reclaim(transceiver.kind, codec) if self._reclaim is not None and role != "small" else None
+                if role != "camera":
+                    self._roles[mid] = role
+                reused = (self._reclaim(transceiver.kind, codec, role)
+                          if self._reclaim is not None and role != "small" else None)
                 if reused is not None:
                     reused.rebind(tap, mid, track_id)
                     self._by_mid[mid] = reused
@@ -277,7 +305,8 @@ class PublishSession(_CandidateBuffer):
                     track_id=track_id,
                     role=role,
                 )
-                producer.paused = self.participant.muted.get(transceiver.kind, False)
+                # A share is no camera: muting the camera does not pause it.
+                producer.paused = role != "screen" and self.participant.muted.get(transceiver.kind, False)
                 self._by_mid[mid] = producer
                 added.append(producer)
         return added, removed
@@ -285,6 +314,14 @@ class PublishSession(_CandidateBuffer):
     @property
     def producers(self) -> list[Producer]:
         return list(self._by_mid.values())
+
+    def drop(self, producer: Producer) -> None:
+        """The server stopped this producer (a share the mediator stopped): its m-line carries
+        nothing until the client's next offer turns it inactive."""
+        for mid, known in list(self._by_mid.items()):
+            if known is producer:
+                del self._by_mid[mid]
+                self._stopped.add(mid)
 
     async def close(self) -> list[Producer]:
         """Close the connection; its producers are returned, not closed (the caller decides)."""
@@ -525,6 +562,8 @@ class SubscribeSession(_CandidateBuffer):
                     "active": consumer is not None,
                     "producer_id": consumer.producer.id if consumer else None,
                     "participant_id": consumer.producer.participant_id if consumer else None,
+                    # "screen": a shared screen (shown large), else "camera" (docs/protocol.md).
+                    "role": consumer.producer.role if consumer else None,
                 }
             )
         return table

@@ -49,6 +49,9 @@ class Room:
       on_connection_state(participant_id, target, state)  "publish"/"subscribe", aiortc state
       on_producer_added(producer) / on_producer_removed(producer)   e.g. for recorders
       on_active_speaker(area, participant_id | None)   push `speaker.active` to the area
+      on_share(producer, started, reason, by)   a screen share began (reason None) or ended:
+          reason "stopped" (the sharer's page), "stopped_by" (`by` stopped it), "moved" (the
+          sharer changed area), "left", "connection" (its renewed connection did not carry it on)
 
     media_addresses: IP addresses announced to clients besides the host candidates
     aiortc gathers (the node's public addresses behind a 1:1 NAT; see announce.py).
@@ -66,6 +69,7 @@ class Room:
         on_producer_added: Callback = None,
         on_producer_removed: Callback = None,
         on_active_speaker: Callback = None,
+        on_share: Callback = None,
         media_addresses: Optional[list[str]] = None,
         adaptation: bool = True,
         forwarding: str = PACKETS,
@@ -91,6 +95,7 @@ class Room:
         self.on_producer_added = on_producer_added
         self.on_producer_removed = on_producer_removed
         self.on_active_speaker = on_active_speaker
+        self.on_share = on_share
         # Room tools (docs/protocol.md, "Room tools"): caucus timers (caucus id -> end, time.time()),
         # who the mediator holds muted (kept when they drop and come back), raise order.
         self.caucus_ends: dict[str, float] = {}
@@ -287,7 +292,7 @@ class Room:
         if kind == "video":
             participant.video_off_reason = reason if muted else None
         for producer in participant.producers.values():
-            if producer.kind == kind:
+            if producer.kind == kind and producer.role != "screen":  # a share is no camera
                 producer.set_paused(bool(muted))
         self._state_changed()
 
@@ -311,7 +316,7 @@ class Room:
         self.adaptation.forget(participant_id, list(participant.producers.values()))
         self._quality.pop(participant_id, None)
         for producer in list(participant.producers.values()):
-            self._close_producer(participant, producer)
+            self._close_producer(participant, producer, reason="left")
         # Others stop consuming what is gone and renegotiate.
         self._refresh_area(participant.area)
         results = []
@@ -430,7 +435,8 @@ class Room:
     async def handle_publish_offer(self, participant_id: str, sdp: Any, type: Any = "offer",
                                    tracks: Optional[dict[str, str]] = None) -> dict:
         """The client's `rtc.offer` on its publish connection -> {"sdp", "type"} answer.
-        `tracks`: mid -> "small" for the small encoding of the camera (PublishSession.handle_offer)."""
+        `tracks`: mid -> "small" for the small encoding of the camera, "screen" for a shared
+        screen (PublishSession.handle_offer; docs/protocol.md, "Screen sharing")."""
         participant = self.participant(participant_id)
         answer, added, removed = await self._publish_session(participant).handle_offer(sdp, type, tracks)
         if self.participants.get(participant_id) is not participant:
@@ -448,6 +454,8 @@ class Room:
                 continue
             participant.producers[producer.id] = producer
             self._emit(self.on_producer_added, producer)
+            if producer.role == "screen":
+                self._emit(self.on_share, producer, True, None, None)
         for producer in added:
             if producer.role == "small":
                 camera = next((p for p in participant.producers.values() if p.kind == "video" and not p.closed), None)
@@ -587,7 +595,8 @@ class Room:
                 make_configuration(self._ice_servers),
                 on_state=lambda state, pid=participant.id: self._connection_state(pid, "publish", state),
                 on_closed_by_peer=lambda pid=participant.id: self._publish_closed_by_peer(pid),
-                reclaim=lambda kind, codec, pid=participant.id: self._reclaim(pid, kind, codec),
+                reclaim=lambda kind, codec, role, pid=participant.id: self._reclaim(pid, kind, codec, role),
+                may_share=lambda pid=participant.id: self._check_share(pid),
             )
         return participant.publish
 
@@ -644,10 +653,11 @@ class Room:
             timer.cancel()
         return self._parked.pop(participant_id, [])
 
-    def _reclaim(self, participant_id: str, kind: str, codec: Any) -> Optional[Producer]:
+    def _reclaim(self, participant_id: str, kind: str, codec: Any, role: str = "camera") -> Optional[Producer]:
         parked = self._parked.get(participant_id) or []
         for producer in parked:
-            if (producer.kind == kind and not producer.closed and producer.mime == codec.mimeType.lower()
+            if (producer.kind == kind and producer.role == role and not producer.closed
+                    and producer.mime == codec.mimeType.lower()
                     and getattr(producer.codec, "parameters", None) == getattr(codec, "parameters", None)):
                 parked.remove(producer)
                 if not parked:
@@ -664,7 +674,7 @@ class Room:
         if participant is None or not leftovers:
             return
         for producer in leftovers:
-            self._close_producer(participant, producer)
+            self._close_producer(participant, producer, reason="connection")
         self._refresh_area(participant.area)
         self._state_changed()
 
@@ -705,6 +715,8 @@ class Room:
         if not moved:
             return
         for participant in moved:
+            # A share is meant for the area it began in: moving ends it (docs/protocol.md, "Screen sharing").
+            self._end_share(participant, "moved")
             participant.area = area
             if area == LOBBY:  # sent back to the lobby: waiting anew, hand down
                 participant.lobby_since, participant.hand = time.time(), None
@@ -724,10 +736,59 @@ class Room:
     def _camera_of(participant: Participant, small: Producer) -> Optional[Producer]:
         return next((p for p in participant.producers.values() if p.small is small), None)
 
-    def _close_producer(self, participant: Participant, producer: Producer) -> None:
-        participant.producers.pop(producer.id, None)
+    def _close_producer(self, participant: Participant, producer: Producer, *, reason: str = "stopped",
+                        by: Optional[str] = None) -> None:
+        if participant.producers.pop(producer.id, None) is None and producer.closed:
+            return
         producer.close()  # closes every consumer -> their slots go inactive
         self._emit(self.on_producer_removed, producer)
+        if producer.role == "screen":
+            self._emit(self.on_share, producer, False, reason, by)
+
+    # ------------------------------------------------------------------ screen sharing
+
+    @staticmethod
+    def share_of(participant: Participant) -> Optional[Producer]:
+        """The participant's live screen share, if any."""
+        return next((p for p in participant.producers.values() if p.role == "screen" and not p.closed), None)
+
+    def sharing(self, area: str) -> Optional[Participant]:
+        """Who shares a screen in `area` (one at a time)."""
+        return next((p for p in self.participants.values() if p.area == area and self.share_of(p)), None)
+
+    def _check_share(self, participant_id: str) -> None:
+        participant = self.participant(participant_id)
+        if participant.area == LOBBY:
+            raise RoomError("in_lobby", "You can share your screen once the mediator has let you in.")
+        other = self.sharing(participant.area)
+        if other is not None and other is not participant:
+            raise RoomError("bad_state", f"{other.name} is sharing a screen here; one share at a time "
+                                         "(the mediator can stop it).")
+
+    def stop_share(self, participant_id: str, *, by: Optional[str] = None) -> Producer:
+        """End a participant's share on the server: oneself, or anyone's by the mediator ("move").
+        The sharer's page is told to stop its capture (the on_share callback)."""
+        if by is not None and by != participant_id:
+            self._check_actor(by, "move")
+        participant = self.participant(participant_id)
+        producer = self.share_of(participant)
+        if producer is None:
+            raise RoomError("bad_state", f"{participant.name} is not sharing a screen.")
+        self._end_share(participant, "stopped_by", by or participant_id)
+        return producer
+
+    def _end_share(self, participant: Participant, reason: str, by: Optional[str] = None) -> None:
+        producer = self.share_of(participant)
+        if producer is None:
+            return
+        if participant.publish is not None:
+            participant.publish.drop(producer)
+        for parked in self._parked.values():
+            if producer in parked:
+                parked.remove(producer)
+        self._close_producer(participant, producer, reason=reason, by=by)
+        self._refresh_area(participant.area)
+        self._state_changed()
 
     def _consumer_closed(self, consumer: Consumer) -> None:
         self._delivered[(consumer.producer.participant_id, consumer.subscriber_id)] += consumer.frames

@@ -103,6 +103,9 @@ class Hub:
         # Called after each room.state push, and once more when the room ends (evidence_events.py
         # keeps what each page is shown in step with who is where).
         self.on_state: list[Callable[[LiveRoom], Awaitable[None]]] = []
+        # Called when a screen share begins or ends: (live, producer, started, reason, by)
+        # (signaling/screen_share.py tells the sharer's page and writes it down).
+        self.on_share: list[Callable[..., Awaitable[None]]] = []
         # Told how long each successful join took, in seconds (metrics).
         self.join_observers: list[Callable[[float], None]] = []
         # Where rooms live: this process only, or several nodes sharing Redis (signaling/cluster.py).
@@ -252,6 +255,13 @@ class Hub:
             if part.area == area:
                 await self.emit_to(live, pid, "speaker.active", {"participant_id": speaker, "area": area})
 
+    async def _share_changed(self, live: LiveRoom, producer, started: bool, reason, by) -> None:
+        for hook in self.on_share:
+            try:
+                await hook(live, producer, started, reason, by)
+            except Exception:  # noqa: BLE001 - an extension must not break the room
+                log.exception("on_share hook failed for room %s", live.room.id)
+
     def _area_of(self, live: LiveRoom, pid: str) -> str:
         p = live.room.participants.get(pid)
         return p.area if p else LOBBY
@@ -275,6 +285,8 @@ class Hub:
                     on_participant_removed=lambda pid, reason: None,
                     on_connection_state=lambda pid, target, state: log.debug("%s %s %s", pid, target, state),
                     on_active_speaker=lambda area, pid: self.speaker_active(holder["live"], area, pid),
+                    on_share=lambda producer, started, reason, by: self._share_changed(
+                        holder["live"], producer, started, reason, by),
                 )
                 live = holder["live"] = LiveRoom(room=room, session_id=p.session_id, case_id=p.case_id)
                 live.recording = RecordingController(self, live, self._recorder_factory(p.session_id))

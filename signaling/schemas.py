@@ -29,8 +29,9 @@ class Offer(Event):
     sdp: SDP
     type: Literal["offer"]
     # mid -> role of a publish m-line other than the camera and microphone: "small", the small
-    # encoding of the camera for viewers on narrow links (docs/protocol.md).
-    tracks: Optional[Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=32)], Literal["small"]],
+    # encoding of the camera for viewers on narrow links; "screen", a shared screen (docs/protocol.md).
+    tracks: Optional[Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=32)],
+                                    Literal["small", "screen"]],
                                Field(max_length=4)]] = None
 
 

@@ -1,5 +1,6 @@
 """The socket.io server on the aiohttp app: the hub (signaling/hub.py) with the event modules
-that extend it (agreement_events.py, procedure_events.py, room_tools.py, evidence_events.py). Called by server/http/app.py."""
+that extend it (agreement_events.py, procedure_events.py, room_tools.py, evidence_events.py,
+screen_share.py). Called by server/http/app.py."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from typing import Any
 import socketio
 
 from server.core import jsonin
-from signaling import agreement_events, evidence_events, procedure_events, room_tools
+from signaling import agreement_events, evidence_events, procedure_events, room_tools, screen_share
 from signaling.hub import Hub
 
 MAX_MESSAGE_BYTES = 512 * 1024  # one Engine.IO message (an SDP offer is at most 200 KB)
@@ -82,4 +83,5 @@ def create_socketio(app, db, settings) -> Hub:
     procedure_events.install(hub)
     room_tools.install(hub)
     evidence_events.install(hub)
+    screen_share.install(hub)
     return hub

@@ -238,6 +238,71 @@ async def test_a_track_added_later_starts_a_new_file_that_has_both(harness, stor
     assert (video.width, video.height) == (160, 120) and video.frames > 30
 
 
+async def test_a_screen_share_is_its_own_file_and_leaves_the_camera_file_whole(harness, store, tmp_path):
+    """docs/protocol.md, "Screen sharing": the share is remuxed like any track, into files of its
+    own (track "screen"), so starting and stopping it does not cut the sharer's camera file."""
+    from aiortc import RTCSessionDescription
+
+    from tests.rooms.clients import EncodedTrack
+
+    from .conftest import log_sends
+
+    recorder = SessionRecorder(store, "case-13/s1")
+    record_everything(harness, recorder)
+    recorder.pause_participant("hank")  # no consent: not even his share may be written
+    pub = await join_logged(harness, "gina")
+    await join_logged(harness, "hank")
+    harness.room.move("hank", harness.room.create_caucus("Hank alone"))  # one share per area
+    await asyncio.sleep(0.8)
+
+    async def share(pid: str, on: bool, transceiver=None):
+        client = harness.clients[pid]
+        if transceiver is None:
+            track = EncodedTrack("video", harness.media.vp8)
+            transceiver = client.pub.addTransceiver(track, direction="sendonly")
+            client._watch_rtcp(transceiver.sender, track)
+            transceiver.sent = []
+            log_sends(track, transceiver.sent)
+        transceiver.direction = "sendonly" if on else "inactive"
+        await client.pub.setLocalDescription(await client.pub.createOffer())
+        answer = await harness.room.handle_publish_offer(
+            pid, client.pub.localDescription.sdp, "offer", {transceiver.mid: "screen"} if on else None)
+        await client.pub.setRemoteDescription(RTCSessionDescription(**answer))
+        return transceiver
+
+    gina_screen = await share("gina", True)
+    await share("hank", True)
+    await asyncio.sleep(1.5)
+    await share("gina", False, gina_screen)
+    await asyncio.sleep(0.5)
+    manifest = await recorder.stop()
+
+    assert {f.participant_id for f in manifest.files} == {"gina"}
+    camera = [f for f in manifest.files if f.track is None]
+    screen = [f for f in manifest.files if f.track == "screen"]
+    assert len(camera) == 1 and len(screen) == 1, [(f.key, f.track) for f in manifest.files]
+    (camera,), (screen,) = camera, screen
+    assert camera.key == "case-13/s1/gina-1.webm" and camera.end_reason == "stopped"
+    assert sorted(s.kind for s in camera.streams) == ["audio", "video"]
+    assert screen.key == "case-13/s1/gina-screen-1.webm" and screen.end_reason == "producer_closed"
+    assert [s.kind for s in screen.streams] == ["video"] and screen.streams[0].frames > 20
+    # The share's frames are the very bytes its track sent, as for a camera.
+    got = [d for _, d in demux(store, screen.key)["video"]]
+    sent = [d for _, d in gina_screen.sent]
+    start = sent.index(got[0])
+    assert got == sent[start:start + len(got)]
+    cam_got = [d for _, d in demux(store, camera.key)["video"]]
+    cam_sent = [d for _, d in pub.video]
+    cam_start = cam_sent.index(cam_got[0])
+    assert cam_got == cam_sent[cam_start:cam_start + len(cam_got)]  # one file, no cut at the share
+    # The file says what it is, for recovery after a crash too.
+    with store.open_read(screen.key) as fh, av.open(fh) as container:
+        assert container.metadata.get("MEDIATION_TRACK") == "screen"
+    # The export gives the share a tile of its own beside the camera's.
+    result = compose(store, "case-13/s1", tmp_path / "out.webm", tile=(160, 90), fps=5, manifest=manifest)
+    assert (result.width, result.height) == (320, 90) and result.participants == ["gina"]
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

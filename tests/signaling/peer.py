@@ -23,7 +23,7 @@ class Peer:
               # room tools (signaling/room_tools.py, the transcript in signaling/procedure_events.py)
               "lobby.message", "hand.raised", "released", "caucus.broadcast", "caucus.knocked", "speaker.active",
               "transcript.entry", "transcript.deleted", "transcript.review", "transcript.signoff",
-              "transcript.finalized")
+              "transcript.finalized", "screen.stopped")
 
     def __init__(self, base_url: str, token: str, media=None, *, rejoin: bool = False, fallback: tuple = (),
                  relay_only: bool = False, resume: str | None = None):

@@ -11,6 +11,8 @@ export var AUDIO_MAX_BITRATE = 48000;
 // The camera's second, small encoding (a quarter of the width and height) that the
 // server forwards to viewers whose link is too narrow for the camera's own stream.
 export var SMALL_VIDEO_BITRATE = 60000;
+// A shared screen (docs/protocol.md, "Screen sharing"): text must stay readable.
+export var SCREEN_MAX_BITRATE = 1200000;
 export var ACK_MS = 10000;
 export var STORE_KEY = CFG ? "mediation-room-entered:" + CFG.token.slice(-24) : null;
 // The secret binding this link to this device (docs/protocol.md, "One device per link"): kept

@@ -20,7 +20,8 @@
 /*   transcript.js the e-transcript tab     lobbytools.js lobby messages, waits, back to the lobby
  *   hands.js    raised hands              floor.js    mute all, held, the active speaker
  *   caucustools.js caucus timers, broadcast, knock
- *   evidence.js evidence on screen, adding evidence live */
+ *   evidence.js evidence on screen, adding evidence live
+ *   share.js    sharing my screen, a shared screen shown large */
 import { CFG, STORE_KEY } from "./config.js";
 import { $ } from "./dom.js";
 import { R } from "./state.js";
@@ -45,6 +46,7 @@ import { wireHands } from "./hands.js";
 import { wireFloor } from "./floor.js";
 import { wireCaucusTools } from "./caucustools.js";
 import { wireEvidence } from "./evidence.js";
+import { wireShare } from "./share.js";
 
 function start() {
   window.mediationRoom = R;
@@ -68,6 +70,7 @@ function start() {
   wireFloor();
   wireCaucusTools();
   wireEvidence();
+  wireShare();
   // Enter with audio only (offered when the link check finds video may not work): no video
   // received, and my camera stays off until I turn it on.
   wireLinkCheck(function () { wantAudioOnly(true); setOn("video", false, { local: true }); enter(); });

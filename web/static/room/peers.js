@@ -2,18 +2,23 @@
  * by me, with VP8/Opus preferred and bitrate caps) and subscribe (everyone else, offered by the
  * server and answered here, one at a time). The server's track table maps each mid to a
  * participant: one MediaStream per remote participant, which the grid shows. */
-import { VIDEO_MAX_BITRATE, AUDIO_MAX_BITRATE, SMALL_VIDEO_BITRATE, canPublishRole } from "./config.js";
+import { VIDEO_MAX_BITRATE, AUDIO_MAX_BITRATE, SMALL_VIDEO_BITRATE, SCREEN_MAX_BITRATE, canPublishRole } from "./config.js";
 import { R } from "./state.js";
 import { showError } from "./toasts.js";
 import { media } from "./devices.js";
 import { call, isJoined, joined, hardRejoin, iceServers } from "./signal.js";
 import { renderGrid, detachStreams } from "./grid.js";
+import { renderShare, shareRefused } from "./share.js";
 
-var pubTransceivers = {};      // audio / video / small -> RTCRtpTransceiver on the publish connection
+var pubTransceivers = {};      // audio / video / small / screen -> RTCRtpTransceiver on the publish connection
 var pubChain = Promise.resolve();
 var offerQueue = [];
 var offerBusy = false;
 export var remote = new Map(); // participant id -> {stream, audio, video}
+export var shares = new Map(); // participant id -> the video track of their screen share
+// My screen share's track (share.js), published on an m-line of its own named "screen".
+var screenTrack = null;
+export function setScreenTrack(track) { screenTrack = track || null; }
 var trackTable = [];
 
 function pcConfig() { return { iceServers: iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" }; }
@@ -52,7 +57,9 @@ export function teardownPeers() {
   offerQueue = [];
   trackTable = [];
   remote.forEach(function (_v, pid) { remote.delete(pid); });
+  shares.clear();
   detachStreams();
+  renderShare();
 }
 
 /* Video goes out with three temporal layers (L1T3) where the browser can: the server then
@@ -82,7 +89,34 @@ function addSmallTransceiver(pc, track) {
 }
 
 function maxBitrateOf(key) {
+  if (key === "screen") { return SCREEN_MAX_BITRATE; }
   return key === "small" ? SMALL_VIDEO_BITRATE : key === "video" ? VIDEO_MAX_BITRATE : AUDIO_MAX_BITRATE;
+}
+
+/* My screen share: its own m-line, added by a re-offer and named "screen" in `tracks`; stopping
+ * turns the m-line inactive (the server closes the share), sharing again reuses it
+ * (docs/protocol.md, "Screen sharing"). Returns whether the connection must be renegotiated. */
+async function syncScreen(pc) {
+  var tr = pubTransceivers.screen;
+  if (screenTrack && !tr) {
+    tr = pc.addTransceiver(screenTrack, { direction: "sendonly", sendEncodings: [{ maxBitrate: SCREEN_MAX_BITRATE }] });
+    preferCodec(tr, "video");
+    pubTransceivers.screen = tr;
+    return true;
+  }
+  if (!tr) { return false; }
+  if (screenTrack && (tr.direction !== "sendonly" || tr.sender.track !== screenTrack)) {
+    await tr.sender.replaceTrack(screenTrack);
+    if (tr.direction === "sendonly") { return false; }   // another window: no renegotiation
+    tr.direction = "sendonly";
+    return true;
+  }
+  if (!screenTrack && tr.direction !== "inactive") {
+    await tr.sender.replaceTrack(null);
+    tr.direction = "inactive";
+    return true;
+  }
+  return false;
 }
 
 function preferCodec(transceiver, kind) {
@@ -136,16 +170,28 @@ async function doPublish() {
       await tr.sender.replaceTrack(track || null);   // a device switch: no renegotiation
     }
   }
+  var startingScreen = !!screenTrack && !(pubTransceivers.screen && pubTransceivers.screen.direction === "sendonly");
+  if (await syncScreen(pc)) { added = true; } else { startingScreen = false; }
   if (!added) { return; }
   var offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   var msg = { sdp: pc.localDescription.sdp, type: "offer" };
-  var small = pubTransceivers.small;
-  if (small && small.mid) { msg.tracks = {}; msg.tracks[small.mid] = "small"; }
+  var small = pubTransceivers.small, screen = pubTransceivers.screen;
+  if ((small && small.mid) || (screen && screen.mid && screen.direction === "sendonly")) { msg.tracks = {}; }
+  if (small && small.mid) { msg.tracks[small.mid] = "small"; }
+  if (screen && screen.mid && screen.direction === "sendonly") { msg.tracks[screen.mid] = "screen"; }
   var ack = await call("rtc.offer", msg, 15000);
   if (pc !== R.pubPc) { return; }
   if (!ack.ok) {
     showError(ack.error);
+    if (startingScreen) {
+      // Refused (someone else shares in my area): back to the last agreed description, no share.
+      try { await pc.setLocalDescription({ type: "rollback" }); } catch (e) { /* nothing to roll back */ }
+      screenTrack = null;
+      if (screen) { try { await screen.sender.replaceTrack(null); screen.direction = "inactive"; } catch (e) { /* stopped */ } }
+      shareRefused(ack.error);
+      return;
+    }
     if (ack.error && (ack.error.code === "timeout" || ack.error.code === "internal_error")) { hardRejoin("publish"); }
     return;
   }
@@ -195,11 +241,12 @@ async function answerOffer(pc, msg) {
 function rebuildRemote(pc) {
   var byMid = {};
   pc.getTransceivers().forEach(function (tr) { if (tr.mid !== null) { byMid[tr.mid] = tr; } });
-  var want = new Map();
+  var want = new Map(), nowShared = new Map();
   trackTable.forEach(function (row) {
     if (!row || !row.active || !row.participant_id) { return; }
     var tr = byMid[row.mid];
     if (!tr || !tr.receiver || !tr.receiver.track) { return; }
+    if (row.role === "screen") { nowShared.set(row.participant_id, tr.receiver.track); return; }   // shown large (share.js)
     var entry = want.get(row.participant_id) || { audio: null, video: null };
     entry[row.kind === "audio" ? "audio" : "video"] = tr.receiver.track;
     want.set(row.participant_id, entry);
@@ -211,5 +258,8 @@ function rebuildRemote(pc) {
     entry.stream = new MediaStream([entry.audio, entry.video].filter(Boolean));
     remote.set(pid, entry);
   });
+  shares.clear();
+  nowShared.forEach(function (track, pid) { shares.set(pid, track); });
   renderGrid();
+  renderShare();
 }
