@@ -43,6 +43,13 @@ from signaling.recording import ConsentError, RecordingController
 log = logging.getLogger("mediation.signaling")
 
 RECONNECT_GRACE = 120.0  # seconds a dropped participant may come back on a single-use link
+# Events one connection may send: a burst of EVENT_BURST, then EVENT_RATE a second. A page sends
+# a few a second at most (its ICE candidates come in a burst of ten or so); past that a flood is
+# answered `rate_limited` and not handled, so one page cannot keep the room's loop busy.
+EVENT_BURST, EVENT_RATE = 60, 20.0
+# A participant calls the mediator (help.request, caucus.knock) once in this many seconds: the
+# mediator has been told; more would only bury their screen in the same notice.
+CALL_INTERVAL = 10.0
 EMPTY_ROOM_GRACE = 600.0  # seconds an empty room is kept before its memory is let go
 # A connection that drops without a `leave` keeps its place this long: its tile shows
 # "reconnecting", its producers keep their consumers, and a join with the same link within
@@ -90,6 +97,8 @@ class Hub:
         self.rooms: dict[str, LiveRoom] = {}
         self.by_sid: dict[str, tuple[str, str]] = {}  # socket id -> (room id, participant id)
         self.device_sids: dict[str, str] = {}  # socket id of a waiting second device -> room id
+        self._budget: dict[str, list[float]] = {}  # socket id -> [events it may still send, when counted]
+        self._calls: dict[tuple[str, str, str], float] = {}  # (room, participant, kind) -> when it called
         self._create_lock = asyncio.Lock()
         self.empty_room_grace = EMPTY_ROOM_GRACE
         self.reconnect_grace = RECONNECT_GRACE
@@ -160,8 +169,35 @@ class Hub:
         self.events[name] = (model, needs_join)
         self.sio.on(name, self._wrap(name, model, fn, needs_join))
 
+    def _spend(self, sid: str) -> bool:
+        """One event of this connection's budget (EVENT_BURST, EVENT_RATE); False when spent."""
+        now = time.monotonic()
+        budget = self._budget.get(sid)
+        if budget is None:
+            budget = self._budget[sid] = [float(EVENT_BURST), now]
+        budget[0] = min(float(EVENT_BURST), budget[0] + (now - budget[1]) * EVENT_RATE)
+        budget[1] = now
+        if budget[0] < 1.0:
+            return False
+        budget[0] -= 1.0
+        return True
+
+    def call_refused(self, live: "LiveRoom", pid: str, kind: str) -> dict | None:
+        """None, and the call counted, if `pid` may call the mediator now (CALL_INTERVAL);
+        else the refusal to answer with."""
+        now, key = time.monotonic(), (live.room.id, pid, kind)
+        wait = self._calls.get(key, -CALL_INTERVAL) + CALL_INTERVAL - now
+        if wait > 0:
+            return fail("rate_limited", f"The mediator has been told; you can ask again in {int(wait) + 1} s.")
+        if len(self._calls) > 10000:  # forget old calls; a call older than the interval counts for nothing
+            self._calls = {k: t for k, t in self._calls.items() if now - t < CALL_INTERVAL}
+        self._calls[key] = now
+        return None
+
     def _wrap(self, name: str, model: type[BaseModel], fn, needs_join: bool):
         async def handler(sid, data=None):
+            if not self._spend(sid):
+                return fail("rate_limited", "Too many requests from this page at once; wait a moment.")
             if isinstance(data, TooDeep):  # the payload was refused unparsed (signaling/server.py)
                 return fail("bad_request", f"The '{name}' payload is nested too deeply (at most {data.limit} levels).")
             if data is None:
@@ -201,6 +237,7 @@ class Hub:
 
     async def _on_disconnect(self, sid, reason=None):
         self.pending.pop(sid, None)
+        self._budget.pop(sid, None)
         waiting_in = self.device_sids.pop(sid, None)
         if waiting_in is not None and waiting_in in self.rooms:
             live = self.rooms[waiting_in]
@@ -853,6 +890,9 @@ class Hub:
     async def help_request(self, sid, live: LiveRoom, pid: str, data: ev.Empty) -> dict:
         if self._area_of(live, pid) == LOBBY:  # only admitted participants ask (docs/protocol.md)
             return fail("in_lobby", "You can ask for help once the mediator has let you in.")
+        refused = self.call_refused(live, pid, "help")
+        if refused:
+            return refused
         p = live.passes[pid]
         await self.to_grant_holders(live, "admit", "help.requested",
                                      {"participant_id": pid, "name": p.name, "where": self._area_of(live, pid)})

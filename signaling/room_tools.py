@@ -155,6 +155,9 @@ class RoomTools:
             return fail("in_lobby", "You can knock once the mediator has let you in.")
         if area == MAIN or area not in live.room.caucuses:
             return fail("bad_state", "Knocking is for asking the mediator into a caucus.")
+        refused = self.hub.call_refused(live, pid, "knock")
+        if refused:
+            return refused
         out = {"participant_id": pid, "name": live.passes[pid].name, "caucus_id": area,
                "caucus": live.room.caucuses[area], "at": _now()}
         told = 0

@@ -127,6 +127,11 @@ async def test_help_from_the_lobby_is_refused_and_reaches_nobody(live, media):
         assert (await party.call("help.request"))["ok"]
         await wait_for(lambda: mediator.events["help.requested"], what="help requested")
         assert mediator.events["help.requested"][0]["participant_id"] == party.me["id"]
+        # Asking again at once: the mediator has been told; refused and not written twice.
+        again = await party.call("help.request")
+        assert again["error"]["code"] == "rate_limited", again
+        await asyncio.sleep(0.3)
+        assert len(mediator.events["help.requested"]) == 1
     finally:
         await party.close()
         await mediator.close()
@@ -134,3 +139,33 @@ async def test_help_from_the_lobby_is_refused_and_reaches_nobody(live, media):
         helped = (await s.execute(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "participant.help_requested"))).scalar_one()
     assert helped == 1
+
+
+async def test_a_flood_of_events_from_one_page_is_refused_and_the_room_goes_on(live, media):
+    """Past its burst a connection's events are answered rate_limited unhandled (signaling/hub.py,
+    EVENT_BURST, EVENT_RATE): 200 chat messages at once store and deliver the first burst only;
+    the page can talk again a moment later, and another page was never slowed."""
+    from signaling.hub import EVENT_BURST
+
+    mediator = Peer(live.url, await live.token("mediator"), media)
+    party = Peer(live.url, await live.token("party", party_id=live.party_ids[0]), media)
+    try:
+        assert (await mediator.join())["ok"]
+        assert (await party.join())["ok"]
+        assert (await mediator.call("lobby.admit", {"participant_id": party.me["id"]}))["ok"]
+        await wait_for(lambda: party.state and len(party.state["participants"]) == 2, what="party admitted")
+        _, chat_before = await _counts(live.db, live.session_id)
+        acks = await asyncio.gather(*[party.call("chat.send", {"text": f"第{i}条"}) for i in range(200)])
+        sent = [a for a in acks if a["ok"]]
+        refused = [a for a in acks if not a["ok"]]
+        assert EVENT_BURST - 5 <= len(sent) <= EVENT_BURST + 15, len(sent)  # the burst, plus what refilled meanwhile
+        assert refused and all(a["error"]["code"] == "rate_limited" for a in refused), refused[:1]
+        _, chat_after = await _counts(live.db, live.session_id)
+        assert chat_after - chat_before == len(sent)
+        # The mediator's own connection has its own budget.
+        assert (await mediator.call("chat.send", {"text": "请一条一条发"}))["ok"]
+        await asyncio.sleep(0.5)
+        assert (await party.call("chat.send", {"text": "好的"}))["ok"]
+    finally:
+        await party.close()
+        await mediator.close()

@@ -170,6 +170,11 @@ async def test_caucus_timer_broadcast_and_knock(live, media):
         await wait_for(lambda: mediator.events["caucus.knocked"], what="the mediator hears the knock")
         knock = mediator.events["caucus.knocked"][0]
         assert knock["caucus"] == "与申请人单独谈" and knock["caucus_id"] == caucus and knock["participant_id"] == aid
+        # Knocking again at once tells the mediator nothing new: refused, nothing sent, nothing written.
+        again = await a.call("caucus.knock")
+        assert again["error"]["code"] == "rate_limited" and "10 s" in again["error"]["message"], again
+        await asyncio.sleep(0.3)
+        assert len(mediator.events["caucus.knocked"]) == 1
     finally:
         for p in (b, a, mediator):
             await p.close()
