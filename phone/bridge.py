@@ -118,7 +118,7 @@ class RoomLink:
 
     async def _on_state(self, state=None) -> None:
         me = self.me and next((x for x in (state or {}).get("participants", []) if x.get("id") == self.me["id"]), None)
-        if me and me.get("area") not in (None, "lobby"):
+        if me and me.get("where") not in (None, "lobby"):
             self.admitted.set()
 
     async def _on_offer(self, offer=None) -> None:

@@ -30,6 +30,7 @@ MAX_WRONG = 3
 DIGIT_TIMEOUT = 10.0      # seconds of keypad silence before the prompt is repeated
 NUMBER_MAX = 12
 ANSWER_TIMEOUT = 32.0     # 64*T1: no ACK by then, the call is given up
+LOBBY_REPEAT = 30.0       # seconds between waiting prompts in the lobby
 
 
 @dataclass
@@ -237,26 +238,33 @@ class Call:
         silence = g711.encode(np.zeros(rtp.FRAME, np.int16), self.offer.codec)
         at = loop.time()
         while not self.ended.is_set():
-            frame = None
-            if self._prompt is not None:
-                frame = self._prompt[self._prompt_at:self._prompt_at + rtp.FRAME]
-                self._prompt_at += rtp.FRAME
-                if self._prompt_at >= len(self._prompt):
-                    self._stop_prompt()
-                if len(frame) < rtp.FRAME:
-                    frame = np.concatenate([frame, np.zeros(rtp.FRAME - len(frame), np.int16)])
-            mixed = self.mix.pull()
-            if frame is None and mixed is not None:
-                frame = mixed
-                self.heard_from_room += 1
-            payload = g711.encode(frame, self.offer.codec) if frame is not None else silence
-            if self.rtp_transport is not None:
-                self.rtp_transport.sendto(rtp.build(self.offer.codec, self.seq, self.ts, self.ssrc, payload),
-                                          self.remote_media)
-            self.seq = (self.seq + 1) & 0xFFFF
-            self.ts = (self.ts + rtp.FRAME) & 0xFFFFFFFF
+            try:
+                self._tick(silence)
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the call's clock
+                log.exception("call %s: a media frame failed", self.call_id)
             at += 0.02
             await asyncio.sleep(max(0.0, at - loop.time()))
+
+    def _tick(self, silence: bytes) -> None:
+        """One 20 ms frame: the prompt being played, else the room's mix, else silence."""
+        frame = None
+        if self._prompt is not None:
+            frame = self._prompt[self._prompt_at:self._prompt_at + rtp.FRAME]
+            self._prompt_at += rtp.FRAME
+            if self._prompt_at >= len(self._prompt):
+                self._stop_prompt()
+            if len(frame) < rtp.FRAME:
+                frame = np.concatenate([frame, np.zeros(rtp.FRAME - len(frame), np.int16)])
+        mixed = self.mix.pull()
+        if frame is None and mixed is not None:
+            frame = mixed
+            self.heard_from_room += 1
+        payload = g711.encode(frame, self.offer.codec) if frame is not None else silence
+        if self.rtp_transport is not None:
+            self.rtp_transport.sendto(rtp.build(self.offer.codec, self.seq, self.ts, self.ssrc, payload),
+                                      self.remote_media)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + rtp.FRAME) & 0xFFFFFFFF
 
     def _stop_prompt(self) -> None:
         self._prompt = None
@@ -268,7 +276,11 @@ class Call:
             return
         self._prompt_done = asyncio.Event()
         self._prompt, self._prompt_at = samples, 0
-        await self._prompt_done.wait()
+        try:  # the media clock ends it; the timeout only guards against a clock that stopped
+            await asyncio.wait_for(self._prompt_done.wait(), len(samples) / 8000 + 2.0)
+        except asyncio.TimeoutError:
+            log.warning("call %s: a prompt did not finish playing", self.call_id)
+            self._stop_prompt()
 
     async def collect(self, prompt: np.ndarray, *, max_len: int = NUMBER_MAX, tries: int = 3) -> str | None:
         """Keys up to '#' (or max_len keys), after the prompt; the prompt is repeated after silence."""
@@ -380,11 +392,20 @@ class Call:
         else:
             return "refused"
         await self.link.publish()
+        gone_task = asyncio.ensure_future(self.link.gone())
         if ack.get("in_lobby"):
-            await self.say(p.speech("waiting"), barge=False)
-            await self.link.admitted.wait()
-            await self.say(p.speech("admitted"), barge=False)
-        gone = await self.link.gone()
+            # The waiting prompt again every LOBBY_REPEAT s, cut short when admitted (or denied).
+            while not self.link.admitted.is_set() and not gone_task.done():
+                playing = asyncio.ensure_future(self.say(p.speech("waiting"), barge=False))
+                admitted = asyncio.ensure_future(self.link.admitted.wait())
+                await asyncio.wait([admitted, gone_task], timeout=LOBBY_REPEAT)
+                admitted.cancel()
+                if self.link.admitted.is_set() or gone_task.done():
+                    self._stop_prompt()
+                await playing
+            if not gone_task.done():
+                await self.say(p.speech("admitted"), barge=False)
+        gone = await gone_task
         if gone == "session_ended":
             await self.say(p.speech("ended"), barge=False)
         elif gone:
