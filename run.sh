@@ -75,12 +75,14 @@ start_redis() {
 
 case "${1:-}" in
   demo)
+    apt_install espeak-ng  # the telephone's spoken prompts (SIP_LISTEN)
     python_env app
     shift
     exec "$VENV/bin/mediation" serve --demo "$@"
     ;;
   test)
-    apt_install chromium firefox-esr pulseaudio fonts-noto-cjk poppler-utils postgresql redis-server coturn iproute2 nftables nginx
+    apt_install chromium firefox-esr pulseaudio fonts-noto-cjk poppler-utils postgresql redis-server coturn iproute2 nftables nginx \
+      espeak-ng sip-tester
     start_postgres
     start_redis
     python_env test

@@ -85,6 +85,9 @@ class Settings:
     followup_days: int = 30
     followup_failed_days: int = 15
     performance_reminder_days: tuple[int, ...] = (7, 1)
+    # SIP_LISTEN: the telephone endpoint a PBX or trunk sends calls to, e.g. "udp:0.0.0.0:5060"
+    # (docs/protocol.md, "Telephone (SIP)"); empty: no telephone.
+    sip_listen: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -133,6 +136,7 @@ class Settings:
             followup_days=os.environ.get("FOLLOWUP_DAYS", "30"),
             followup_failed_days=os.environ.get("FOLLOWUP_FAILED_DAYS", "15"),
             performance_reminder_days=os.environ.get("PERFORMANCE_REMINDER_DAYS", "7,1"),
+            sip_listen=os.environ.get("SIP_LISTEN", "").strip(),
         )
         values.update(overrides)
         try:  # a typo here would otherwise refuse every join, not the start
@@ -163,9 +167,14 @@ class Settings:
             values["performance_reminder_days"] = parse_day_list(values["performance_reminder_days"])
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
+        if values["sip_listen"] and not _SIP_LISTEN.fullmatch(values["sip_listen"]):
+            raise SystemExit(f"SIP_LISTEN: expected udp:HOST:PORT (e.g. udp:0.0.0.0:5060), not {values['sip_listen']!r}")
         if not values.get("node_url"):
             values["node_url"] = values["public_url"]
         return cls(**values)
+
+
+_SIP_LISTEN = re.compile(r"udp:(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]+):(\d{1,5})")
 
 
 _TURN_URL = re.compile(r"^(turns?):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"

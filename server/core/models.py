@@ -188,6 +188,8 @@ class MediationSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # The session number a caller keys in by telephone (services/sessions.py, dial_in).
+    dial_in: Mapped[str | None] = mapped_column(String(12), unique=True, nullable=True)
 
 
 class Invite(Base):
@@ -215,6 +217,11 @@ class Invite(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # The link's personal PIN for joining by telephone, as a keyed digest (never the PIN), and the
+    # participant id its token names, so a call is the same participant as the link.
+    pin_digest: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    participant_id: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    pin = None  # the PIN in clear, only on the object issue_invite returns (shown once, like the link)
 
 
 class AuditEntry(Base):

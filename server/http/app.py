@@ -15,6 +15,7 @@ from server.core.errors import AppError, Forbidden
 from server.core.i18n import pick_lang, translator
 from server.core.policy import ANONYMOUS, Actor
 from server.http import health, metrics
+from server.http.phone import make_endpoint
 from server.http.api.base import SESSION_COOKIE
 from server.http.api.routes import api
 from server.http.client import keep_devices
@@ -168,6 +169,8 @@ def create_app(settings, *, db: Database | None = None, clock=None) -> web.Appli
     attach_live(system, app["hub"])
     health.setup(app)
     metrics.setup(app)
+    # The telephone (SIP_LISTEN): its callers join through this node's own socket.io, like a page.
+    app["phone"] = make_endpoint(system) if settings.sip_listen else None
 
     async def start(app):
         # What a killed process was recording is finalised and attached before anyone joins.
@@ -175,10 +178,17 @@ def create_app(settings, *, db: Database | None = None, clock=None) -> web.Appli
         if found:
             log.warning("recovered interrupted recordings: %s", ", ".join(found))
         await system.start_workers()
+        if app["phone"] is not None:
+            await app["phone"].start()
+
+    async def stop_phone(app):
+        if app["phone"] is not None:  # calls leave their rooms before the hub closes them
+            await app["phone"].stop()
 
     async def stop(app):
         await system.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.insert(0, stop_phone)
     app.on_cleanup.append(stop)
     return app

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import secrets
 import uuid
 
 from sqlalchemy import select
@@ -9,16 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit, events
 from server.core import serialize as ser
-from server.core.errors import Conflict, NotFound, ValidationFailed
+from server.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from server.core.models import Expert, Invite, MediationSession, Party
 from server.core.policy import ACCOMPANYING_ROLES, PARTY_LINK_ROLES, Actor, require_case_mediator
 from server.core.schemas import InviteIn, SessionIn
 from server.core.security import ROLE_GRANTS, TokenInvalid, decode_join_token, issue_join_token
+from server.core.throttle import Caller, guard
 from server.services.cases import get_case, transition
 
 EXPERT_LINK_SECONDS = 2 * 3600
 SCHEDULED_GRACE_HOURS = 4
 MAX_LINK_SECONDS = 30 * 24 * 3600
+DIAL_IN_DIGITS = 8   # a session's number for callers (docs/protocol.md, "Telephone (SIP)")
+PIN_DIGITS = 6       # a link's personal PIN
 
 
 async def open_session(s: AsyncSession, actor: Actor, case_id: int, data: SessionIn) -> MediationSession:
@@ -129,15 +135,19 @@ async def issue_invite(s: AsyncSession, sess: MediationSession, data: InviteIn, 
     direct = data.direct or enter_directly
     # A party's participant id is its own (party-<id>); anyone accompanying it gets a fresh one.
     own = party_id if data.role == "party" else expert_id or user_id
+    participant = f"{data.role}-{own or uuid.uuid4().hex[:8]}"
     token, jti = issue_join_token(secret, session_id=sess.id, room_id=sess.room_id, role=data.role,
                                   name=shown, grants=grants, expires_at=expires_at,
-                                  participant=f"{data.role}-{own or uuid.uuid4().hex[:8]}", accompanies=accompanies)
+                                  participant=participant, accompanies=accompanies)
+    await _number_session(s, sess)
+    pin = await _new_pin(s, sess, secret)
     invite = Invite(jti=jti, session_id=sess.id, role=data.role, name=name, party_id=party_id,
                     expert_id=expert_id, user_id=user_id, grants={"grants": grants}, single_use=single_use,
                     created_by=created_by, expires_at=expires_at, specialty=specialty, organisation=organisation,
-                    direct=direct, judge=judge)
+                    direct=direct, judge=judge, participant_id=participant, pin_digest=pin_digest(secret, sess.id, pin))
     s.add(invite)
     await s.flush()
+    invite.pin = pin
     await audit.append(s, by, "invite.created", case_id=case.id, session_id=sess.id,
                        data={"invite_id": invite.id, "role": data.role, "name": name, "party_id": party_id,
                              **({"accompanies": accompanies[1]} if accompanies else {}),
@@ -149,6 +159,83 @@ async def issue_invite(s: AsyncSession, sess: MediationSession, data: InviteIn, 
 def party_participant_id(party_id: int) -> str:
     """The live room's id of a party joining on its own link."""
     return f"party-{party_id}"
+
+
+def pin_digest(secret: str, session_id: int, pin: str) -> str:
+    """A PIN is six digits: a keyed digest (HMAC with SECRET_KEY), like the SMS codes, so the
+    database alone does not give them away; the throttle, not the hash, bounds guessing."""
+    return hmac.new(secret.encode(), f"pin:{session_id}:{pin}".encode(), hashlib.sha256).hexdigest()
+
+
+async def _number_session(s: AsyncSession, sess: MediationSession) -> None:
+    """The session's dial-in number, given with its first link (random, so not guessable in order)."""
+    while sess.dial_in is None:
+        number = str(10 ** (DIAL_IN_DIGITS - 1) + secrets.randbelow(9 * 10 ** (DIAL_IN_DIGITS - 1)))
+        if (await s.execute(select(MediationSession.id).where(MediationSession.dial_in == number))).first() is None:
+            sess.dial_in = number
+
+
+async def _new_pin(s: AsyncSession, sess: MediationSession, secret: str) -> str:
+    """A PIN no other link of this session has."""
+    while True:
+        pin = f"{secrets.randbelow(10 ** PIN_DIGITS):0{PIN_DIGITS}d}"
+        taken = (await s.execute(select(Invite.id).where(Invite.session_id == sess.id,
+                                                         Invite.pin_digest == pin_digest(secret, sess.id, pin)))).first()
+        if taken is None:
+            return pin
+
+
+def dial_in_key(number: str) -> str:
+    return f"dialin:{number[:16]}"
+
+
+def mask_phone(digits: str) -> str:
+    """What the room and the record show of a caller's number: its last four digits."""
+    return f"***{digits[-4:]}" if len(digits) >= 4 else "***"
+
+
+async def dial_in(s: AsyncSession, number: str, pin: str, caller: Caller, *, secret: str,
+                  caller_digits: str = "") -> tuple[Invite, MediationSession, str]:
+    """A caller's session number and PIN -> the link's invite, its session and a join token for the
+    same participant, named as a telephone participant (name, ☎ and the caller's last four digits).
+    Guessing is throttled like the access code (account `dialin:<number>`, the caller's address:
+    docs/architecture.md, "Guessing"); every miss is the same vague refusal. An ended session is
+    said only to whoever has its right PIN (Conflict session_ended)."""
+    attempt = guard.attempt(dial_in_key(number), caller)
+    ok_form = number.isdigit() and len(number) == DIAL_IN_DIGITS and pin.isdigit() and len(pin) == PIN_DIGITS
+    sess = (await s.execute(select(MediationSession).where(MediationSession.dial_in == number))
+            ).scalar_one_or_none() if ok_form else None
+    invite = None
+    if sess is not None:
+        invite = (await s.execute(select(Invite).where(Invite.session_id == sess.id,
+                                                       Invite.pin_digest == pin_digest(secret, sess.id, pin)))
+                  ).scalar_one_or_none()
+    now = dt.datetime.now(dt.timezone.utc)
+    if invite is None or invite.revoked_at is not None or invite.participant_id is None or \
+            _aware(invite.expires_at) <= now:
+        raise Unauthorized("Session number or PIN does not match.", code="bad_pin")
+    guard.succeeded(attempt)
+    if sess.status == "ended":
+        raise Conflict("This session has ended.", code="session_ended")
+    shown = f"{invite.name}（{invite.organisation}）" if invite.judge else invite.name
+    accompanies = None  # an interpreter or support person on the phone still goes with their party
+    if invite.role in ACCOMPANYING_ROLES and invite.party_id is not None:
+        party = await s.get(Party, invite.party_id)
+        if party is not None:
+            accompanies = (party_participant_id(party.id), party.name)
+    token, _ = issue_join_token(secret, session_id=sess.id, room_id=sess.room_id, role=invite.role,
+                                name=f"{shown} ☎{caller_digits[-4:]}" if caller_digits else f"{shown} ☎",
+                                grants=list((invite.grants or {}).get("grants", ROLE_GRANTS[invite.role])),
+                                expires_at=_aware(invite.expires_at), participant=invite.participant_id,
+                                jti=invite.jti, accompanies=accompanies)
+    await audit.append(s, audit.ActorRef("participant", invite.participant_id, invite.name), "phone.dialed_in",
+                       case_id=sess.case_id, session_id=sess.id,
+                       data={"invite_id": invite.id, "caller": mask_phone(caller_digits)})
+    return invite, sess, token
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
 async def revoke_invite(s: AsyncSession, actor: Actor, session_id: int, invite_id: int) -> Invite:

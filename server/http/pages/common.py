@@ -119,13 +119,15 @@ def _set_cookie(request, resp, name: str, value: str, *, path: str = "/", max_ag
 
 
 def redirect(request, location: str, *, msg: str | None = None, kind: str = "ok",
-             link: str | None = None) -> web.Response:
+             link: str | None = None, dial_in: dict | None = None) -> web.Response:
     """303 See Other (POST-redirect-GET), optionally with a one-time message for the next page."""
     resp = web.Response(status=303, headers={"Location": location})
     if msg:
         payload = {"msg": msg, "kind": kind}
         if link:
             payload["link"] = link
+        if dial_in:  # joining by telephone: the session number and the link's PIN, shown once too
+            payload["dial_in"] = dial_in
         _set_cookie(request, resp, FLASH_COOKIE, _sign(request, "flash", payload, 300), max_age=300)
     return resp
 

@@ -285,6 +285,8 @@ async def invite_create(request: web.Request) -> web.Response:
             invite, token = await session_svc.create_invite(s, actor, sid, data, secret=cfg.secret_key,
                                                             default_seconds=cfg.join_token_default_seconds)
             name, role = invite.name, invite.role
+            dial_in = {"number": (await session_svc.get_session(s, sid)).dial_in, "pin": invite.pin} \
+                if cfg.sip_listen else None
     except FormInvalid as exc:
         return await _render_case(request, case_id, errors=exc.fields, form=form, open_form=open_form, status=422)
     except ValidationFailed as exc:
@@ -294,7 +296,7 @@ async def invite_create(request: web.Request) -> web.Response:
         return await _render_case(request, case_id, banner=_error_text(request, exc), status=exc.status)
     url = f"{cfg.public_url}/join/{token}"
     return redirect(request, f"/staff/cases/{case_id}#session-{sid}",
-                    msg=t("flash.invite", name=name, role=_tr(request, "jrole", role)), link=url)
+                    msg=t("flash.invite", name=name, role=_tr(request, "jrole", role)), link=url, dial_in=dial_in)
 
 
 async def session_enter(request: web.Request) -> web.Response:

@@ -333,6 +333,21 @@ async def verify_identity(s: AsyncSession, p: Pass, data: IdentityIn, *, secret:
     return IdentityResult(False, "identity_locked" if left <= 0 else "identity_failed", max(left, 0), method)
 
 
+async def dial_in(s: AsyncSession, number: str, pin: str, caller, *, secret: str, caller_digits: str = "") -> str:
+    """A caller's session number and personal PIN (services/sessions.py, dial_in) -> a join token.
+    The PIN is the link's own secret, so for a party it is the identity step of this session too
+    (method `phone_pin`), recorded as a check like the web's; consent and notices stay to be done."""
+    invite, sess, token = await session_svc.dial_in(s, number, pin, caller, secret=secret, caller_digits=caller_digits)
+    if invite.party_id is not None and not await is_verified(s, sess.id, invite.participant_id):
+        s.add(IdentityCheck(session_id=sess.id, case_id=sess.case_id, participant_id=invite.participant_id,
+                            party_id=invite.party_id, ok=True, method="phone_pin"))
+        await audit.append(s, audit.ActorRef("participant", invite.participant_id, invite.name), "identity.verified",
+                           case_id=sess.case_id, session_id=sess.id,
+                           data={"participant_id": invite.participant_id, "party_id": invite.party_id,
+                                 "method": "phone_pin"})
+    return token
+
+
 async def request_sms_code(s: AsyncSession, p: Pass, *, secret: str) -> dict:
     """Send a one-time identity code to the phone on file for this party (only with a real gateway)."""
     if not notify.config().sms_enabled:
