@@ -387,7 +387,7 @@ class CourtSubmission(Base):
     __tablename__ = "court_submissions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(30))  # judicial_confirmation | litigation_filing
+    kind: Mapped[str] = mapped_column(String(30))  # judicial_confirmation | litigation_filing | enforcement
     # collecting | queued | delivered | accepted | confirmed | rejected | failed
     status: Mapped[str] = mapped_column(String(20), default="collecting")
     court_id: Mapped[str] = mapped_column(String(40))
@@ -406,8 +406,11 @@ class CourtSubmission(Base):
     answered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     court_reference: Mapped[str] = mapped_column(String(100), default="")
     answer: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Enforcement: the applying party, one application each (both sides may be owed something);
+    # 0 for the kinds a case has once.
+    applicant_party_id: Mapped[int] = mapped_column(default=0, server_default="0")
 
-    __table_args__ = (UniqueConstraint("case_id", "kind", name="uq_submission_case_kind"),)
+    __table_args__ = (UniqueConstraint("case_id", "kind", "applicant_party_id", name="uq_submission_case_kind"),)
 
 
 class OutboxMessage(Base):

@@ -64,3 +64,31 @@ async def test_models_match_migrations(tmp_path):
     finally:
         await eng.dispose()
     assert diff == []
+
+
+async def test_an_enforcement_made_before_0015_keeps_its_applicant(tmp_path):
+    """0015 gives each enforcement application its applying party (the one key of its confirmations)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    await upgrade(url, "0014")
+    eng = create_async_engine(url)
+    try:
+        async with eng.begin() as c:
+            # A case to refer to: every NOT NULL column of `cases` gets a value of its type.
+            cols = [r for r in (await c.execute(text("PRAGMA table_info(cases)"))).all() if r[3] and r[1] != "id"]
+            fill = {c_[1]: (1 if "INT" in c_[2].upper() else "2026-12-01" if "DATE" in c_[2].upper() else "x")
+                    for c_ in cols}
+            await c.execute(text(f"INSERT INTO cases (id, {', '.join(fill)}) VALUES "
+                                 f"(1, {', '.join(':' + k for k in fill)})"), fill)
+            for n, (kind, confirmations) in enumerate((("judicial_confirmation", '{"7": {}, "8": {}}'),
+                                                        ("enforcement", '{"8": {"name": "x"}}'))):
+                await c.execute(text(
+                    "INSERT INTO court_submissions (case_id, kind, status, court_id, court_name, basis, key, "
+                    "confirmations, requested_by, manifest, created_at, court_reference, answer) VALUES "
+                    "(1, :kind, 'delivered', 'county', 'c', '', :key, :conf, '', '{}', '2026-12-01', '', '{}')"),
+                    {"kind": kind, "key": f"k{n}", "conf": confirmations})
+        await upgrade(url)
+        async with eng.connect() as c:
+            rows = dict((await c.execute(text("SELECT kind, applicant_party_id FROM court_submissions"))).all())
+    finally:
+        await eng.dispose()
+    assert rows == {"judicial_confirmation": 0, "enforcement": 8}

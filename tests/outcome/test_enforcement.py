@@ -14,7 +14,7 @@ from server.core.models import CourtSubmission
 from tests.api.helpers import csrf_of, row_counts
 
 from .follow_helpers import actions, another_effective_case, callback, jobs
-from .helpers import effective_case, eventually
+from .helpers import case_in_mediation, effective_case, eventually, issue_respondent_link, sign_all
 
 TZ = dt.timezone(dt.timedelta(hours=8))
 
@@ -120,7 +120,8 @@ async def test_enforcement_of_a_confirmed_agreement_goes_to_the_confirming_court
     # The party's page shows where it stands.
     client.session.cookie_jar.clear()
     html = await (await client.get(f"/outcome/p/{c.respondent_token}")).text()
-    assert 'data-testid="enforcement"' in html and "法院已立案" in html
+    assert 'data-testid="enforcement-other"' in html and "法院已立案" in html and "张伟已向" in html
+    assert 'data-testid="apply-enforcement"' not in html
 
 
 async def test_the_page_offers_enforcement_only_when_it_can_be_had(client, db):
@@ -150,3 +151,77 @@ async def test_the_page_offers_enforcement_only_when_it_can_be_had(client, db):
                           data={"csrf_token": csrf_of(html), "performed": "yes"})
     assert r.status == 200 and "找不到这项内容" in await r.text()
     assert await row_counts(db) == before
+
+
+MUTUAL = {
+    "template": "labour",
+    "facts": "申请人张伟在被申请人工地务工期间借用工具一套；被申请人拖欠工资人民币23,000元。",
+    "terms": ["某劳务公司于2026年12月31日前向张伟一次性支付拖欠的劳动报酬人民币23,000元。",
+              "张伟于2026年12月31日前向某劳务公司归还借用的电钻工具一套。"],
+    "performance_deadline": "2026-12-31",
+}
+
+
+async def test_each_side_owed_something_applies_once(client, db):
+    """When each party owes the other, each may apply for enforcement of what it is owed, once."""
+    c = await case_in_mediation(client, db)
+    r = await client.put(f"/api/v1/cases/{c.case_id}/agreement", json={"template": "labour"}, headers=c.mediator)
+    assert r.status == 200, await r.text()
+    r = await client.put(f"/api/v1/cases/{c.case_id}/agreement", json={**MUTUAL, "version": 1}, headers=c.mediator)
+    assert r.status == 200, await r.text()
+    r = await client.post(f"/api/v1/cases/{c.case_id}/agreement/finalise", json={"version": 2}, headers=c.mediator)
+    assert r.status == 200, await r.text()
+    await issue_respondent_link(c)
+    await sign_all(c, (await r.json())["agreement"]["text_sha256"])
+    r = await client.get(f"/api/v1/cases/{c.case_id}/obligations", headers=c.mediator)
+    obligations = (await r.json())["obligations"]
+    by_obligor = {o["obligor_party_id"]: o for o in obligations}
+    assert set(by_obligor) == {c.respondent_id, c.applicant_id}, obligations
+    yesterday = (dt.datetime.now(TZ).date() - dt.timedelta(days=1)).isoformat()
+    for o in obligations:
+        r = await client.patch(f"/api/v1/cases/{c.case_id}/obligations/{o['id']}", headers=c.mediator,
+                               json={"due_on": yesterday})
+        assert r.status == 200, await r.text()
+    owed_to_applicant, owed_to_respondent = by_obligor[c.respondent_id], by_obligor[c.applicant_id]
+    for headers, ob in ((c.applicant, owed_to_applicant), (c.respondent, owed_to_respondent)):
+        r = await client.post(f"/api/v1/party/obligations/{ob['id']}/report", headers=headers,
+                              json={"performed": False})
+        assert r.status == 201, await r.text()
+    await _confirmed_by_the_court(client, db, c)
+
+    # What the other side is owed is not this party's to enforce.
+    before = await row_counts(db)
+    for headers, other in ((c.applicant, owed_to_respondent), (c.respondent, owed_to_applicant)):
+        r = await client.post("/api/v1/party/enforcement", headers=headers, json={"obligation_ids": [other["id"]]})
+        assert r.status == 422, await r.text()
+    assert await row_counts(db) == before
+    keys = []
+    for headers in (c.applicant, c.respondent):
+        r = await client.post("/api/v1/party/enforcement", headers=headers, json={})
+        assert r.status == 201, await r.text()
+        keys.append((await r.json())["submission"]["id"])
+    assert keys[0] != keys[1]
+    async with db.read() as s:
+        subs = (await s.execute(select(CourtSubmission).where(CourtSubmission.case_id == c.case_id,
+                                                              CourtSubmission.kind == "enforcement")
+                                .order_by(CourtSubmission.id))).scalars().all()
+    assert [x.applicant_party_id for x in subs] == [c.applicant_id, c.respondent_id]
+    # Once each: a second application by either is refused and changes nothing.
+    await eventually(lambda: all_delivered(db, c.case_id), what="both applications delivered")
+    before = await row_counts(db)
+    for headers in (c.applicant, c.respondent):
+        r = await client.post("/api/v1/party/enforcement", headers=headers, json={})
+        assert r.status == 409 and (await r.json())["error"]["code"] == "already_submitted"
+    assert await row_counts(db) == before
+    # Each party's page shows its own application.
+    client.session.cookie_jar.clear()
+    html = await (await client.get(f"/outcome/p/{c.respondent_token}")).text()
+    assert 'data-testid="enforcement-status"' in html and 'data-testid="enforcement-other"' in html
+    assert 'data-testid="apply-enforcement"' not in html
+
+
+async def all_delivered(db, case_id) -> bool:
+    async with db.read() as s:
+        subs = (await s.execute(select(CourtSubmission).where(CourtSubmission.case_id == case_id,
+                                                              CourtSubmission.kind == "enforcement"))).scalars().all()
+    return len(subs) == 2 and all(x.status == "delivered" for x in subs)

@@ -79,8 +79,11 @@ async def _party_data(request, token: str | None) -> dict:
         data["rating"] = await satisfaction.party_view(s, case, who.party_id)
         data["eligible"] = performance.eligible_for_enforcement(obligations, who.party_id)
         data["confirmed"] = await enforcement.confirmed_submission(s, case.id) is not None
-        sub = await court_svc.get_submission(s, case.id, "enforcement")
-        data["enforcement"] = court_svc.submission_view(sub) if sub is not None else None
+        # The party's own application, and those the other side made (the obliged party sees them too).
+        subs = await enforcement.applications(s, case.id)
+        mine = next((x for x in subs if x.applicant_party_id == who.party_id), None)
+        data["enforcement"] = court_svc.submission_view(mine) if mine is not None else None
+        data["enforcement_others"] = [court_svc.submission_view(x) for x in subs if x is not mine]
         data["reviews"] = await review.case_views(s, case)
     return data
 

@@ -187,8 +187,11 @@ class CallbackIn(Strict):
 
 # --- reading ------------------------------------------------------------------------------------------
 
-async def get_submission(s: AsyncSession, case_id: int, kind: str, *, lock: bool = False) -> CourtSubmission | None:
-    q = select(CourtSubmission).where(CourtSubmission.case_id == case_id, CourtSubmission.kind == kind)
+async def get_submission(s: AsyncSession, case_id: int, kind: str, *, applicant: int = 0,
+                         lock: bool = False) -> CourtSubmission | None:
+    """The case's submission of this kind; an enforcement is the applying party's (`applicant`)."""
+    q = select(CourtSubmission).where(CourtSubmission.case_id == case_id, CourtSubmission.kind == kind,
+                                      CourtSubmission.applicant_party_id == applicant)
     if lock:
         q = q.with_for_update()
     return (await s.execute(q)).scalar_one_or_none()

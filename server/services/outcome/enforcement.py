@@ -7,7 +7,8 @@ the court that confirmed the agreement when the other refuses to perform it):
 - the applicant is a party to whom another party owes an obligation that the applicant reported
   as not performed after its last day (server/services/outcome/performance.py), else
   ``nothing_to_enforce``; `obligation_ids` narrows the application to some of them;
-- once per case (``already_submitted``); it goes to the court that confirmed the agreement.
+- once per applying party (``already_submitted``): each side of an agreement may be owed something;
+  it goes to the court that confirmed the agreement.
 
 The package is built and queued at once through the court outbox (server/services/outcome/court.py):
 the application (signed PDF), the agreement, the confirmation ruling when the court sent it
@@ -19,6 +20,7 @@ import datetime as dt
 import uuid
 
 from pydantic import Field
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit
@@ -42,6 +44,13 @@ async def confirmed_submission(s: AsyncSession, case_id: int) -> CourtSubmission
     return sub if sub is not None and sub.status == "confirmed" else None
 
 
+async def applications(s: AsyncSession, case_id: int) -> list[CourtSubmission]:
+    """The case's enforcement applications, one per applying party, oldest first."""
+    return list((await s.execute(select(CourtSubmission).where(CourtSubmission.case_id == case_id,
+                                                               CourtSubmission.kind == "enforcement")
+                                 .order_by(CourtSubmission.id))).scalars().all())
+
+
 async def apply(s: AsyncSession, cfg: court_svc.OutcomeConfig, ctx: agr.SignContext, who: agr.PartyProof,
                 case_id: int, data: EnforcementIn) -> CourtSubmission:
     case = await get_case(s, case_id, lock=True)
@@ -52,8 +61,8 @@ async def apply(s: AsyncSession, cfg: court_svc.OutcomeConfig, ctx: agr.SignCont
     if ag is None or ag.status != "effective" or conf is None:
         raise Conflict("Enforcement needs an agreement that the court has confirmed (司法确认).",
                        code="not_confirmed")
-    if await court_svc.get_submission(s, case.id, "enforcement", lock=True) is not None:
-        raise Conflict("An enforcement application for this case has already been sent.", code="already_submitted")
+    if await court_svc.get_submission(s, case.id, "enforcement", applicant=who.party_id, lock=True) is not None:
+        raise Conflict("You have already sent an enforcement application for this case.", code="already_submitted")
     views = await performance.case_views(s, case, me=who.party_id)
     eligible = performance.eligible_for_enforcement(views, who.party_id)
     if not eligible:
@@ -71,7 +80,7 @@ async def apply(s: AsyncSession, cfg: court_svc.OutcomeConfig, ctx: agr.SignCont
                           court_name=conf.court_name, basis="confirming_court", key=uuid.uuid4().hex,
                           confirmations={str(who.party_id): {"name": who.name, "side": who.side, "via": who.via,
                                                              "at": now.isoformat()}},
-                          requested_by=who.name, manifest={}, answer={})
+                          requested_by=who.name, manifest={}, answer={}, applicant_party_id=who.party_id)
     s.add(sub)
     await s.flush()
     await audit.append(s, who.ref(), "enforcement.requested", case_id=case.id, data={
